@@ -1,0 +1,55 @@
+"""The `modelward` command line: parses arguments, calls one service, renders the result.
+
+Each command lives in its own module exposing `register(subparsers)`; those modules import
+heavy libraries only inside their handlers so that `modelward --help` starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# Modules under modelward.interfaces.cli, each registering one noun or verb.
+COMMAND_MODULES: tuple[str, ...] = (
+    "keys",
+    "sign",
+    "verify",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="modelward",
+        description="A governed registry and release gate for open-weight AI models.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    parser.add_argument("--version", action="version", version=f"modelward {_version()}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    for name in COMMAND_MODULES:
+        module = importlib.import_module(f"{__name__}.{name}")
+        module.register(subparsers)
+    return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("modelward")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0+unknown"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from modelward.interfaces.cli._errors import run_translated
+
+    return run_translated(args)
+
+
+def entry_point() -> None:  # pragma: no cover - thin wrapper for the console script
+    sys.exit(main())
