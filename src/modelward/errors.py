@@ -10,11 +10,13 @@ an exit code or a status. No error carries an exit code itself.
     │   ├── KeyFormatError         a key or certificate that cannot be read or is of the wrong type
     │   ├── SignatureFormatError   a signature file that is not a well-formed bundle
     │   ├── InvalidNameError       a model/dataset/alias name that breaks the naming rules
-    │   └── InvalidURIError        a URI that is not models:/…, datasets:/… or sha256:…
+    │   ├── InvalidURIError        a URI that is not models:/…, datasets:/… or sha256:…
+    │   └── NoteFormatError        a signed note, checkpoint or tlog-proof that is not well-formed
     ├── ChangedDuringReadError     a file changed while it was being hashed
     ├── VerificationError          a definite "no": bytes, digests or signatures do not match
     │   ├── DigestMismatchError    stored or read bytes do not hash to their name
-    │   └── SignatureMismatchError a signature does not verify, or the key is not the signer's
+    │   ├── SignatureMismatchError a signature does not verify, or the key is not the signer's
+    │   └── ProofError             a Merkle proof or tree does not check out
     ├── NotFoundError              a model, version, alias, dataset, user or record does not exist
     │   └── RegistryNotFoundError  no registry has been initialised where one was looked for
     ├── ConflictError              the state moved underneath an operation (retry it)
@@ -60,6 +62,10 @@ class InvalidURIError(InputError):
     """A URI is not of a known form."""
 
 
+class NoteFormatError(InputError):
+    """A signed note, tlog checkpoint or tlog-proof text is not well-formed."""
+
+
 class ChangedDuringReadError(ModelwardError):
     """A file changed (size or mtime) while it was being read."""
 
@@ -74,6 +80,10 @@ class DigestMismatchError(VerificationError):
 
 class SignatureMismatchError(VerificationError):
     """A signature does not verify with the given key or trust roots."""
+
+
+class ProofError(VerificationError):
+    """A Merkle inclusion or consistency proof, or a recomputed tree, does not check out."""
 
 
 class NotFoundError(ModelwardError):
