@@ -1,0 +1,66 @@
+"""`modelward keys generate`: create a signing key pair."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from modelward.interfaces.cli._output import add_json_flag, emit, emit_json
+
+PASSPHRASE_ENV = "MODELWARD_KEY_PASSPHRASE"
+
+
+def register(subparsers: Any) -> None:
+    keys = subparsers.add_parser("keys", help="create signing keys")
+    verbs = keys.add_subparsers(dest="verb", metavar="VERB")
+    verbs.required = True
+    generate = verbs.add_parser("generate", help="write a private key and PATH.pub")
+    generate.add_argument("--out", required=True, help="where to write the private key")
+    generate.add_argument("--type", default="ecdsa-p256", choices=("ecdsa-p256", "ed25519"))
+    generate.add_argument(
+        "--passphrase",
+        action="store_true",
+        help=f"encrypt the key with a passphrase (from ${PASSPHRASE_ENV}, or asked for)",
+    )
+    add_json_flag(generate)
+    generate.set_defaults(handler=_generate)
+
+
+def read_passphrase(confirm: bool) -> bytes | None:
+    import getpass
+    import os
+    import sys
+
+    from modelward.errors import InputError
+
+    value = os.environ.get(PASSPHRASE_ENV)
+    if value is not None:
+        if not value:
+            raise InputError(f"${PASSPHRASE_ENV} is set but empty")
+        return value.encode("utf-8")
+    if not sys.stdin.isatty():
+        raise InputError(f"no passphrase: set ${PASSPHRASE_ENV} or run on a terminal")
+    first = getpass.getpass("Passphrase: ")
+    if confirm and getpass.getpass("Passphrase again: ") != first:
+        raise InputError("the passphrases do not match")
+    if not first:
+        raise InputError("the passphrase is empty")
+    return first.encode("utf-8")
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from modelward.signing.keys import generate_private_key, key_hint, write_key_pair
+
+    passphrase = read_passphrase(confirm=True) if args.passphrase else None
+    key = generate_private_key(args.type)
+    out = Path(args.out)
+    pub = write_key_pair(out, key, passphrase)
+    data = {"private_key": str(out), "public_key": str(pub), "type": args.type,
+            "key_id": key_hint(key.public_key())}
+    if args.json:
+        emit_json(data)
+    else:
+        emit(f"wrote {args.type} private key {out} and public key {pub}")
+    return 0
