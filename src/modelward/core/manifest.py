@@ -65,6 +65,9 @@ class Serialization:
     ignore_paths: tuple[str, ...] = DEFAULT_IGNORE_PATHS
     method: str = "files"
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ignore_paths", tuple(sorted(set(self.ignore_paths))))
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "method": self.method,
@@ -110,10 +113,10 @@ class ManifestDiff:
         return not (self.added or self.removed or self.changed)
 
     def describe(self) -> list[str]:
-        lines = [f"file added: {name}" for name in self.added]
-        lines += [f"file removed: {name}" for name in self.removed]
+        lines = [f"file added: {_shown(name)}" for name in self.added]
+        lines += [f"file removed: {_shown(name)}" for name in self.removed]
         lines += [
-            f"file changed: {name} (signed {expected}, found {actual})"
+            f"file changed: {_shown(name)} (signed {expected}, found {actual})"
             for name, expected, actual in self.changed
         ]
         return lines
@@ -122,9 +125,7 @@ class ManifestDiff:
         return {
             "added": list(self.added),
             "removed": list(self.removed),
-            "changed": [
-                {"name": n, "expected": e, "actual": a} for n, e, a in self.changed
-            ],
+            "changed": [{"name": n, "expected": e, "actual": a} for n, e, a in self.changed],
         }
 
 
@@ -188,13 +189,18 @@ class Manifest:
         manifest = cls(
             model_name=name,
             files=tuple(FileDigest.from_dict(f) for f in files),
-            serialization=Serialization.from_dict(data.get("serialization", {"method": "files",
-                                                                               "hash_type": "sha256"})),
+            serialization=Serialization.from_dict(
+                data.get("serialization", {"method": "files", "hash_type": "sha256"})
+            ),
         )
         root = data.get("root_digest")
         if root is not None and root != manifest.root_digest:
             raise InputError("manifest root digest does not match its files")
         return manifest
+
+
+def _shown(name: str) -> str:
+    return "the model file" if name == "." else name
 
 
 def _is_hex(value: str, size: int) -> bool:

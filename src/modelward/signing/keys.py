@@ -30,9 +30,16 @@ KEY_TYPES: tuple[str, ...] = ("ecdsa-p256", "ed25519")
 PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 PublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
 
-_EC_HASH = {256: hashes.SHA256, 384: hashes.SHA384, 521: hashes.SHA512}
-_EC_DETAILS = {256: "PKIX_ECDSA_P256_SHA_256", 384: "PKIX_ECDSA_P384_SHA_384",
-               521: "PKIX_ECDSA_P521_SHA_512"}
+_EC_HASH: dict[int, hashes.HashAlgorithm] = {
+    256: hashes.SHA256(),
+    384: hashes.SHA384(),
+    521: hashes.SHA512(),
+}
+_EC_DETAILS = {
+    256: "PKIX_ECDSA_P256_SHA_256",
+    384: "PKIX_ECDSA_P384_SHA_384",
+    521: "PKIX_ECDSA_P521_SHA_512",
+}
 _MAX_KEY_FILE = 1 << 20
 
 
@@ -100,7 +107,9 @@ def load_private_key(path: Path, passphrase: bytes | None = None) -> PrivateKey:
             raise KeyFormatError(
                 f"{path}: the key is encrypted; give its passphrase in MODELWARD_KEY_PASSPHRASE"
             ) from exc
-        raise KeyFormatError(f"{path}: the key is not encrypted but a passphrase was given") from exc
+        raise KeyFormatError(
+            f"{path}: the key is not encrypted but a passphrase was given"
+        ) from exc
     except (ValueError, UnsupportedAlgorithm) as exc:
         raise KeyFormatError(f"{path}: not a PEM private key, or wrong passphrase") from exc
     return _check_private(key, path)
@@ -141,7 +150,7 @@ def _check_private(key: object, path: Path) -> PrivateKey:
 
 
 def key_hint(key: PublicKey) -> str:
-    """What model_signing writes as `publicKey.hint`: hex SHA-256 of the SubjectPublicKeyInfo PEM."""
+    """What model_signing writes as `publicKey.hint`: hex SHA-256 of the public key's PEM."""
     return hashlib.sha256(public_key_pem(key)).hexdigest()
 
 
@@ -170,7 +179,7 @@ class Signer:
         key = self.private_key
         if isinstance(key, ed25519.Ed25519PrivateKey):
             return key.sign(data)
-        return key.sign(data, ec.ECDSA(_EC_HASH[key.curve.key_size]()))
+        return key.sign(data, ec.ECDSA(_EC_HASH[key.curve.key_size]))
 
 
 @dataclass(frozen=True)
@@ -189,7 +198,7 @@ class Verifier:
             if isinstance(key, ed25519.Ed25519PublicKey):
                 key.verify(signature, data)
             else:
-                key.verify(signature, data, ec.ECDSA(_EC_HASH[key.curve.key_size]()))
+                key.verify(signature, data, ec.ECDSA(_EC_HASH[key.curve.key_size]))
         except InvalidSignature as exc:
             raise SignatureMismatchError("the signature does not verify with this key") from exc
 

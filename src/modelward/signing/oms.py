@@ -24,7 +24,7 @@ from modelward.core.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope, pae
 from modelward.core.intoto import Statement, Subject
 from modelward.core.manifest import FileDigest, Manifest, Serialization
 from modelward.errors import KeyFormatError, SignatureFormatError, SignatureMismatchError
-from modelward.signing.keys import Signer, Verifier, check_public_key, key_hint
+from modelward.signing.keys import Signer, Verifier, check_public_key
 
 PREDICATE_TYPE = "https://model_signing/signature/v1.0"
 BUNDLE_MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
@@ -160,8 +160,12 @@ class SignatureBundle:
             hint = value or None
         else:
             raise SignatureFormatError(f"{where}: the bundle names neither a key nor certificates")
-        return cls(envelope=envelope, public_key_hint=hint, certificates=certificates,
-                   media_type=media_type)
+        return cls(
+            envelope=envelope,
+            public_key_hint=hint,
+            certificates=certificates,
+            media_type=media_type,
+        )
 
     def statement(self) -> Statement:
         """The payload as a statement. Only trust it after `verify_with_*` succeeded."""
@@ -261,12 +265,12 @@ def _check_chain(
         issuer = _find_issuer(current, pool)
         if issuer is None:
             raise SignatureMismatchError(
-                f"untrusted certificate: no trusted issuer found for '{current.subject.rfc4514_string()}'"
+                "untrusted certificate: no trusted issuer found for "
+                f"'{current.subject.rfc4514_string()}'"
             )
         _check_is_ca(issuer)
         current = issuer
     raise SignatureMismatchError("the certificate chain is too long")
-
 
 
 def _is_self_issued(cert: x509.Certificate) -> bool:
@@ -279,9 +283,7 @@ def _is_self_issued(cert: x509.Certificate) -> bool:
     return True
 
 
-def _find_issuer(
-    cert: x509.Certificate, pool: list[x509.Certificate]
-) -> x509.Certificate | None:
+def _find_issuer(cert: x509.Certificate, pool: list[x509.Certificate]) -> x509.Certificate | None:
     for candidate in pool:
         if candidate.subject != cert.issuer or candidate is cert:
             continue

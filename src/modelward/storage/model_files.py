@@ -176,8 +176,9 @@ def hash_model(
         allow_symlinks=serialization.allow_symlinks,
     )
     digests = hash_files(files, serialization.hash_type, progress=progress)
-    return Manifest(model_name=model_name_of(model_path), files=tuple(digests),
-                    serialization=serialization)
+    return Manifest(
+        model_name=model_name_of(model_path), files=tuple(digests), serialization=serialization
+    )
 
 
 def _locked(progress: ProgressCallback | None) -> ProgressCallback | None:
@@ -248,7 +249,9 @@ def _blake3_file(
     try:
         from blake3 import blake3
     except ImportError as exc:  # pragma: no cover - blake3 is a core dependency
-        raise DependencyError("BLAKE3 hashing needs the blake3 package: pip install blake3") from exc
+        raise DependencyError(
+            "BLAKE3 hashing needs the blake3 package: pip install blake3"
+        ) from exc
     hasher = blake3(max_threads=threads)
     try:
         before = os.stat(model_file.path)

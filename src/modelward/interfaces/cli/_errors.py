@@ -53,7 +53,8 @@ def run_translated(args: argparse.Namespace) -> int:
         if debug:
             traceback.print_exc()
         print(
-            f"modelward: internal error: {type(exc).__name__}: {exc} (run with --debug for details)",
+            f"modelward: internal error: {type(exc).__name__}: {exc} "
+            "(run with --debug for details)",
             file=sys.stderr,
         )
         return EXIT_USAGE

@@ -57,8 +57,12 @@ def _generate(args: argparse.Namespace) -> int:
     key = generate_private_key(args.type)
     out = Path(args.out)
     pub = write_key_pair(out, key, passphrase)
-    data = {"private_key": str(out), "public_key": str(pub), "type": args.type,
-            "key_id": key_hint(key.public_key())}
+    data = {
+        "private_key": str(out),
+        "public_key": str(pub),
+        "type": args.type,
+        "key_id": key_hint(key.public_key()),
+    }
     if args.json:
         emit_json(data)
     else:

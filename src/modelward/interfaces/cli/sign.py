@@ -12,13 +12,22 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("sign", help="sign a model folder or file (OMS format)")
     parser.add_argument("model_path", metavar="MODEL_PATH")
     parser.add_argument("--key", required=True, help="PEM private key (ECDSA P-256 or Ed25519)")
-    parser.add_argument("--signature", help="where to write the signature "
-                        "(default: MODEL_PATH/../<name>.sig)")
+    parser.add_argument(
+        "--signature", help="where to write the signature (default: MODEL_PATH/../<name>.sig)"
+    )
     parser.add_argument("--hash", default="sha256", choices=("sha256", "blake3"))
-    parser.add_argument("--ignore-paths", nargs="+", default=[], metavar="P",
-                        help="paths to leave out (relative to the working directory)")
-    parser.add_argument("--allow-symlinks", action="store_true",
-                        help="follow symbolic links that stay inside the model folder")
+    parser.add_argument(
+        "--ignore-paths",
+        nargs="+",
+        default=[],
+        metavar="P",
+        help="paths to leave out (relative to the working directory)",
+    )
+    parser.add_argument(
+        "--allow-symlinks",
+        action="store_true",
+        help="follow symbolic links that stay inside the model folder",
+    )
     add_json_flag(parser)
     parser.set_defaults(handler=_sign)
 
@@ -48,14 +57,18 @@ def _sign(args: argparse.Namespace) -> int:
             progress=progress,
         )
     if args.json:
-        emit_json({
-            "signature": str(result.signature_path),
-            "root_digest": result.manifest.root_digest,
-            "files": len(result.manifest.files),
-            "hash": args.hash,
-            "key_id": result.bundle.public_key_hint,
-        })
+        emit_json(
+            {
+                "signature": str(result.signature_path),
+                "root_digest": result.manifest.root_digest,
+                "files": len(result.manifest.files),
+                "hash": args.hash,
+                "key_id": result.bundle.public_key_hint,
+            }
+        )
     else:
-        emit(f"signed {len(result.manifest.files)} files, root sha256:{result.manifest.root_digest}")
+        emit(
+            f"signed {len(result.manifest.files)} files, root sha256:{result.manifest.root_digest}"
+        )
         emit(f"signature written to {result.signature_path}")
     return 0

@@ -16,11 +16,20 @@ def register(subparsers: Any) -> None:
     parser.add_argument("model_path", metavar="MODEL_PATH")
     trust = parser.add_mutually_exclusive_group(required=True)
     trust.add_argument("--public-key", help="PEM public key of the signer")
-    trust.add_argument("--certificate-chain", nargs="+", metavar="CA_PEM",
-                       help="PEM files of the trusted root (and intermediate) certificates")
+    trust.add_argument(
+        "--certificate-chain",
+        nargs="+",
+        metavar="CA_PEM",
+        help="PEM files of the trusted root (and intermediate) certificates",
+    )
     parser.add_argument("--signature", help="signature file (default: MODEL_PATH/../<name>.sig)")
-    parser.add_argument("--ignore-paths", nargs="+", default=[], metavar="P",
-                        help="paths to leave out (relative to the working directory)")
+    parser.add_argument(
+        "--ignore-paths",
+        nargs="+",
+        default=[],
+        metavar="P",
+        help="paths to leave out (relative to the working directory)",
+    )
     add_json_flag(parser)
     parser.set_defaults(handler=_verify)
 
@@ -49,13 +58,26 @@ def _verify(args: argparse.Namespace) -> int:
         if not args.json:
             raise
         diff = getattr(exc, "diff", None)
-        emit_json({"verified": False, "reason": str(exc),
-                   "diff": diff.to_dict() if diff is not None else None})
+        emit_json(
+            {
+                "verified": False,
+                "reason": str(exc),
+                "diff": diff.to_dict() if diff is not None else None,
+            }
+        )
         return 1
     if args.json:
-        emit_json({"verified": True, "root_digest": result.manifest.root_digest,
-                   "files": len(result.manifest.files), "signer": result.signer})
+        emit_json(
+            {
+                "verified": True,
+                "root_digest": result.manifest.root_digest,
+                "files": len(result.manifest.files),
+                "signer": result.signer,
+            }
+        )
     else:
-        emit(f"verified: {len(result.manifest.files)} files, root sha256:"
-             f"{result.manifest.root_digest}, signed by {result.signer}")
+        emit(
+            f"verified: {len(result.manifest.files)} files, root sha256:"
+            f"{result.manifest.root_digest}, signed by {result.signer}"
+        )
     return 0
