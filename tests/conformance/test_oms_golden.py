@@ -13,8 +13,12 @@ from modelward.errors import SignatureFormatError, SignatureMismatchError, Verif
 from modelward.services.bundle_signing import BundleMismatchError, verify_bundle
 from modelward.signing.keys import Verifier, load_public_key
 
-KEY_SETS = ["v0.3.1-elliptic-key", "v1.0.0-elliptic-key", "v1.0.1-elliptic-key",
-            "v1.1.0-elliptic-key"]
+KEY_SETS = [
+    "v0.3.1-elliptic-key",
+    "v1.0.0-elliptic-key",
+    "v1.0.1-elliptic-key",
+    "v1.1.0-elliptic-key",
+]
 CERT_SETS = ["v1.0.1-certificate", "v1.1.0-certificate"]
 SINGLE_FILE = {"v0.3.1-elliptic-key", "v1.0.0-elliptic-key"}
 
@@ -31,11 +35,19 @@ def _verify(conformance_dir: Path, folder: Path, name: str) -> None:
     keys = conformance_dir / "oms" / "keys"
     model = folder / "signme-1" if name in SINGLE_FILE else folder
     if name in CERT_SETS:
-        verify_bundle(model, certificate_chain=[keys / "ca-cert.pem"],
-                      signature_path=folder / "model.sig", ignore_paths=[folder / "ignore-me"])
+        verify_bundle(
+            model,
+            certificate_chain=[keys / "ca-cert.pem"],
+            signature_path=folder / "model.sig",
+            ignore_paths=[folder / "ignore-me"],
+        )
     else:
-        verify_bundle(model, public_key=Verifier(load_public_key(keys / "signing-key-pub.pem")),
-                      signature_path=folder / "model.sig", ignore_paths=[folder / "ignore-me"])
+        verify_bundle(
+            model,
+            public_key=Verifier(load_public_key(keys / "signing-key-pub.pem")),
+            signature_path=folder / "model.sig",
+            ignore_paths=[folder / "ignore-me"],
+        )
 
 
 @pytest.mark.parametrize("name", KEY_SETS + CERT_SETS)
@@ -49,16 +61,18 @@ def test_changed_file_fails(conformance_dir: Path, tmp_path: Path, name: str) ->
     target = folder / "signme-1"
     target.write_bytes(target.read_bytes() + b"!")
     expected = "the model file" if name in SINGLE_FILE else "signme-1"
-    with pytest.raises(BundleMismatchError, match=f"file changed: {expected}"):
+    with pytest.raises(BundleMismatchError) as info:
         _verify(conformance_dir, folder, name)
+    assert info.value.reasons[0].startswith(f"file changed: {expected}")
 
 
 @pytest.mark.parametrize("name", sorted(set(KEY_SETS + CERT_SETS) - SINGLE_FILE))
 def test_removed_file_fails(conformance_dir: Path, tmp_path: Path, name: str) -> None:
     folder = _copy(conformance_dir, name, tmp_path)
     (folder / "signme-2").unlink()
-    with pytest.raises(BundleMismatchError, match="removed: signme-2"):
+    with pytest.raises(BundleMismatchError) as info:
         _verify(conformance_dir, folder, name)
+    assert info.value.reasons == ["file removed: signme-2"]
 
 
 @pytest.mark.parametrize("name", KEY_SETS + CERT_SETS)
@@ -91,13 +105,17 @@ def test_certificate_set_needs_the_right_root(conformance_dir: Path, tmp_path: P
     folder = _copy(conformance_dir, "v1.1.0-certificate", tmp_path)
     keys = conformance_dir / "oms" / "keys"
     with pytest.raises(SignatureMismatchError, match="untrusted"):
-        verify_bundle(folder, certificate_chain=[keys / "signing-key-cert.pem"],
-                      signature_path=folder / "model.sig")
+        verify_bundle(
+            folder,
+            certificate_chain=[keys / "signing-key-cert.pem"],
+            signature_path=folder / "model.sig",
+        )
 
 
 def test_key_set_refuses_a_certificate_check(conformance_dir: Path, tmp_path: Path) -> None:
     folder = _copy(conformance_dir, "v1.1.0-elliptic-key", tmp_path)
     keys = conformance_dir / "oms" / "keys"
     with pytest.raises(SignatureMismatchError, match="bare key"):
-        verify_bundle(folder, certificate_chain=[keys / "ca-cert.pem"],
-                      signature_path=folder / "model.sig")
+        verify_bundle(
+            folder, certificate_chain=[keys / "ca-cert.pem"], signature_path=folder / "model.sig"
+        )

@@ -53,8 +53,13 @@ class BundleMismatchError(VerificationError):
 
     def __init__(self, diff: ManifestDiff) -> None:
         lines = diff.describe()
-        summary = "; ".join(lines[:5]) + (f"; and {len(lines) - 5} more" if len(lines) > 5 else "")
-        super().__init__(f"the model does not match its signature: {summary}")
+        counts = [
+            f"{len(diff.added)} added" if diff.added else "",
+            f"{len(diff.removed)} removed" if diff.removed else "",
+            f"{len(diff.changed)} changed" if diff.changed else "",
+        ]
+        summary = ", ".join(c for c in counts if c)
+        super().__init__(f"the model does not match its signature (files {summary}):")
         self.diff = diff
         self.reasons = lines
 

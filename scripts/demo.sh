@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The main job on the embedded default (SQLite + local files, no servers), end to end.
+# Run it with `make demo`; it works in a throw-away folder and leaves nothing behind.
+set -euo pipefail
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+export MODELWARD_HOME="$work/home"
+export MODELWARD_ACTOR="demo-admin"
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+step "a small model bundle"
+mkdir -p "$work/tiny-model"
+python3 - "$work/tiny-model" <<'PY'
+import json, struct, sys, pathlib
+root = pathlib.Path(sys.argv[1])
+header = json.dumps({"w": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]}}).encode()
+(root / "model.safetensors").write_bytes(struct.pack("<Q", len(header)) + header + struct.pack("<4f", 1, 2, 3, 4))
+(root / "config.json").write_text(json.dumps({"architectures": ["TinyModel"], "hidden_size": 2}))
+(root / "tokenizer.json").write_text(json.dumps({"model": {"vocab": {"a": 0, "b": 1}}}))
+PY
+ls -l "$work/tiny-model"
+
+step "keys → sign → verify"
+modelward keys generate --out "$work/signing-key"
+modelward sign "$work/tiny-model" --key "$work/signing-key"
+modelward verify "$work/tiny-model" --public-key "$work/signing-key.pub"
+
+step "tamper with one file → verify fails (exit 1) and names it"
+printf 'x' >> "$work/tiny-model/config.json"
+if modelward verify "$work/tiny-model" --public-key "$work/signing-key.pub"; then
+  echo "tampering was NOT detected" >&2; exit 1
+else
+  echo "(exit $? as expected)"
+fi

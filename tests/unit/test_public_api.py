@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+import modelward
+
+EXPECTED = {
+    "BundleMismatchError",
+    "Manifest",
+    "ModelwardError",
+    "Signer",
+    "Verifier",
+    "generate_private_key",
+    "load_private_key",
+    "load_public_key",
+    "sign_bundle",
+    "verify_bundle",
+}
+
+
+def test_public_api_is_pinned() -> None:
+    assert set(modelward.__all__) == EXPECTED
+    for name in modelward.__all__:
+        assert getattr(modelward, name) is not None
