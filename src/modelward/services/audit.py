@@ -1,0 +1,390 @@
+"""The audit service: read the ledger, issue signed checkpoints and proofs, verify the whole log.
+
+Events are appended by the services that change state, with
+`LedgerRepository(conn).append(...)` inside their own `Database.transaction()`; this service never
+appends. `verify` recomputes every leaf from the stored event fields, every stored Merkle node and
+the root, checks every issued checkpoint (signature and root), proves consistency with an older
+checkpoint the caller holds, and runs the state checks other services hand in. A tampered log is
+reported in the `AuditReport`, never raised; only malformed input (an unreadable checkpoint file)
+raises. `verify_proof_file` checks an exported tlog-proof offline, without a database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from sqlalchemy.engine import Connection
+
+from modelward.core import merkle
+from modelward.core.checkpoint import (
+    Checkpoint,
+    NoteVerifier,
+    TlogProof,
+    open_checkpoint,
+    parse_checkpoint_body,
+    parse_signed_note,
+    parse_tlog_proof,
+    sign_checkpoint,
+    verify_tlog_proof,
+)
+from modelward.errors import (
+    InputError,
+    ModelwardError,
+    NoteFormatError,
+    NotFoundError,
+    ProofError,
+    SignatureMismatchError,
+)
+from modelward.storage.metadata.database import Database
+from modelward.storage.metadata.ledger_repository import (
+    LedgerEvent,
+    LedgerRepository,
+    event_leaf_data,
+)
+
+StateCheck = Callable[[Connection], list[str]]
+"""A check of the registry's state against the ledger: takes a read connection, returns problems."""
+
+MAX_LISTED_PROBLEMS = 50
+_MISSING_LEAF = hashlib.sha256(b"modelward: missing ledger event").digest()
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class AuditReport:
+    """What `verify` found. `ok` is true only if there are no problems."""
+
+    size: int
+    root_hash: bytes
+    problems: tuple[str, ...] = ()
+    checkpoints_checked: int = 0
+    consistent_with_size: int | None = None
+    omitted_problems: int = 0
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and not self.omitted_problems
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "size": self.size,
+            "root_hash": self.root_hash.hex(),
+            "problems": list(self.problems),
+            "omitted_problems": self.omitted_problems,
+            "checkpoints_checked": self.checkpoints_checked,
+            "consistent_with_size": self.consistent_with_size,
+            "notes": list(self.notes),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AuditReport:
+        try:
+            return cls(
+                size=int(data["size"]),
+                root_hash=bytes.fromhex(str(data["root_hash"])),
+                problems=tuple(str(p) for p in data.get("problems", ())),
+                checkpoints_checked=int(data.get("checkpoints_checked", 0)),
+                consistent_with_size=data.get("consistent_with_size"),
+                omitted_problems=int(data.get("omitted_problems", 0)),
+                notes=tuple(str(n) for n in data.get("notes", ())),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"not an audit report: {exc}") from exc
+
+
+class _Problems:
+    """Collects problems, keeping the report readable when millions of rows are wrong."""
+
+    def __init__(self) -> None:
+        self.listed: list[str] = []
+        self.omitted = 0
+
+    def add(self, message: str) -> None:
+        if len(self.listed) < MAX_LISTED_PROBLEMS:
+            self.listed.append(message)
+        else:
+            self.omitted += 1
+
+
+@dataclass(frozen=True)
+class ProofCheck:
+    """A verified exported proof: the checkpoint it is anchored in and the entry's leaf data."""
+
+    checkpoint: Checkpoint
+    index: int
+    leaf_data: bytes
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "checkpoint": self.checkpoint.to_dict(),
+            "index": self.index,
+            "leaf_data": self.leaf_data.decode("utf-8", "replace"),
+        }
+
+
+def verify_proof_file(
+    text: str | bytes,
+    public_key: Ed25519PublicKey | NoteVerifier,
+    event_leaf_data: bytes | None = None,
+    origin: str | None = None,
+) -> ProofCheck:
+    """Check an exported tlog-proof offline. The entry is `event_leaf_data` if given, else the
+    proof's `extra` data (modelward puts the event's canonical leaf there). `origin` pins the log;
+    without it the checkpoint's own origin is used as the key name. Raises NoteFormatError for
+    malformed input, SignatureMismatchError or ProofError for a proof that does not hold."""
+    proof = parse_tlog_proof(text)
+    leaf_data = event_leaf_data if event_leaf_data is not None else proof.extra
+    if leaf_data is None:
+        raise InputError("the proof carries no entry data; give the event's leaf data")
+    if isinstance(public_key, NoteVerifier):
+        verifier = public_key
+    else:
+        claimed = parse_checkpoint_body(parse_signed_note(proof.checkpoint).text).origin
+        verifier = NoteVerifier.from_public_key(origin or claimed, public_key)
+    checkpoint = verify_tlog_proof(proof, verifier, merkle.leaf_hash(leaf_data), origin)
+    return ProofCheck(checkpoint, proof.index, leaf_data)
+
+
+class AuditService:
+    """Reads and proves the ledger; its checkpoints are signed as `origin` with the given key."""
+
+    def __init__(
+        self,
+        database: Database,
+        note_signer_key: Ed25519PrivateKey,
+        origin: str,
+        clock: Callable[[], datetime] = _utc_now,
+    ) -> None:
+        self._db = database
+        self._key = note_signer_key
+        self._clock = clock
+        self.verifier = NoteVerifier.from_public_key(origin, note_signer_key.public_key())
+        self.origin = origin
+
+    # -- reading and issuing ----------------------------------------------------------------
+
+    def log(self, start: int = 0, limit: int | None = None) -> list[LedgerEvent]:
+        """Events from `start` in order, at most `limit` of them."""
+        if start < 0 or (limit is not None and limit < 0):
+            raise InputError("start and limit must not be negative")
+        with self._db.read() as conn:
+            stop = None if limit is None else start + limit
+            return list(LedgerRepository(conn).events(start, stop))
+
+    def checkpoint(self) -> str:
+        """A signed checkpoint of the ledger as it is now (stored as issued)."""
+        with self._db.transaction() as conn:
+            return self._issue_checkpoint(LedgerRepository(conn))[0]
+
+    def proof(self, seq: int) -> str:
+        """The tlog-proof of event `seq` under a fresh checkpoint; `extra` is its leaf data."""
+        with self._db.transaction() as conn:
+            repo = LedgerRepository(conn)
+            note, checkpoint = self._issue_checkpoint(repo)
+            if not 0 <= seq < checkpoint.size:
+                raise NotFoundError(f"ledger event {seq} does not exist (size {checkpoint.size})")
+            event = repo.event(seq)
+            hashes = _stored_inclusion_proof(repo, seq, checkpoint.size)
+        return TlogProof(seq, tuple(hashes), note, event.leaf_data()).to_text()
+
+    def verify_proof_file(
+        self, text: str | bytes, event_leaf_data: bytes | None = None
+    ) -> ProofCheck:
+        return verify_proof_file(text, self.verifier, event_leaf_data, self.origin)
+
+    def _issue_checkpoint(self, repo: LedgerRepository) -> tuple[str, Checkpoint]:
+        size = repo.size()
+        root = merkle.root_from_nodes(size, _batch_reader(repo, merkle.frontier_positions(size)))
+        checkpoint = Checkpoint(self.origin, size, root)
+        note = sign_checkpoint(checkpoint, self.origin, self._key)
+        if not any(stored.note == note for stored in repo.checkpoint_at(size)):
+            repo.record_checkpoint(size, root, note, self._clock())
+        return note, checkpoint
+
+    # -- verification ----------------------------------------------------------------------
+
+    def verify(
+        self,
+        since_checkpoint_text: str | bytes | None = None,
+        public_key: Ed25519PublicKey | NoteVerifier | None = None,
+        state_checks: Sequence[StateCheck] = (),
+    ) -> AuditReport:
+        """Recompute and check the whole ledger; see the module docstring. Raises only for a
+        malformed `since_checkpoint_text` (NoteFormatError)."""
+        verifier = self._verifier_for(public_key)
+        since_note = (
+            None if since_checkpoint_text is None else parse_signed_note(since_checkpoint_text)
+        )
+        if since_note is not None:
+            parse_checkpoint_body(since_note.text)
+        problems = _Problems()
+        with self._db.read() as conn:
+            if self._db.is_sqlite:
+                conn.exec_driver_sql("BEGIN")  # one snapshot for the whole check
+            repo = LedgerRepository(conn)
+            size = repo.size()
+            leaves = _check_events(repo, size, problems)
+            levels = merkle.complete_levels(leaves) if leaves else [[]]
+            _check_stored_nodes(repo, levels, problems)
+            root = merkle.root_from_levels(levels, size) if size else merkle.EMPTY_ROOT
+            checked = _check_issued_checkpoints(repo, levels, size, verifier, problems)
+            consistent = None
+            if since_note is not None:
+                consistent = _check_since(
+                    since_note.to_text(), verifier, levels, size, root, problems
+                )
+            for check in state_checks:
+                try:
+                    for problem in check(conn):
+                        problems.add(problem)
+                except ModelwardError as exc:
+                    problems.add(f"state check failed: {exc}")
+        return AuditReport(
+            size=size,
+            root_hash=root,
+            problems=tuple(problems.listed),
+            checkpoints_checked=checked,
+            consistent_with_size=consistent,
+            omitted_problems=problems.omitted,
+        )
+
+    def _verifier_for(self, public_key: Ed25519PublicKey | NoteVerifier | None) -> NoteVerifier:
+        if public_key is None:
+            return self.verifier
+        if isinstance(public_key, NoteVerifier):
+            return public_key
+        return NoteVerifier.from_public_key(self.origin, public_key)
+
+
+def _batch_reader(
+    repo: LedgerRepository, positions: Sequence[merkle.Position]
+) -> merkle.NodeReader:
+    return merkle.reader_from_mapping(repo.nodes(positions) if positions else {})
+
+
+def _stored_inclusion_proof(repo: LedgerRepository, index: int, size: int) -> list[bytes]:
+    groups = merkle.inclusion_proof_positions(index, size)
+    reader = _batch_reader(repo, [pos for group in groups for pos in group])
+    return merkle.inclusion_proof(index, size, reader)
+
+
+def _check_events(repo: LedgerRepository, size: int, problems: _Problems) -> list[bytes]:
+    """Recompute every leaf from the stored fields; returns the recomputed leaf hashes."""
+    leaves: list[bytes] = []
+    append = leaves.append
+    sha256 = hashlib.sha256
+    leaf_hash = merkle.leaf_hash
+    for batch in repo.event_rows(0, size):
+        for seq, recorded_at, actor, action, subject, details, digest, stored_leaf in batch:
+            while len(leaves) < seq:
+                problems.add(f"event {len(leaves)} is missing")
+                append(_MISSING_LEAF)
+            if "sha256:" + sha256(details.encode("utf-8")).hexdigest() != digest:
+                problems.add(f"event {seq}: details do not match their recorded digest")
+            try:
+                leaf = leaf_hash(event_leaf_data(seq, recorded_at, actor, action, subject, digest))
+            except ModelwardError:
+                problems.add(f"event {seq}: fields cannot be written as canonical JSON")
+                leaf = _MISSING_LEAF
+            if bytes(stored_leaf) != leaf:
+                problems.add(f"event {seq}: stored fields do not hash to its recorded leaf")
+            append(leaf)
+    return leaves
+
+
+def _check_stored_nodes(
+    repo: LedgerRepository, levels: list[list[bytes]], problems: _Problems
+) -> None:
+    stored_levels = set(repo.node_levels())
+    for level in sorted(stored_levels | set(range(1, len(levels)))):
+        expected = levels[level] if level < len(levels) else []
+        seen = 0
+        for batch in repo.level_nodes(level):
+            for idx, value in batch:
+                if idx >= len(expected):
+                    problems.add(f"tree node (level {level}, index {idx}) covers no events")
+                    continue
+                while seen < idx:
+                    problems.add(f"tree node (level {level}, index {seen}) is missing")
+                    seen += 1
+                if bytes(value) != expected[idx]:
+                    problems.add(f"tree node (level {level}, index {idx}) does not match events")
+                seen = idx + 1
+        while seen < len(expected):
+            problems.add(f"tree node (level {level}, index {seen}) is missing")
+            seen += 1
+
+
+def _root_at(levels: list[list[bytes]], size: int) -> bytes:
+    return merkle.root_from_levels(levels, size) if size else merkle.EMPTY_ROOT
+
+
+def _check_issued_checkpoints(
+    repo: LedgerRepository,
+    levels: list[list[bytes]],
+    size: int,
+    verifier: NoteVerifier,
+    problems: _Problems,
+) -> int:
+    checked = 0
+    for stored in repo.checkpoints():
+        checked += 1
+        where = f"issued checkpoint #{stored.id} (size {stored.size})"
+        try:
+            checkpoint = open_checkpoint(stored.note, verifier)
+        except (NoteFormatError, SignatureMismatchError) as exc:
+            problems.add(f"{where}: {exc}")
+            continue
+        if checkpoint.size != stored.size or checkpoint.root_hash != stored.root_hash:
+            problems.add(f"{where}: stored size or root differs from its signed note")
+        if checkpoint.size > size:
+            problems.add(f"{where}: the log now has only {size} events; events were removed")
+        elif _root_at(levels, checkpoint.size) != checkpoint.root_hash:
+            problems.add(f"{where}: the events no longer hash to its signed root")
+    return checked
+
+
+def _check_since(
+    note: str,
+    verifier: NoteVerifier,
+    levels: list[list[bytes]],
+    size: int,
+    root: bytes,
+    problems: _Problems,
+) -> int | None:
+    try:
+        old = open_checkpoint(note, verifier)
+    except SignatureMismatchError as exc:
+        problems.add(f"given checkpoint: {exc}")
+        return None
+    if old.size > size:
+        problems.add(f"given checkpoint has {old.size} events but the log has {size}: truncated")
+        return None
+    if old.size == 0:
+        if old.root_hash != merkle.EMPTY_ROOT:
+            problems.add("given checkpoint of size 0 does not carry the empty root")
+            return None
+        return 0
+
+    def read(level: int, index: int) -> bytes:
+        return levels[level][index]
+
+    try:
+        proof = merkle.consistency_proof(old.size, size, read)
+        merkle.verify_consistency(old.size, size, proof, old.root_hash, root)
+    except ProofError as exc:
+        problems.add(
+            f"the log is not an extension of the given checkpoint (size {old.size}): {exc}"
+        )
+        return None
+    return old.size
