@@ -290,9 +290,9 @@ class ChangeReport:
             "consistent": self.consistent,
             "roles_changed": self.roles_changed(),
             "files": {
-                "added": list(self.added),
-                "removed": list(self.removed),
-                "modified": list(self.modified),
+                "added": len(self.added),
+                "removed": len(self.removed),
+                "modified": len(self.modified),
                 "by_role": self.files_by_role(),
             },
             "contradictions": [c.to_dict() for c in self.contradictions],

@@ -69,11 +69,11 @@ class CelExpression:
 
     def _eval_activation(self, activation: Any) -> object:
         result = self._compiled.eval(activation)
-        kind = result.type()
-        if kind == self._engine._bool_type:
-            return result.value()
-        if kind == self._engine._error_type:
-            raise PolicyError(f"evaluation error: {result.value()}")
+        value = result.value()
+        if value is True or value is False:  # the common case; an error's value is a str
+            return value
+        if result.type() == self._engine._error_type:
+            raise PolicyError(f"evaluation error: {value}")
         return result.plain_value()
 
 

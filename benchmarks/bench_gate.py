@@ -1,0 +1,110 @@
+"""Gate throughput: decisions per second for the default production policy, in process.
+
+Builds realistic facts (eight metrics, a current version to compare against, three approvals, a
+recent drill) and evaluates the shipped production policy in a loop, alternating an allowed and a
+denied candidate. Prints decisions per second and the ratio to the 2,000/s target. The figure
+includes the facts digest (RFC 8785) every decision records; it excludes storage and signing.
+
+    .venv/bin/python benchmarks/bench_gate.py [--seconds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from modelward.core.change_class import classify_change
+from modelward.core.policy import evaluate
+from modelward.policy.cel_engine import CelEngine
+from modelward.policy.facts import Approval, CurrentVersion, DrillOutcome, Metric, build_facts
+from modelward.policy.loader import load_default_policy
+
+TARGET_PER_SECOND = 2000.0
+NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+METRICS = {
+    "accuracy": (0.91, 0.85, True),
+    "f1": (0.88, 0.80, True),
+    "toxicity_rate": (0.01, 0.02, False),
+    "jailbreak_success_rate": (0.03, 0.05, False),
+    "hallucination_rate": (0.07, 0.10, False),
+    "mmlu": (0.71, 0.65, True),
+    "latency_p95_ms": (420.0, 500.0, False),
+    "refusal_accuracy": (0.95, 0.90, True),
+}
+
+
+def realistic_facts(risk_tier: str, drill_age_days: int) -> dict[str, Any]:
+    previous = {f"model-0000{i}-of-00004.safetensors": f"sha256:{i:064x}" for i in range(1, 5)}
+    previous |= {"config.json": "sha256:" + "c" * 64, "tokenizer.json": "sha256:" + "d" * 64}
+    current_manifest = dict(previous, **{"model-00001-of-00004.safetensors": "sha256:" + "e" * 64})
+    change = classify_change(previous, current_manifest, "weights", "eval-only").to_fact()
+    return build_facts(
+        time=NOW,
+        environment="production",
+        previous_environment="canary",
+        model="support-assistant",
+        version=7,
+        digest="sha256:" + "a" * 64,
+        author="alice",
+        created_at=NOW - timedelta(days=3),
+        deployed_in=("staging", "canary"),
+        risk_tier=risk_tier,
+        change=change,
+        verified_key_ids=("release-key-1",),
+        scan_verdict="clean",
+        scan_findings=0,
+        scanned_at=NOW - timedelta(days=3),
+        provenance_present=True,
+        metrics={name: Metric(v, t, hib) for name, (v, t, hib) in METRICS.items()},
+        current=CurrentVersion(
+            model="support-assistant",
+            version=6,
+            digest="sha256:" + "b" * 64,
+            metrics={
+                name: Metric(v * (0.99 if hib else 1.01), t, hib)
+                for name, (v, t, hib) in METRICS.items()
+            },
+        ),
+        approvals=(
+            Approval("bob", NOW - timedelta(days=1)),
+            Approval("carol", NOW - timedelta(hours=5), sign_off=True),
+            Approval("alice", NOW - timedelta(hours=2)),
+        ),
+        rollback_drill=DrillOutcome(True, NOW - timedelta(days=drill_age_days)),
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=3.0, help="how long to measure")
+    args = parser.parse_args()
+
+    engine = CelEngine()
+    policy = load_default_policy("production", engine)
+    allowed = realistic_facts("high", drill_age_days=10)
+    denied = realistic_facts("high", drill_age_days=45)
+    if not evaluate(policy, allowed, engine).allowed:
+        raise SystemExit("benchmark facts should be allowed; the default policy changed?")
+    if evaluate(policy, denied, engine).allowed:
+        raise SystemExit("benchmark facts should be denied; the default policy changed?")
+
+    decisions = 0
+    start = time.perf_counter()
+    deadline = start + args.seconds
+    while time.perf_counter() < deadline:
+        for _ in range(100):
+            evaluate(policy, allowed, engine)
+            evaluate(policy, denied, engine)
+        decisions += 200
+    elapsed = time.perf_counter() - start
+    rate = decisions / elapsed
+    print(f"policy: production ({len(policy.rules)} rules, {policy.digest[:19]}…)")
+    print(f"decisions: {decisions} in {elapsed:.2f} s")
+    print(f"in-process decisions per second: {rate:,.0f}")
+    print(f"ratio to target ({TARGET_PER_SECOND:,.0f}/s): {rate / TARGET_PER_SECOND:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
