@@ -141,7 +141,7 @@ class NoteVerifier:
 
     @classmethod
     def from_verifier_key(cls, text: str) -> NoteVerifier:
-        parts = text.strip().split("+")
+        parts = text.strip().split("+", 2)
         if len(parts) != 3:
             raise NoteFormatError("a verifier key reads NAME+HEXID+BASE64KEY")
         name, hex_id, encoded = parts
@@ -343,8 +343,9 @@ def open_checkpoint(
     data: str | bytes | SignedNote, verifier: NoteVerifier, origin: str | None = None
 ) -> Checkpoint:
     """Verify a signed checkpoint and return its body; `origin` defaults to the key's name."""
-    note = verify_note(data, verifier)
+    note = data if isinstance(data, SignedNote) else parse_signed_note(data)
     checkpoint = parse_checkpoint_body(note.text)
+    verify_note(note, verifier)
     expected = verifier.name if origin is None else origin
     if checkpoint.origin != expected:
         raise SignatureMismatchError(
