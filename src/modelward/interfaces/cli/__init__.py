@@ -16,6 +16,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "keys",
     "sign",
     "verify",
+    "registry_cmds",
+    "audit",
 )
 
 

@@ -12,9 +12,12 @@ from modelward.interfaces.cli._output import add_json_flag, emit, emit_json
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("verify", help="verify a model against its signature")
-    parser.add_argument("model_path", metavar="MODEL_PATH")
-    trust = parser.add_mutually_exclusive_group(required=True)
+    parser = subparsers.add_parser(
+        "verify",
+        help="verify a model folder against its signature, or a registry version (URI)",
+    )
+    parser.add_argument("model_path", metavar="MODEL_PATH|URI")
+    trust = parser.add_mutually_exclusive_group()
     trust.add_argument("--public-key", help="PEM public key of the signer")
     trust.add_argument(
         "--certificate-chain",
@@ -37,7 +40,13 @@ def register(subparsers: Any) -> None:
 def _verify(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from modelward.errors import VerificationError
+    from modelward.core.names import is_uri
+    from modelward.errors import InputError, VerificationError
+
+    if is_uri(args.model_path):
+        return _verify_registry_version(args)
+    if not args.public_key and not args.certificate_chain:
+        raise InputError("verify MODEL_PATH needs --public-key or --certificate-chain")
     from modelward.interfaces.cli._progress import ProgressBar, total_size
     from modelward.services.bundle_signing import verify_bundle
     from modelward.signing.keys import Verifier, load_public_key
@@ -81,3 +90,20 @@ def _verify(args: argparse.Namespace) -> int:
             f"{result.manifest.root_digest}, signed by {result.signer}"
         )
     return 0
+
+
+def _verify_registry_version(args: argparse.Namespace) -> int:
+    from modelward.interfaces.cli._registry import registry_service
+
+    with registry_service() as service:
+        report = service.verify(args.model_path)
+    if args.json:
+        emit_json({**report.details, "verified": report.ok, "problems": report.problems})
+    elif report.ok:
+        emit(f"verified: {report.details['uri']} ({report.details.get('files')} files re-hashed, "
+             "registry signature and ledger inclusion checked)")
+    else:
+        emit(f"NOT verified: {report.details['uri']}")
+        for problem in report.problems:
+            emit(f"  - {problem}")
+    return 0 if report.ok else 1

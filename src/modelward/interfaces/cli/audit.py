@@ -1,0 +1,141 @@
+"""`modelward audit`: the ledger — log, signed checkpoints, inclusion proofs, full verification."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from modelward.interfaces.cli._output import add_json_flag, emit, emit_json
+
+
+def register(subparsers: Any) -> None:
+    audit = subparsers.add_parser("audit", help="read, prove and verify the ledger")
+    verbs = audit.add_subparsers(dest="verb", metavar="VERB")
+    verbs.required = True
+    log = verbs.add_parser("log", help="print ledger events")
+    log.add_argument("--since", type=int, default=0, metavar="SEQ")
+    log.add_argument("--limit", type=int, default=None)
+    add_json_flag(log)
+    log.set_defaults(handler=_log)
+    checkpoint = verbs.add_parser("checkpoint", help="issue a signed checkpoint")
+    checkpoint.add_argument("--out", help="write it to a file")
+    add_json_flag(checkpoint)
+    checkpoint.set_defaults(handler=_checkpoint)
+    proof = verbs.add_parser("proof", help="an inclusion proof of event SEQ (C2SP tlog-proof)")
+    proof.add_argument("seq", type=int, metavar="SEQ")
+    proof.add_argument("--out", required=True)
+    add_json_flag(proof)
+    proof.set_defaults(handler=_proof)
+    verify = verbs.add_parser("verify", help="recompute the ledger and check the registry against it")
+    verify.add_argument("--since", metavar="CHECKPOINT_FILE",
+                        help="an older checkpoint: prove the log only grew since")
+    add_json_flag(verify)
+    verify.set_defaults(handler=_verify)
+
+
+def _service() -> Any:
+    from modelward.services.audit import AuditService
+    from modelward.services.context import open_registry
+
+    context = open_registry()
+    return context, AuditService(context.database, context.ledger_key, context.origin)
+
+
+def _log(args: argparse.Namespace) -> int:
+    context, service = _service()
+    try:
+        events = service.log(args.since, args.limit)
+    finally:
+        context.close()
+    if args.json:
+        emit_json([e.to_dict() for e in events])
+    else:
+        for e in events:
+            emit(f"#{e.seq}\t{e.recorded_at}\t{e.actor}\t{e.action}\t{e.subject}")
+    return 0
+
+
+def _write(path: str, text: str) -> None:
+    from pathlib import Path
+
+    from modelward.errors import PathError
+
+    try:
+        Path(path).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise PathError(f"{path}: cannot write: {exc.strerror or exc}") from exc
+
+
+def _checkpoint(args: argparse.Namespace) -> int:
+    context, service = _service()
+    try:
+        note = service.checkpoint()
+    finally:
+        context.close()
+    if args.out:
+        _write(args.out, note)
+    if args.json:
+        emit_json({"checkpoint": note, "out": args.out})
+    elif not args.out:
+        emit(note)
+    else:
+        emit(f"checkpoint written to {args.out}")
+    return 0
+
+
+def _proof(args: argparse.Namespace) -> int:
+    context, service = _service()
+    try:
+        text = service.proof(args.seq)
+    finally:
+        context.close()
+    _write(args.out, text)
+    if args.json:
+        emit_json({"seq": args.seq, "out": args.out})
+    else:
+        emit(f"inclusion proof of event #{args.seq} written to {args.out}")
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from modelward.errors import PathError
+    from modelward.services.registry import registry_state_checks
+
+    since = None
+    if args.since:
+        try:
+            since = Path(args.since).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise PathError(f"{args.since}: cannot read the checkpoint: {exc}") from exc
+    context, service = _service()
+    try:
+        report = service.verify(since, state_checks=[registry_state_checks])
+        blob_problems = _blob_problems(context)
+    finally:
+        context.close()
+    problems = list(report.problems) + blob_problems
+    if args.json:
+        emit_json({**report.to_dict(), "problems": problems, "ok": not problems})
+    elif problems:
+        emit("the ledger or the registry was changed behind modelward's back:")
+        for problem in problems:
+            emit(f"  - {problem}")
+    else:
+        emit(f"ledger verified: {report.to_dict().get('size', '?')} events, registry state agrees")
+    return 0 if not problems else 1
+
+
+def _blob_problems(context: Any) -> list[str]:
+    from modelward.services.registry import RegistryService
+
+    service = RegistryService(context)
+    problems: list[str] = []
+    with context.database.read() as conn:
+        from modelward.storage.metadata.registry_repository import RegistryRepository
+
+        uris = [v.uri for v in RegistryRepository(conn).all_versions()]
+    for uri in uris:
+        problems.extend(service.verify(uri).problems)
+    return problems

@@ -1,0 +1,243 @@
+"""Registry commands: init, push, pull, models list, versions list, show, alias set/delete, fsck."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from modelward.interfaces.cli._output import add_json_flag, emit, emit_json
+
+
+def register(subparsers: Any) -> None:
+    init = subparsers.add_parser("init", help="create a registry in $MODELWARD_HOME")
+    add_json_flag(init)
+    init.set_defaults(handler=_init)
+
+    push = subparsers.add_parser("push", help="store a model bundle as a new version")
+    push.add_argument("model_path", metavar="MODEL_PATH")
+    push.add_argument("--model", required=True, help="model name")
+    push.add_argument("--description", default="")
+    push.add_argument("--signature", help="the uploader's OMS signature of the bundle")
+    push.add_argument("--public-key", help="the uploader's public key (with --signature)")
+    add_json_flag(push)
+    push.set_defaults(handler=_push)
+
+    pull = subparsers.add_parser("pull", help="write a version's bundle, verified, to a folder")
+    pull.add_argument("uri", metavar="URI")
+    pull.add_argument("--out", required=True, help="a new or empty folder")
+    add_json_flag(pull)
+    pull.set_defaults(handler=_pull)
+
+    models = subparsers.add_parser("models", help="list models")
+    models_verbs = models.add_subparsers(dest="verb", metavar="VERB")
+    models_verbs.required = True
+    models_list = models_verbs.add_parser("list", help="every model with its version count")
+    add_json_flag(models_list)
+    models_list.set_defaults(handler=_models_list)
+
+    versions = subparsers.add_parser("versions", help="list a model's versions")
+    versions_verbs = versions.add_subparsers(dest="verb", metavar="VERB")
+    versions_verbs.required = True
+    versions_list = versions_verbs.add_parser("list", help="every version of NAME")
+    versions_list.add_argument("name", metavar="NAME")
+    add_json_flag(versions_list)
+    versions_list.set_defaults(handler=_versions_list)
+
+    show = subparsers.add_parser("show", help="a version's manifest, signatures and aliases")
+    show.add_argument("uri", metavar="URI")
+    add_json_flag(show)
+    show.set_defaults(handler=_show)
+
+    alias = subparsers.add_parser("alias", help="name a version")
+    alias_verbs = alias.add_subparsers(dest="verb", metavar="VERB")
+    alias_verbs.required = True
+    alias_set = alias_verbs.add_parser("set", help="point NAME@ALIAS at version N")
+    alias_set.add_argument("name", metavar="NAME")
+    alias_set.add_argument("alias", metavar="ALIAS")
+    alias_set.add_argument("number", metavar="N", type=_positive_int)
+    add_json_flag(alias_set)
+    alias_set.set_defaults(handler=_alias_set)
+    alias_delete = alias_verbs.add_parser("delete", help="remove NAME@ALIAS")
+    alias_delete.add_argument("name", metavar="NAME")
+    alias_delete.add_argument("alias", metavar="ALIAS")
+    add_json_flag(alias_delete)
+    alias_delete.set_defaults(handler=_alias_delete)
+
+    fsck = subparsers.add_parser("fsck", help="find orphan blobs and half-finished writes")
+    fsck.add_argument("--repair", action="store_true", help="remove what was found")
+    fsck.add_argument("--grace", type=float, default=3600.0, metavar="SECONDS",
+                      help="leave temporary files younger than this alone (default 3600)")
+    add_json_flag(fsck)
+    fsck.set_defaults(handler=_fsck)
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1 or len(text) > 18:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a version number (1, 2, …)")
+    return int(text)
+
+
+def _init(args: argparse.Namespace) -> int:
+    from modelward.services.registry_init import initialize_registry
+
+    result = initialize_registry()
+    data = {"home": str(result.home), "database": _redacted(result.database_url),
+            "blobs": result.blob_url, "created": result.created, "admin": result.admin,
+            "registry_key_id": result.registry_key_id}
+    if args.json:
+        emit_json(data)
+    elif result.created:
+        emit(f"created a registry in {result.home} (admin: {result.admin})")
+    else:
+        emit(f"the registry in {result.home} exists; its schema is up to date")
+    return 0
+
+
+def _redacted(url: str) -> str:
+    from modelward.storage.metadata.database import _redact
+
+    return _redact(url)
+
+
+def _push(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from modelward.interfaces.cli._progress import ProgressBar, total_size
+    from modelward.interfaces.cli._registry import registry_service
+    from modelward.signing.keys import Verifier, load_public_key
+
+    verifier = Verifier(load_public_key(Path(args.public_key))) if args.public_key else None
+    with registry_service() as service, ProgressBar(
+        total_size(args.model_path), "storing"
+    ) as progress:
+        result = service.push(
+            Path(args.model_path), args.model, description=args.description,
+            signature_path=Path(args.signature) if args.signature else None,
+            public_key=verifier, progress=progress,
+        )
+    data = {**result.version.to_dict(), "created": result.created}
+    if args.json:
+        emit_json(data)
+    elif result.created:
+        emit(f"{result.version.uri} sha256:{result.version.root_digest}")
+    else:
+        emit(f"{result.version.uri} sha256:{result.version.root_digest} (already stored; "
+             "nothing created)")
+    return 0
+
+
+def _pull(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from modelward.interfaces.cli._registry import registry_service
+
+    with registry_service() as service:
+        record = service.pull(args.uri, Path(args.out))
+    if args.json:
+        emit_json({**record.to_dict(), "out": args.out, "verified": True})
+    else:
+        emit(f"pulled {record.uri} into {args.out}; every file and the signature verified")
+    return 0
+
+
+def _models_list(args: argparse.Namespace) -> int:
+    from modelward.interfaces.cli._registry import registry_service
+
+    with registry_service() as service:
+        rows = service.list_models()
+    if args.json:
+        emit_json(rows)
+    else:
+        for row in rows:
+            emit(f"{row['name']}\t{row['versions']} versions\tlatest {row['latest'] or '-'}")
+    return 0
+
+
+def _versions_list(args: argparse.Namespace) -> int:
+    from modelward.interfaces.cli._registry import registry_service
+
+    with registry_service() as service:
+        rows = service.list_versions(args.name)
+    if args.json:
+        emit_json(rows)
+    else:
+        for row in rows:
+            aliases = ",".join(row["aliases"])
+            emit(f"{row['uri']}\tsha256:{row['root_digest'][:16]}…\t{row['created_at']}\t"
+                 f"{row['created_by']}\t{aliases}")
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    from modelward.interfaces.cli._registry import registry_service
+
+    with registry_service() as service:
+        data = service.show(args.uri)
+    if args.json:
+        emit_json(data)
+        return 0
+    emit(f"{data['uri']}\nroot digest: sha256:{data['root_digest']}")
+    emit(f"pushed by {data['created_by']} at {data['created_at']} (ledger #{data['ledger_seq']})")
+    if data["description"]:
+        emit(f"description: {data['description']}")
+    emit(f"aliases: {', '.join(data['aliases']) or '-'}")
+    emit("files:")
+    for entry in data["manifest"]["files"]:
+        emit(f"  {entry['name']}\t{entry.get('size', '?')} bytes\tsha256:{entry['digest']}")
+    emit("attestations:")
+    for att in data["attestations"]:
+        key = f" key {att['key_id'][:16]}…" if "key_id" in att else ""
+        summary = _attestation_summary(att)
+        emit(f"  {att['kind']}{key} by {att['by']} at {att['created_at']}{summary}")
+    return 0
+
+
+def _attestation_summary(att: dict[str, Any]) -> str:
+    document = att.get("document")
+    if isinstance(document, dict) and "verdict" in document:
+        return f": {document['verdict']}"
+    return ""
+
+
+def _alias_set(args: argparse.Namespace) -> int:
+    from modelward.interfaces.cli._registry import registry_service
+
+    with registry_service() as service:
+        record = service.set_alias(args.name, args.alias, args.number,
+                                   protected=_protected_aliases())
+    if args.json:
+        emit_json({"model": args.name, "alias": args.alias, "version": record.number})
+    else:
+        emit(f"models:/{args.name}@{args.alias} -> {record.uri}")
+    return 0
+
+
+def _alias_delete(args: argparse.Namespace) -> int:
+    from modelward.interfaces.cli._registry import registry_service
+
+    with registry_service() as service:
+        service.delete_alias(args.name, args.alias, protected=_protected_aliases())
+    if args.json:
+        emit_json({"model": args.name, "alias": args.alias, "deleted": True})
+    else:
+        emit(f"deleted models:/{args.name}@{args.alias}")
+    return 0
+
+
+def _protected_aliases() -> tuple[str, ...]:
+    return ("staging", "canary", "production")
+
+
+def _fsck(args: argparse.Namespace) -> int:
+    from modelward.interfaces.cli._registry import registry_service
+
+    with registry_service() as service:
+        report = service.fsck(repair=args.repair, grace_seconds=args.grace)
+    if args.json:
+        emit_json({**report.details, "problems": report.problems})
+    else:
+        for problem in report.problems:
+            emit(("removed " if args.repair else "") + problem)
+        if not report.problems:
+            emit("no orphan blobs and no half-finished writes")
+    return 0

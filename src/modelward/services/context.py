@@ -1,0 +1,106 @@
+"""Where the registry lives and how to open it: `$MODELWARD_HOME` (SQLite + blobs + keys), or
+`MODELWARD_DATABASE_URL` / `MODELWARD_BLOB_URL` when set; the acting user; the registry's keys.
+
+Opens and creates; performs no registry operation itself.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from sqlalchemy import inspect
+
+from modelward.errors import InputError, KeyFormatError, RegistryNotFoundError, StorageError
+from modelward.signing.keys import Signer, load_private_key
+from modelward.storage.blobs import BlobStore
+from modelward.storage.blobs.url import open_blob_store
+from modelward.storage.metadata.database import Database
+
+REGISTRY_KEY = "registry.key"
+LEDGER_KEY = "ledger.key"
+
+
+def home_dir() -> Path:
+    value = os.environ.get("MODELWARD_HOME")
+    return Path(value).expanduser() if value else Path.home() / ".modelward"
+
+
+def database_url(home: Path) -> str:
+    return os.environ.get("MODELWARD_DATABASE_URL") or f"sqlite:///{home / 'registry.db'}"
+
+
+def blob_url(home: Path) -> str:
+    return os.environ.get("MODELWARD_BLOB_URL") or str(home / "blobs")
+
+
+def current_actor() -> str:
+    actor = os.environ.get("MODELWARD_ACTOR")
+    if actor is None:
+        try:
+            actor = getpass.getuser()
+        except (KeyError, OSError) as exc:
+            raise InputError("cannot tell who you are: set MODELWARD_ACTOR") from exc
+    actor = actor.strip()
+    if not actor or len(actor) > 200 or any(ord(c) < 32 for c in actor):
+        raise InputError("MODELWARD_ACTOR must be a non-empty printable name of at most 200 chars")
+    return actor
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class RegistryContext:
+    home: Path
+    database: Database
+    blobs: BlobStore
+    signer: Signer
+    ledger_key: ed25519.Ed25519PrivateKey
+    origin: str
+
+    def close(self) -> None:
+        self.database.dispose()
+
+
+def _is_sqlite_without_file(url: str) -> bool:
+    if not url.startswith("sqlite:///") or ":memory:" in url:
+        return False
+    return not Path(url[len("sqlite:///"):]).exists()
+
+
+def open_registry(home: Path | None = None) -> RegistryContext:
+    """Open an initialised registry, or say how to create one."""
+    home = home or home_dir()
+    url = database_url(home)
+    hint = "create one with `modelward init`"
+    if _is_sqlite_without_file(url):
+        raise RegistryNotFoundError(f"no registry at {home}: {hint}")
+    database = Database(url)
+    try:
+        tables = set(inspect(database.engine).get_table_names())
+    except Exception as exc:  # the driver's own error types vary by dialect
+        database.dispose()
+        raise StorageError(f"cannot reach the registry database: {exc}") from exc
+    if "registry_info" not in tables:
+        database.dispose()
+        raise RegistryNotFoundError(f"no registry in the database at {home}: {hint}")
+    keys = home / "keys"
+    if not (keys / REGISTRY_KEY).is_file() or not (keys / LEDGER_KEY).is_file():
+        database.dispose()
+        raise RegistryNotFoundError(f"the registry's keys are missing from {keys}: {hint}")
+    signer = Signer(load_private_key(keys / REGISTRY_KEY))
+    ledger_key = load_private_key(keys / LEDGER_KEY)
+    if not isinstance(ledger_key, ed25519.Ed25519PrivateKey):
+        raise KeyFormatError(f"{keys / LEDGER_KEY}: the ledger key must be Ed25519")
+    from modelward.storage.metadata.registry_repository import RegistryRepository
+
+    with database.read() as conn:
+        origin = RegistryRepository(conn).info().get("origin", "modelward")
+    return RegistryContext(home, database, open_blob_store(blob_url(home)), signer, ledger_key,
+                           origin)

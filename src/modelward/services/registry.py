@@ -1,0 +1,448 @@
+"""The registry use cases: init, push, pull, resolve, show, list, aliases, verify and fsck.
+
+Each operation is one unit of work: blobs are stored (atomically, by digest) before the database
+transaction that makes a version visible, and the ledger event is appended inside that same
+transaction. Knows nothing of argument parsing or rendering.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from modelward.core.canonical import canonical_json
+from modelward.core.manifest import DEFAULT_IGNORE_PATHS, FileDigest, Manifest, Serialization
+from modelward.core.names import ModelURI, parse_uri, validate_name
+from modelward.errors import (
+    ConflictError,
+    DigestMismatchError,
+    InputError,
+    ModelwardError,
+    NotFoundError,
+    PathError,
+    VerificationError,
+)
+from modelward.services.bundle_signing import relative_ignores, verify_bundle
+from modelward.services.context import RegistryContext, current_actor, utc_now
+from modelward.signing.keys import Verifier
+from modelward.signing.oms import (
+    SignatureBundle,
+    manifest_from_statement,
+    sign_manifest,
+    verify_with_key,
+)
+from modelward.storage.metadata.ledger_repository import LedgerRepository, format_time
+from modelward.storage.metadata.registry_repository import RegistryRepository, VersionRecord
+from modelward.storage.model_files import ModelFile, list_model_files
+
+REGISTRY_SIGNATURE = "registry-signature"
+UPLOADER_SIGNATURE = "uploader-signature"
+ProgressCallback = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class PushResult:
+    version: VersionRecord
+    created: bool
+    manifest: Manifest
+
+
+@dataclass
+class CheckReport:
+    """Problems found by `verify` or `fsck`; empty means all is well."""
+
+    problems: list[str] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+class RegistryService:
+    def __init__(self, context: RegistryContext, actor: str | None = None) -> None:
+        self.ctx = context
+        self.actor = actor or current_actor()
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def push(
+        self,
+        model_path: Path,
+        name: str,
+        *,
+        description: str = "",
+        signature_path: Path | None = None,
+        public_key: Verifier | None = None,
+        before_store: Callable[[list[ModelFile]], None] | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> PushResult:
+        """Store the bundle and make it the next version of `name` (or report the existing one).
+
+        `before_store` runs after the files are listed and before anything is stored (the scanner
+        hooks in here); if it raises, nothing is stored.
+        """
+        validate_name(name, "model name")
+        if len(description) > 10_000:
+            raise InputError("the description is longer than 10,000 characters")
+        model_path = Path(model_path)
+        ignores = set(DEFAULT_IGNORE_PATHS)
+        if signature_path is not None and model_path.is_dir():
+            ignores.update(relative_ignores(model_path, [signature_path]))
+        files = list_model_files(model_path, ignore_paths=sorted(ignores))
+        uploader: SignatureBundle | None = None
+        if signature_path is not None or public_key is not None:
+            if signature_path is None or public_key is None:
+                raise InputError("--signature and --public-key go together")
+            verify_bundle(model_path, public_key=public_key, signature_path=signature_path)
+            from modelward.services.bundle_signing import read_signature
+
+            uploader = read_signature(signature_path)
+        if before_store is not None:
+            before_store(files)
+        digests = self._store_files(files, progress)
+        manifest = Manifest(
+            model_name=name,
+            files=tuple(digests),
+            serialization=Serialization(ignore_paths=tuple(sorted(ignores))),
+        )
+        registry_bundle = sign_manifest(manifest, self.ctx.signer)
+        manifest_json = canonical_json(manifest.to_dict()).decode("utf-8")
+        now = format_time(utc_now())
+        with self.ctx.database.transaction() as conn:
+            repo = RegistryRepository(conn)
+            model_id = repo.model_id(name)
+            if model_id is None:
+                model_id = repo.create_model(name, now, self.actor)
+            existing = repo.find_by_root(model_id, manifest.root_digest)
+            if existing is not None:
+                return PushResult(existing, created=False, manifest=existing.manifest())
+            number = repo.next_version_number(model_id)
+            event = LedgerRepository(conn).append(
+                self.actor, "version.push", f"models:/{name}/{number}",
+                {
+                    "model": name,
+                    "version": number,
+                    "root_digest": manifest.root_digest,
+                    "manifest_digest": _sha256(manifest_json),
+                    "files": len(manifest.files),
+                    "uploader_key": uploader.public_key_hint if uploader else None,
+                },
+                utc_now(),
+            )
+            version_id = repo.insert_version(
+                model_id, number, manifest, manifest_json, description, now, self.actor,
+                event.seq,
+            )
+            self._attest(repo, version_id, REGISTRY_SIGNATURE, registry_bundle, now)
+            if uploader is not None:
+                self._attest(repo, version_id, UPLOADER_SIGNATURE, uploader, now)
+            record = repo.version_by_id(version_id)
+        return PushResult(record, created=True, manifest=manifest)
+
+    def _attest(
+        self, repo: RegistryRepository, version_id: int, kind: str, bundle: SignatureBundle,
+        now: str,
+    ) -> None:
+        document = json.dumps(bundle.to_dict(), sort_keys=True)
+        repo.add_attestation(version_id, kind, document, _sha256(document), now, self.actor)
+
+    def record_refusal(self, name: str, reason: str, details: dict[str, Any]) -> None:
+        """Write a refused push to the ledger (nothing else is stored)."""
+        with self.ctx.database.transaction() as conn:
+            LedgerRepository(conn).append(
+                self.actor, "push.refused", f"models:/{name}", {"reason": reason, **details},
+                utc_now(),
+            )
+
+    def _store_files(
+        self, files: list[ModelFile], progress: ProgressCallback | None
+    ) -> list[FileDigest]:
+        def store(model_file: ModelFile) -> FileDigest:
+            info = self.ctx.blobs.put_file(model_file.path)
+            if progress is not None:
+                progress(info.size)
+            return FileDigest(model_file.name, "sha256", info.digest, info.size)
+
+        workers = min(len(files), os.cpu_count() or 1)
+        if workers <= 1:
+            return [store(f) for f in files]
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(store, files))
+
+    def set_alias(self, name: str, alias: str, number: int,
+                  protected: Sequence[str] = ()) -> VersionRecord:
+        validate_name(alias, "alias")
+        if alias in protected:
+            raise InputError(
+                f"alias {alias!r} is an environment alias: it moves only by promote or rollback"
+            )
+        with self.ctx.database.transaction() as conn:
+            repo = RegistryRepository(conn)
+            record = repo.version(name, number)
+            model_id = repo.require_model_id(name)
+            LedgerRepository(conn).append(
+                self.actor, "alias.set", f"models:/{name}@{alias}",
+                {"model": name, "alias": alias, "version": number,
+                 "root_digest": record.root_digest}, utc_now(),
+            )
+            repo.set_alias(model_id, alias, record.id, format_time(utc_now()), self.actor)
+        return record
+
+    def delete_alias(self, name: str, alias: str, protected: Sequence[str] = ()) -> None:
+        validate_name(alias, "alias")
+        if alias in protected:
+            raise InputError(
+                f"alias {alias!r} is an environment alias: it moves only by promote or rollback"
+            )
+        with self.ctx.database.transaction() as conn:
+            repo = RegistryRepository(conn)
+            model_id = repo.require_model_id(name)
+            if not repo.delete_alias(model_id, alias):
+                raise NotFoundError(f"model {name!r} has no alias {alias!r}")
+            LedgerRepository(conn).append(
+                self.actor, "alias.delete", f"models:/{name}@{alias}",
+                {"model": name, "alias": alias}, utc_now(),
+            )
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def resolve(self, uri: str | ModelURI) -> VersionRecord:
+        parsed = parse_uri(uri) if isinstance(uri, str) else uri
+        with self.ctx.database.read() as conn:
+            return resolve_in(RegistryRepository(conn), parsed)
+
+    def list_models(self) -> list[dict[str, Any]]:
+        with self.ctx.database.read() as conn:
+            return RegistryRepository(conn).list_models()
+
+    def list_versions(self, name: str) -> list[dict[str, Any]]:
+        validate_name(name, "model name")
+        with self.ctx.database.read() as conn:
+            repo = RegistryRepository(conn)
+            return [
+                {**v.to_dict(), "aliases": repo.aliases_of(v.id)} for v in repo.list_versions(name)
+            ]
+
+    def show(self, uri: str) -> dict[str, Any]:
+        parsed = parse_uri(uri)
+        with self.ctx.database.read() as conn:
+            repo = RegistryRepository(conn)
+            record = resolve_in(repo, parsed)
+            manifest = record.manifest()
+            attestations = []
+            for att in repo.attestations(record.id):
+                entry: dict[str, Any] = {"kind": att.kind, "digest": att.digest,
+                                         "created_at": att.created_at, "by": att.created_by}
+                document = json.loads(att.document)
+                hint = document.get("verificationMaterial", {}).get("publicKey", {}).get("hint")
+                if hint:
+                    entry["key_id"] = hint
+                if att.kind not in (REGISTRY_SIGNATURE, UPLOADER_SIGNATURE):
+                    entry["document"] = document
+                attestations.append(entry)
+            return {
+                **record.to_dict(),
+                "aliases": repo.aliases_of(record.id),
+                "manifest": manifest.to_dict(),
+                "attestations": attestations,
+            }
+
+    def attestations(self, record: VersionRecord, kind: str | None = None) -> list[Any]:
+        with self.ctx.database.read() as conn:
+            return list(RegistryRepository(conn).attestations(record.id, kind))
+
+    def pull(self, uri: str, out_dir: Path) -> VersionRecord:
+        """Write the bundle to `out_dir`, verifying every byte and the registry signature first;
+        on any mismatch remove what was written."""
+        record = self.resolve(uri)
+        out_dir = Path(out_dir)
+        if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+            raise PathError(f"{out_dir}: exists and is not an empty folder; choose a new one")
+        manifest = self._checked_manifest(record)
+        created = not out_dir.exists()
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            for entry in manifest.files:
+                target = out_dir if entry.name == "." else out_dir / entry.name
+                if entry.name == ".":
+                    raise InputError("single-file versions are pulled into a folder by name")
+                _check_inside(out_dir, target)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                self.ctx.blobs.copy_to(entry.digest, target)
+        except BaseException:
+            if created:
+                shutil.rmtree(out_dir, ignore_errors=True)
+            else:
+                for child in list(out_dir.iterdir()):
+                    if child.is_dir():
+                        shutil.rmtree(child, ignore_errors=True)
+                    else:
+                        child.unlink(missing_ok=True)
+            raise
+        return record
+
+    def _checked_manifest(self, record: VersionRecord) -> Manifest:
+        """The version's manifest, after checking the registry's signature over it."""
+        manifest = record.manifest()
+        if manifest.root_digest != record.root_digest:
+            raise VerificationError(f"{record.uri}: the stored manifest does not match its digest")
+        signatures = self.attestations(record, REGISTRY_SIGNATURE)
+        if not signatures:
+            raise VerificationError(f"{record.uri}: the registry signature is missing")
+        bundle = SignatureBundle.from_dict(json.loads(signatures[0].document))
+        signed = manifest_from_statement(verify_with_key(bundle, Verifier(self.ctx.signer.public_key)))
+        if signed.root_digest != record.root_digest or signed.digests() != manifest.digests():
+            raise VerificationError(f"{record.uri}: the registry signature covers other files")
+        return manifest
+
+    def verify(self, uri: str) -> CheckReport:
+        """Re-hash every stored blob, check the registry signature and the ledger inclusion."""
+        report = CheckReport()
+        record = self.resolve(uri)
+        report.details["uri"] = record.uri
+        report.details["root_digest"] = record.root_digest
+        try:
+            manifest = self._checked_manifest(record)
+        except ModelwardError as exc:
+            report.problems.append(str(exc))
+            return report
+        for entry in manifest.files:
+            try:
+                for _ in self.ctx.blobs.read_chunks(entry.digest):
+                    pass
+            except DigestMismatchError:
+                report.problems.append(f"file {entry.name}: stored bytes do not match {entry.digest}")
+            except NotFoundError:
+                report.problems.append(f"file {entry.name}: blob {entry.digest} is missing")
+        report.problems.extend(self._check_ledger_entry(record))
+        report.details["files"] = len(manifest.files)
+        return report
+
+    def _check_ledger_entry(self, record: VersionRecord) -> list[str]:
+        from modelward.core import merkle
+
+        with self.ctx.database.read() as conn:
+            ledger = LedgerRepository(conn)
+            size = ledger.size()
+            if record.ledger_seq >= size:
+                return [f"{record.uri}: its push event #{record.ledger_seq} is not in the ledger"]
+            event = ledger.event(record.ledger_seq)
+            problems = version_event_problems(record, event.action, event.details)
+            try:
+                leaf = merkle.leaf_hash(event.leaf_data())
+                proof = merkle.inclusion_proof(record.ledger_seq, size, ledger.node)
+                root = merkle.root_from_nodes(size, ledger.node)
+                merkle.verify_inclusion(record.ledger_seq, size, leaf, proof, root)
+            except ModelwardError as exc:
+                problems.append(f"{record.uri}: ledger inclusion proof failed: {exc}")
+        return problems
+
+    def fsck(self, repair: bool = False, grace_seconds: float = 3600.0) -> CheckReport:
+        """Find (and with `repair` remove) orphan blobs and half-finished writes."""
+        report = CheckReport()
+        with self.ctx.database.read() as conn:
+            referenced = RegistryRepository(conn).referenced_digests()
+        orphans = sorted(d for d in self.ctx.blobs.list_digests() if d not in referenced)
+        incomplete = self.ctx.blobs.list_incomplete(grace_seconds)
+        report.details = {"orphan_blobs": orphans, "incomplete_writes": incomplete,
+                          "referenced_blobs": len(referenced), "repaired": repair}
+        report.problems = [f"orphan blob {d}" for d in orphans]
+        report.problems += [f"half-finished write {name}" for name in incomplete]
+        if repair:
+            for digest in orphans:
+                self.ctx.blobs.remove_blob(digest)
+            self.ctx.blobs.remove_incomplete(grace_seconds)
+        return report
+
+
+def resolve_in(repo: RegistryRepository, uri: ModelURI) -> VersionRecord:
+    if uri.kind != "models":
+        raise InputError(f"{uri} is not a model URI")
+    if uri.digest is not None:
+        matches = repo.versions_by_root(uri.digest)
+        if not matches:
+            raise NotFoundError(f"no version has root digest sha256:{uri.digest}")
+        return matches[0]
+    assert uri.name is not None
+    if uri.alias is not None:
+        return repo.alias_target(uri.name, uri.alias)
+    assert uri.version is not None
+    return repo.version(uri.name, uri.version)
+
+
+def version_event_problems(record: VersionRecord, action: str, details: dict[str, Any]) -> list[str]:
+    """What differs between a version row and the ledger event that created it."""
+    expected = {
+        "model": record.model,
+        "version": record.number,
+        "root_digest": record.root_digest,
+        "manifest_digest": _sha256(record.manifest_json),
+    }
+    if action != "version.push":
+        return [f"{record.uri}: ledger event #{record.ledger_seq} is a {action!r}, not its push"]
+    problems = []
+    for key, value in expected.items():
+        if details.get(key) != value:
+            problems.append(
+                f"{record.uri}: {key} differs from its ledger event #{record.ledger_seq} "
+                f"(ledger {details.get(key)!r}, database {value!r})"
+            )
+    try:
+        manifest = record.manifest()
+        if manifest.root_digest != record.root_digest:
+            problems.append(f"{record.uri}: the stored manifest does not hash to its root digest")
+    except ModelwardError as exc:
+        problems.append(f"{record.uri}: the stored manifest is unreadable: {exc}")
+    return problems
+
+
+def registry_state_checks(conn: Connection) -> list[str]:
+    """Audit hook: every version and alias must agree with the ledger events that made it."""
+    repo = RegistryRepository(conn)
+    ledger = LedgerRepository(conn)
+    problems: list[str] = []
+    size = ledger.size()
+    for record in repo.all_versions():
+        if record.ledger_seq >= size:
+            problems.append(f"{record.uri}: its push event is not in the ledger")
+            continue
+        event = ledger.event(record.ledger_seq)
+        problems.extend(version_event_problems(record, event.action, event.details))
+    expected: dict[tuple[str, str], int] = {}
+    for event in ledger.events(0, size):
+        details = event.details
+        if event.action == "alias.set":
+            expected[(details.get("model"), details.get("alias"))] = details.get("version")  # type: ignore[index]
+        elif event.action in ("alias.delete",):
+            expected.pop((details.get("model"), details.get("alias")), None)  # type: ignore[arg-type]
+        elif event.action in ("release.create", "release.rollback") and details.get("alias"):
+            expected[(details.get("model"), details.get("alias"))] = details.get("version")  # type: ignore[index]
+    actual = {(m, a): n for m, a, n in repo.all_aliases()}
+    for key in sorted(set(expected) | set(actual), key=str):
+        if expected.get(key) != actual.get(key):
+            model, alias = key
+            problems.append(
+                f"alias {model}@{alias}: database says version {actual.get(key)}, "
+                f"the ledger says {expected.get(key)}"
+            )
+    return problems
+
+
+def _check_inside(root: Path, target: Path) -> None:
+    root_real = os.path.realpath(root)
+    if os.path.commonpath([root_real, os.path.realpath(target)]) != root_real:
+        raise VerificationError(f"stored file name {target} leaves the output folder")
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
