@@ -1,1 +1,31 @@
-"""modelward.scanning"""
+"""modelward.scanning: an allow-list scanner for model files that never executes what it reads.
+
+`scan(path)` sniffs every file of a bundle by content, analyses pickles with a symbolic machine
+that follows CPython's unpickler, validates containers the way their loaders parse them, and
+returns a `ScanReport` whose verdict is `clean`, `malformed` or `unsafe`.
+"""
+
+from __future__ import annotations
+
+from modelward.scanning.allowlist import AllowList, configured_allow, parse_global
+from modelward.scanning.context import Limits
+from modelward.scanning.engine import scan, scan_paths
+from modelward.scanning.report import FileResult, Finding, ScanReport, Verdict
+from modelward.scanning.rules import RULES, Rule
+from modelward.scanning.sarif import to_sarif
+
+__all__ = [
+    "RULES",
+    "AllowList",
+    "FileResult",
+    "Finding",
+    "Limits",
+    "Rule",
+    "ScanReport",
+    "Verdict",
+    "configured_allow",
+    "parse_global",
+    "scan",
+    "scan_paths",
+    "to_sarif",
+]

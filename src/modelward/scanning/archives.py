@@ -1,0 +1,259 @@
+"""Container scanners: zip (PyTorch, NumPy npz, Keras, plain), tar, and compressed streams.
+
+Each container is parsed the way its loader parses it (see `zipfmt` for zip), then every member
+is scanned: pickles in PyTorch archives with PyTorch's persistent ids, `.npy` members as arrays,
+Keras configs for Lambda layers and custom objects, anything else by sniffing its bytes. Raw
+storage members of PyTorch archives are not sniffed (they are numbers), but their sizes are
+checked against what the pickle references. Decompression is always bounded.
+"""
+
+from __future__ import annotations
+
+import bz2
+import io
+import lzma
+import stat
+import tarfile
+import zlib
+from collections.abc import Callable
+from typing import Any
+
+from modelward.scanning.context import ScanContext, at
+from modelward.scanning.keras import scan_keras_config
+from modelward.scanning.numeric import sweep_tensor
+from modelward.scanning.numpy_formats import scan_npy
+from modelward.scanning.pickle_vm import PICKLE_OPCODES, Buffer
+from modelward.scanning.pickles import STORAGE_DTYPE, TorchStorages, scan_pickle_stream
+from modelward.scanning.zipfmt import ZipMember, read_member, read_zip, unsafe_member_path
+
+
+def scan_zip(data: Buffer, ctx: ScanContext, where: str) -> str:
+    members = read_zip(data, ctx, where)
+    if members is None:
+        return "zip"
+    files = [m for m in members if not m.is_dir]
+    names = {m.name for m in files}
+    pickles = [m for m in files if _torch_pickle_name(m.name)]
+    if pickles:
+        _scan_torch_zip(data, files, ctx, where)
+        return "torch-zip"
+    if files and all(m.name.endswith(".npy") for m in files):
+        for member in files:
+            content = _member_bytes(data, member, ctx, where)
+            if content is not None:
+                scan_npy(content, ctx, at(where, member.name))
+        return "npz"
+    if "config.json" in names and ("metadata.json" in names or "model.weights.h5" in names):
+        for member in files:
+            content = _member_bytes(data, member, ctx, where)
+            if content is None:
+                continue
+            if member.name == "config.json":
+                scan_keras_config(content, ctx, at(where, member.name))
+            else:
+                ctx.nested(content, at(where, member.name))
+        return "keras"
+    for member in files:
+        content = _member_bytes(data, member, ctx, where)
+        if content is not None:
+            ctx.nested(content, at(where, member.name))
+    return "zip"
+
+
+def _torch_pickle_name(name: str) -> bool:
+    parts = name.split("/")
+    return len(parts) >= 2 and parts[-1].endswith(".pkl")
+
+
+def _member_bytes(data: Buffer, member: ZipMember, ctx: ScanContext, where: str) -> bytes | None:
+    ctx.expanded += member.size
+    if ctx.expanded > ctx.limits.max_total_expanded:
+        ctx.add("MW-ARC-BOMB", at(where, member.name), "the bundle expands beyond the limit")
+        return None
+    return read_member(data, member, ctx, where)
+
+
+def _scan_torch_zip(data: Buffer, files: list[ZipMember], ctx: ScanContext, where: str) -> None:
+    # torch's reader takes the archive's folder name from the first entry it lists.
+    prefix = files[0].name.split("/")[0]
+    by_name = {m.name: m for m in files}
+    if f"{prefix}/data.pkl" not in by_name:
+        ctx.add(
+            "MW-TORCH-NO-PICKLE",
+            where,
+            f"the archive has no {prefix}/data.pkl, which torch.load reads first",
+        )
+    storages = TorchStorages(ctx, where, legacy=False)
+    storage_members: dict[str, ZipMember] = {}
+    for member in files:
+        location = at(where, member.name)
+        parts = member.name.split("/")
+        if len(parts) == 3 and parts[1] == "data" and parts[0] == prefix:
+            storage_members[parts[2]] = member
+            continue
+        content = _member_bytes(data, member, ctx, where)
+        if content is None:
+            continue
+        if member.name.endswith(".pkl") or (
+            content and content[0] in PICKLE_OPCODES and _sniffs_as_pickle(content)
+        ):
+            storages.where = location
+            scan_pickle_stream(content, ctx, location, persistent_load=storages)
+        else:
+            ctx.nested(content, location)
+    for key, (type_name, nbytes) in sorted(storages.storages.items()):
+        storage = storage_members.get(key)
+        location = at(where, f"{prefix}/data/{key}")
+        if storage is None:
+            ctx.add("MW-TORCH-STORAGE", location, f"storage {key} is referenced but missing")
+            continue
+        if storage.size < nbytes:
+            ctx.add(
+                "MW-TORCH-STORAGE",
+                location,
+                f"storage {key} holds {storage.size} bytes but {nbytes} are referenced",
+            )
+            continue
+        dtype = STORAGE_DTYPE.get(type_name)
+        if ctx.numeric and dtype is not None and storage.method == 0:
+            view = data[storage.data_offset : storage.data_offset + nbytes]
+            sweep_tensor(view, dtype, f"{prefix}/data/{key}", ctx, location)
+
+
+def _sniffs_as_pickle(content: bytes) -> bool:
+    from modelward.scanning.sniff import sniff
+
+    return sniff(content) == "pickle"
+
+
+def scan_tar(data: Buffer, ctx: ScanContext, where: str) -> str:
+    count = 0
+    total = 0
+    seen: set[str] = set()
+    try:
+        with tarfile.open(fileobj=_BufferReader(data), mode="r:") as archive:
+            for member in archive:
+                count += 1
+                if count > ctx.limits.max_members:
+                    ctx.add("MW-ARC-BOMB", where, "the archive has more members than the limit")
+                    break
+                location = at(where, member.name)
+                problem = unsafe_member_path(member.name.rstrip("/") or member.name)
+                if problem:
+                    ctx.add("MW-ARC-PATH", location, f"the member path {problem}")
+                if member.name in seen:
+                    ctx.add("MW-ARC-DUPLICATE", location, "two members share this name")
+                seen.add(member.name)
+                if member.issym() or member.islnk():
+                    ctx.add(
+                        "MW-ARC-LINK",
+                        location,
+                        f"the member is a link to {member.linkname!r}",
+                    )
+                    continue
+                if member.isdev() or (
+                    not member.isfile() and not member.isdir() and stat.S_IFMT(member.mode)
+                ):
+                    ctx.add("MW-ARC-LINK", location, "the member is a device or special file")
+                    continue
+                if not member.isfile():
+                    continue
+                total += member.size
+                ctx.expanded += member.size
+                if member.size > ctx.limits.max_in_memory or total > ctx.limits.max_total_expanded:
+                    ctx.add("MW-ARC-BOMB", location, f"the member claims {member.size} bytes")
+                    continue
+                handle = archive.extractfile(member)
+                if handle is None:
+                    continue
+                content = handle.read()
+                ctx.nested(content, location)
+    except (tarfile.TarError, EOFError, OSError, ValueError, UnicodeError) as exc:
+        ctx.add("MW-TAR-STRUCTURE", where, f"the tar archive cannot be read: {exc}")
+    return "tar"
+
+
+def scan_compressed(data: Buffer, ctx: ScanContext, where: str, kind: str) -> str:
+    limit = ctx.limits.max_in_memory
+    try:
+        out = _decompress(bytes(data), kind, limit + 1)
+    except (OSError, EOFError, ValueError, zlib.error, lzma.LZMAError) as exc:
+        ctx.add("MW-TAR-STRUCTURE", where, f"the {kind} stream does not decompress: {exc}")
+        return kind
+    if len(out) > limit:
+        ctx.add("MW-ARC-BOMB", where, f"the {kind} stream expands beyond {limit} bytes")
+        return kind
+    ctx.expanded += len(out)
+    if ctx.expanded > ctx.limits.max_total_expanded:
+        ctx.add("MW-ARC-BOMB", where, "the bundle expands beyond the limit")
+        return kind
+    inner = ctx.nested(out, at(where, f"{kind} content"))
+    return f"{kind}+{inner}"
+
+
+def _decompress(raw: bytes, kind: str, max_out: int) -> bytes:
+    chunks: list[bytes] = []
+    produced = 0
+    factory: Callable[[], Any] = {
+        "gzip": lambda: zlib.decompressobj(31),
+        "zlib": lambda: zlib.decompressobj(15),
+        "bz2": bz2.BZ2Decompressor,
+        "xz": lzma.LZMADecompressor,
+    }[kind]
+    pending = raw
+    while pending and produced < max_out:
+        decoder = factory()
+        if kind in ("gzip", "zlib"):
+            piece = decoder.decompress(pending, max_out - produced)
+            while decoder.unconsumed_tail and produced + len(piece) < max_out:
+                chunks.append(piece)
+                produced += len(piece)
+                piece = decoder.decompress(decoder.unconsumed_tail, max_out - produced)
+            if not decoder.eof and produced + len(piece) < max_out:
+                raise ValueError("the stream is truncated")
+            rest = decoder.unused_data
+        else:
+            piece = decoder.decompress(pending, max_out - produced)
+            if not decoder.eof and produced + len(piece) < max_out and decoder.needs_input:
+                raise ValueError("the stream is truncated")
+            rest = decoder.unused_data if decoder.eof else b""
+        chunks.append(piece)
+        produced += len(piece)
+        if kind == "zlib" or not rest.strip(b"\x00"):
+            break
+        pending = rest
+    return b"".join(chunks)
+
+
+class _BufferReader(io.RawIOBase):
+    """A read-only, seekable file over a buffer, without copying it."""
+
+    def __init__(self, data: Buffer) -> None:
+        self._data = data
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self._pos, 2: len(self._data)}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        chunk = self._data[self._pos : self._pos + len(buffer)]
+        buffer[: len(chunk)] = chunk
+        self._pos += len(chunk)
+        return len(chunk)
+
+    def read(self, size: int = -1) -> bytes:
+        end = len(self._data) if size is None or size < 0 else self._pos + size
+        chunk = bytes(self._data[self._pos : end])
+        self._pos += len(chunk)
+        return chunk

@@ -1,0 +1,286 @@
+"""The scan engine: walks a bundle, sniffs each file, runs its format's scanner, builds a report.
+
+Every regular file is scanned; a link that leaves the bundle, a special file (FIFO, device) or a
+file whose format is not recognised becomes a finding, never a silent pass. Files are memory
+mapped read-only; nothing read is imported, unpickled, rendered or executed. Unexpected errors
+inside a format scanner are contained to that file and reported as `malformed`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import mmap
+import os
+import posixpath
+import stat
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from modelward.errors import PathError
+from modelward.scanning.allowlist import AllowList, configured_allow
+from modelward.scanning.archives import scan_compressed, scan_tar, scan_zip
+from modelward.scanning.context import Limits, ScanContext, at
+from modelward.scanning.gguf import check_template, scan_gguf
+from modelward.scanning.keras import scan_hdf5
+from modelward.scanning.numpy_formats import scan_npy
+from modelward.scanning.onnx import scan_onnx
+from modelward.scanning.pickle_vm import Buffer
+from modelward.scanning.pickles import scan_pickle_stream, scan_torch_legacy
+from modelward.scanning.report import FileResult, Finding, ScanReport
+from modelward.scanning.safetensors import scan_safetensors
+from modelward.scanning.sniff import sniff
+
+MAX_FILES = 1_000_000
+
+
+def scan(
+    path: str | os.PathLike[str],
+    *,
+    numeric: bool = False,
+    allow: Iterable[str] = (),
+    use_config: bool = True,
+    digests: bool = False,
+    limits: Limits | None = None,
+) -> ScanReport:
+    """Scan one file or one bundle directory; see `scan_paths`."""
+    return scan_paths(
+        [path], numeric=numeric, allow=allow, use_config=use_config, digests=digests,
+        limits=limits,
+    )  # fmt: skip
+
+
+def scan_paths(
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    numeric: bool = False,
+    allow: Iterable[str] = (),
+    use_config: bool = True,
+    digests: bool = False,
+    limits: Limits | None = None,
+) -> ScanReport:
+    """Scan files and directories; raise PathError if a given path does not exist."""
+    extra = tuple(allow) + (configured_allow() if use_config else ())
+    allow_list = AllowList.default(extra)
+    limits = limits or Limits()
+    entries = list(_collect(paths))
+    results: dict[str, FileResult] = {}
+    contexts: dict[str, ScanContext] = {}
+    for display, real in entries:
+        result, ctx = _scan_entry(display, real, allow_list, numeric, digests, limits)
+        results[display] = result
+        if ctx is not None:
+            contexts[display] = ctx
+    _resolve_external_data(results, contexts, dict(entries))
+    return ScanReport(
+        files=tuple(results.values()),
+        scanner_version=_version(),
+        numeric=numeric,
+        allow=tuple(sorted(set(extra))),
+    )
+
+
+def _collect(paths: Sequence[str | os.PathLike[str]]) -> Iterator[tuple[str, Path]]:
+    many = len(paths) > 1
+    count = 0
+    for given in paths:
+        root = Path(given)
+        try:
+            info = root.lstat()
+        except OSError as exc:
+            raise PathError(f"cannot scan {str(given)!r}: {exc.strerror or exc}") from exc
+        if not stat.S_ISDIR(info.st_mode):
+            yield (str(given) if many else root.name or str(given)), root
+            continue
+        prefix = root.as_posix().rstrip("/") + "/" if many else ""
+        for folder, dirs, files in os.walk(root, followlinks=False):
+            dirs.sort()
+            base = Path(folder)
+            for name in sorted(files) + [d for d in dirs if (base / d).is_symlink()]:
+                count += 1
+                if count > MAX_FILES:
+                    raise PathError(f"{given} holds more than {MAX_FILES} files")
+                full = base / name
+                yield prefix + full.relative_to(root).as_posix(), full
+
+
+def _scan_entry(
+    display: str, real: Path, allow: AllowList, numeric: bool, digests: bool, limits: Limits
+) -> tuple[FileResult, ScanContext | None]:
+    def single(fmt: str, size: int, rule_id: str, message: str) -> tuple[FileResult, None]:
+        finding = Finding(rule_id=rule_id, file=display, location="", message=message)
+        return FileResult(display, fmt, size, None, (finding,)), None
+
+    try:
+        info = real.lstat()
+    except OSError as exc:
+        return single("unreadable", 0, "MW-FMT-UNREADABLE", f"cannot read the file: {exc}")
+    if stat.S_ISLNK(info.st_mode):
+        target = os.readlink(real)
+        return single(
+            "link", 0, "MW-FMT-LINK", f"the file is a symbolic link to {target!r}; "
+            "links are not followed (a loader would read whatever it points to)",
+        )  # fmt: skip
+    if not stat.S_ISREG(info.st_mode):
+        return single("special", 0, "MW-FMT-LINK", "the entry is a device, FIFO or socket")
+    ctx = ScanContext(allow=allow, file=display, numeric=numeric, limits=limits)
+    ctx.scan_nested = scan_buffer
+    try:
+        fd = os.open(real, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError as exc:
+        return single("unreadable", info.st_size, "MW-FMT-UNREADABLE", f"cannot open: {exc}")
+    try:
+        size = os.fstat(fd).st_size
+        if size == 0:
+            fmt = scan_buffer(ctx, b"", "")
+            return FileResult(display, fmt, 0, _digest(b"") if digests else None,
+                              tuple(ctx.findings)), ctx  # fmt: skip
+        with mmap.mmap(fd, size, access=mmap.ACCESS_READ) as mapped:
+            fmt = scan_buffer(ctx, mapped, "")
+            digest = _digest(mapped) if digests else None
+    except OSError as exc:
+        return single("unreadable", info.st_size, "MW-FMT-UNREADABLE", f"cannot read: {exc}")
+    finally:
+        os.close(fd)
+    return FileResult(display, fmt, size, digest, tuple(ctx.findings)), ctx
+
+
+def _digest(data: Buffer) -> str:
+    hasher = hashlib.sha256()
+    step = 16 << 20
+    for offset in range(0, len(data), step):
+        hasher.update(data[offset : offset + step])
+    return hasher.hexdigest()
+
+
+def scan_buffer(ctx: ScanContext, data: Buffer, where: str) -> str:
+    """Sniff `data` and run its scanner; returns the format name. Never raises."""
+    try:
+        return _dispatch(ctx, data, where)
+    except (RecursionError, MemoryError):
+        ctx.add("MW-FMT-LIMIT", where, "the file is nested too deeply or too large to check")
+    except Exception as exc:  # a scanner bug must not pass a file: report it, fail closed
+        ctx.add(
+            "MW-FMT-UNREADABLE",
+            where,
+            f"the scanner could not finish this file ({type(exc).__name__}: {exc})",
+        )
+    return "unknown"
+
+
+def _dispatch(ctx: ScanContext, data: Buffer, where: str) -> str:
+    fmt = sniff(data)
+    if fmt == "empty":
+        ctx.add("MW-FMT-EMPTY", where, "the file is empty; no loader accepts it")
+    elif fmt == "pickle":
+        scan_pickle_stream(data, ctx, where)
+    elif fmt == "torch-legacy":
+        scan_torch_legacy(data, ctx, where)
+    elif fmt == "zip":
+        return scan_zip(data, ctx, where)
+    elif fmt == "npy":
+        scan_npy(data, ctx, where)
+    elif fmt == "safetensors":
+        scan_safetensors(data, ctx, where)
+    elif fmt == "gguf":
+        scan_gguf(data, ctx, where)
+    elif fmt == "hdf5":
+        scan_hdf5(data, ctx, where)
+    elif fmt == "onnx":
+        scan_onnx(data, ctx, where)
+    elif fmt == "tar":
+        return scan_tar(data, ctx, where)
+    elif fmt in ("gzip", "bz2", "xz", "zlib"):
+        return scan_compressed(data, ctx, where, fmt)
+    elif fmt in ("json", "text"):
+        return _scan_text(data, ctx, where, fmt)
+    else:
+        ctx.add(
+            "MW-FMT-UNKNOWN",
+            where,
+            "the file's format is not recognised, so it cannot be shown to be safe",
+        )
+    return fmt
+
+
+def _scan_text(data: Buffer, ctx: ScanContext, where: str, fmt: str) -> str:
+    if len(data) > ctx.limits.max_json_bytes:
+        return fmt
+    text = bytes(data).decode("utf-8-sig", "replace")
+    if fmt == "json":
+        try:
+            document = json.loads(text)
+        except (ValueError, RecursionError):
+            fmt = "text"
+        else:
+            if isinstance(document, dict):
+                _check_chat_templates(document, ctx, where)
+            return fmt
+    if "{%" in text or "{{" in text:
+        from modelward.scanning.templates import TemplateSyntaxProblem, template_problems
+
+        try:
+            problems = template_problems(text)
+        except TemplateSyntaxProblem:
+            return fmt
+        for problem in problems:
+            ctx.add("MW-TPL-UNSAFE", at(where, "template"), f"the template {problem}")
+        return "jinja" if problems or "{%" in text else fmt
+    return fmt
+
+
+def _check_chat_templates(document: dict[str, object], ctx: ScanContext, where: str) -> None:
+    template = document.get("chat_template")
+    if isinstance(template, str):
+        check_template(template, ctx, at(where, "chat_template"), "MW-TPL-UNSAFE")
+    elif isinstance(template, list):
+        for entry in template[:100]:
+            if isinstance(entry, dict) and isinstance(entry.get("template"), str):
+                name = entry.get("name", "?")
+                check_template(
+                    entry["template"], ctx, at(where, f"chat_template {name}"), "MW-TPL-UNSAFE"
+                )
+
+
+def _resolve_external_data(
+    results: dict[str, FileResult], contexts: dict[str, ScanContext], reals: dict[str, Path]
+) -> None:
+    for display, ctx in contexts.items():
+        added: list[Finding] = []
+        for _where, location, offset, length in ctx.external_refs:
+            target = posixpath.normpath(posixpath.join(posixpath.dirname(display), location))
+            where = f"external data {location!r}"
+            if target.startswith("../") or target == "..":
+                added.append(Finding("MW-ONNX-EXTERNAL", display, where,
+                                     "the external data location leaves the bundle"))  # fmt: skip
+                continue
+            size = None
+            if target in results:
+                result = results[target]
+                size = result.size
+                if result.format == "unknown":
+                    kept = tuple(f for f in result.findings if f.rule_id != "MW-FMT-UNKNOWN")
+                    results[target] = replace(result, format="onnx-external-data", findings=kept)
+            else:
+                candidate = reals[display].parent / location
+                if candidate.is_file() and not candidate.is_symlink():
+                    size = candidate.stat().st_size
+            if size is None:
+                added.append(Finding("MW-ONNX-STRUCTURE", display, where,
+                                     "the external data file is missing"))  # fmt: skip
+            elif offset < 0 or (length >= 0 and offset + length > size):
+                added.append(Finding("MW-ONNX-STRUCTURE", display, where,
+                                     "the external data range is outside its file"))  # fmt: skip
+        if added:
+            result = results[display]
+            results[display] = replace(result, findings=result.findings + tuple(added))
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("modelward")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0+unknown"

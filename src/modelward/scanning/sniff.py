@@ -1,0 +1,113 @@
+"""Content sniffing: name a file's format from its bytes, never from its name.
+
+The checks mirror what each loader looks at first: `torch.load` takes a file for a zip
+checkpoint only if it starts with a local file header, and for a legacy checkpoint otherwise;
+NumPy looks for its magic string; safetensors trusts an 8-byte header length followed by JSON.
+Sniffing reads at most the first few kilobytes (the ONNX check walks top-level protobuf fields,
+which are few). It does not validate; the format's scanner does that.
+"""
+
+from __future__ import annotations
+
+import codecs
+
+from modelward.scanning.allowlist import AllowList
+from modelward.scanning.pickle_vm import PICKLE_OPCODES, Buffer, PickleMachine
+from modelward.scanning.protobuf import walk_fields
+
+# `torch.save` legacy format starts with a pickled magic number (a LONG1 of 10 bytes).
+_TORCH_LEGACY_PREFIX = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
+_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+_ONNX_MODEL_FIELDS = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 14, 20, 25})
+
+
+def sniff(data: Buffer) -> str:
+    """Return a format name: one of FORMATS."""
+    size = len(data)
+    if size == 0:
+        return "empty"
+    head = bytes(data[:512])
+    if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
+        return "zip"
+    if head.startswith(_TORCH_LEGACY_PREFIX):
+        return "torch-legacy"
+    if head.startswith(b"\x80") and len(head) > 1 and head[1] <= 5:
+        return "pickle"
+    if head.startswith(b"\x93NUMPY"):
+        return "npy"
+    if head.startswith(b"GGUF"):
+        return "gguf"
+    if any(bytes(data[o : o + 8]) == _HDF5_MAGIC for o in (0, 512, 1024, 2048) if o < size):
+        return "hdf5"
+    if size >= 10 and head[8:9] == b"{":
+        length = int.from_bytes(head[:8], "little")
+        if 2 <= length <= size - 8:
+            return "safetensors"
+    if size > 262 and head[257:262] == b"ustar":
+        return "tar"
+    if head.startswith(b"\x1f\x8b"):
+        return "gzip"
+    if head.startswith(b"BZh"):
+        return "bz2"
+    if head.startswith(b"\xfd7zXZ\x00"):
+        return "xz"
+    if len(head) >= 2 and head[0] == 0x78 and (head[0] * 256 + head[1]) % 31 == 0:
+        return "zlib"
+    if _looks_like_onnx(data):
+        return "onnx"
+    if head[0] in PICKLE_OPCODES and _pickle_probe(data):
+        return "pickle"
+    text_kind = _text_kind(head, data)
+    if text_kind is not None:
+        return text_kind
+    return "unknown"
+
+
+def _pickle_probe(data: Buffer) -> bool:
+    """A pickle without a PROTO opcode: it loads to STOP, or it imports before failing.
+
+    `pickle.load` runs every import and call it meets before it reaches an error, so a file that
+    imports anything is a pickle for our purpose even if its tail is garbage.
+    """
+    machine = PickleMachine(data, AllowList(frozenset()))
+    result = machine.run_one()
+    return result.complete or bool(result.globals)
+
+
+def _looks_like_onnx(data: Buffer) -> bool:
+    if data[0] not in (0x08, 0x12, 0x1A, 0x3A, 0x42):
+        return False
+    seen: set[int] = set()
+    try:
+        for number, wire, _start, _end in walk_fields(data, 0, len(data), limit=10_000):
+            if number not in _ONNX_MODEL_FIELDS:
+                return False
+            if number in (1, 5) and wire != 0:
+                return False
+            if number in (2, 3, 4, 6, 7, 8, 14, 20, 25) and wire != 2:
+                return False
+            seen.add(number)
+    except ValueError:
+        return False
+    return 7 in seen
+
+
+def _text_kind(head: bytes, data: Buffer) -> str | None:
+    if b"\x00" in head:
+        return None
+    size = len(data)
+    step = 1 << 20
+    # A text file must be UTF-8 all the way through; check it in bounded chunks.
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        for offset in range(0, size, step):
+            chunk = bytes(data[offset : offset + step])
+            if b"\x00" in chunk:
+                return None
+            decoder.decode(chunk, final=offset + step >= size)
+    except UnicodeDecodeError:
+        return None
+    stripped = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if stripped[:1] in (b"{", b"["):
+        return "json"
+    return "text"
