@@ -18,6 +18,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "verify",
     "registry_cmds",
     "audit",
+    "scan",
 )
 
 
