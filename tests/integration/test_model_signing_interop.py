@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from tests.conftest import assert_clean_error, run_modelward
 
 MODEL_SIGNING = Path(sys.executable).with_name("model_signing")
@@ -25,8 +24,13 @@ def _model(root: Path) -> Path:
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(MODEL_SIGNING), *args], capture_output=True, text=True,
-                          timeout=120, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [str(MODEL_SIGNING), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 @pytest.fixture
@@ -43,14 +47,14 @@ def test_modelward_signature_verifies_with_model_signing(
     sig = tmp_path / "model.sig"
     signed = run_modelward("sign", str(model), "--key", str(keypair[0]), "--signature", str(sig))
     assert signed.returncode == 0, signed.stderr
-    ok = _run("verify", "key", str(model), "--signature", str(sig),
-              "--public_key", str(keypair[1]))
+    ok = _run("verify", "key", str(model), "--signature", str(sig), "--public_key", str(keypair[1]))
     assert ok.returncode == 0, ok.stdout + ok.stderr
     tampered = tmp_path / "tampered"
     shutil.copytree(model, tampered)
     (tampered / "nested-c.txt").write_text("changed")
-    bad = _run("verify", "key", str(tampered), "--signature", str(sig),
-               "--public_key", str(keypair[1]))
+    bad = _run(
+        "verify", "key", str(tampered), "--signature", str(sig), "--public_key", str(keypair[1])
+    )
     assert bad.returncode != 0
     assert "nested-c.txt" in bad.stdout + bad.stderr
 
@@ -60,14 +64,17 @@ def test_model_signing_signature_verifies_with_modelward(
 ) -> None:
     model = _model(tmp_path)
     sig = tmp_path / "model.sig"
-    made = _run("sign", "key", str(model), "--private_key", str(keypair[0]),
-                "--signature", str(sig))
+    made = _run(
+        "sign", "key", str(model), "--private_key", str(keypair[0]), "--signature", str(sig)
+    )
     assert made.returncode == 0, made.stdout + made.stderr
-    ok = run_modelward("verify", str(model), "--public-key", str(keypair[1]),
-                       "--signature", str(sig))
+    ok = run_modelward(
+        "verify", str(model), "--public-key", str(keypair[1]), "--signature", str(sig)
+    )
     assert ok.returncode == 0, ok.stderr
     assert "verified" in ok.stdout
     (model / "weights.safetensors").write_bytes(b"swapped weights")
-    bad = run_modelward("verify", str(model), "--public-key", str(keypair[1]),
-                        "--signature", str(sig))
+    bad = run_modelward(
+        "verify", str(model), "--public-key", str(keypair[1]), "--signature", str(sig)
+    )
     assert_clean_error(bad, 1, "file changed: weights.safetensors")

@@ -62,7 +62,7 @@ def parse_uri(text: str, kinds: tuple[str, ...] = ("models",)) -> ModelURI:
     if len(text) > 512:
         raise InvalidURIError("the URI is too long")
     if text.startswith("sha256:"):
-        digest = text[len("sha256:"):]
+        digest = text[len("sha256:") :]
         if not _HEX64.fullmatch(digest):
             raise InvalidURIError(f"{text!r}: sha256: must be followed by 64 lowercase hex digits")
         return ModelURI(digest=digest)
@@ -70,11 +70,12 @@ def parse_uri(text: str, kinds: tuple[str, ...] = ("models",)) -> ModelURI:
         prefix = f"{kind}:/"
         if not text.startswith(prefix):
             continue
-        rest = text[len(prefix):]
+        rest = text[len(prefix) :]
         if "@" in rest:
             name, alias = rest.split("@", 1)
-            return ModelURI(name=_uri_name(name, text), alias=_uri_name(alias, text, "alias"),
-                            kind=kind)
+            return ModelURI(
+                name=_uri_name(name, text), alias=_uri_name(alias, text, "alias"), kind=kind
+            )
         name, sep, number = rest.partition("/")
         if not sep:
             raise InvalidURIError(f"{text!r}: expected {kind}:/NAME/N or {kind}:/NAME@ALIAS")

@@ -71,7 +71,7 @@ class RegistryContext:
 def _is_sqlite_without_file(url: str) -> bool:
     if not url.startswith("sqlite:///") or ":memory:" in url:
         return False
-    return not Path(url[len("sqlite:///"):]).exists()
+    return not Path(url[len("sqlite:///") :]).exists()
 
 
 def open_registry(home: Path | None = None) -> RegistryContext:
@@ -102,5 +102,6 @@ def open_registry(home: Path | None = None) -> RegistryContext:
 
     with database.read() as conn:
         origin = RegistryRepository(conn).info().get("origin", "modelward")
-    return RegistryContext(home, database, open_blob_store(blob_url(home)), signer, ledger_key,
-                           origin)
+    return RegistryContext(
+        home, database, open_blob_store(blob_url(home)), signer, ledger_key, origin
+    )

@@ -23,7 +23,6 @@ from modelward.core.canonical import canonical_json
 from modelward.core.manifest import DEFAULT_IGNORE_PATHS, FileDigest, Manifest, Serialization
 from modelward.core.names import ModelURI, parse_uri, validate_name
 from modelward.errors import (
-    ConflictError,
     DigestMismatchError,
     InputError,
     ModelwardError,
@@ -128,7 +127,9 @@ class RegistryService:
                 return PushResult(existing, created=False, manifest=existing.manifest())
             number = repo.next_version_number(model_id)
             event = LedgerRepository(conn).append(
-                self.actor, "version.push", f"models:/{name}/{number}",
+                self.actor,
+                "version.push",
+                f"models:/{name}/{number}",
                 {
                     "model": name,
                     "version": number,
@@ -140,7 +141,13 @@ class RegistryService:
                 utc_now(),
             )
             version_id = repo.insert_version(
-                model_id, number, manifest, manifest_json, description, now, self.actor,
+                model_id,
+                number,
+                manifest,
+                manifest_json,
+                description,
+                now,
+                self.actor,
                 event.seq,
             )
             self._attest(repo, version_id, REGISTRY_SIGNATURE, registry_bundle, now)
@@ -150,7 +157,11 @@ class RegistryService:
         return PushResult(record, created=True, manifest=manifest)
 
     def _attest(
-        self, repo: RegistryRepository, version_id: int, kind: str, bundle: SignatureBundle,
+        self,
+        repo: RegistryRepository,
+        version_id: int,
+        kind: str,
+        bundle: SignatureBundle,
         now: str,
     ) -> None:
         document = json.dumps(bundle.to_dict(), sort_keys=True)
@@ -160,7 +171,10 @@ class RegistryService:
         """Write a refused push to the ledger (nothing else is stored)."""
         with self.ctx.database.transaction() as conn:
             LedgerRepository(conn).append(
-                self.actor, "push.refused", f"models:/{name}", {"reason": reason, **details},
+                self.actor,
+                "push.refused",
+                f"models:/{name}",
+                {"reason": reason, **details},
                 utc_now(),
             )
 
@@ -179,8 +193,9 @@ class RegistryService:
         with ThreadPoolExecutor(max_workers=workers) as pool:
             return list(pool.map(store, files))
 
-    def set_alias(self, name: str, alias: str, number: int,
-                  protected: Sequence[str] = ()) -> VersionRecord:
+    def set_alias(
+        self, name: str, alias: str, number: int, protected: Sequence[str] = ()
+    ) -> VersionRecord:
         validate_name(alias, "alias")
         if alias in protected:
             raise InputError(
@@ -191,9 +206,16 @@ class RegistryService:
             record = repo.version(name, number)
             model_id = repo.require_model_id(name)
             LedgerRepository(conn).append(
-                self.actor, "alias.set", f"models:/{name}@{alias}",
-                {"model": name, "alias": alias, "version": number,
-                 "root_digest": record.root_digest}, utc_now(),
+                self.actor,
+                "alias.set",
+                f"models:/{name}@{alias}",
+                {
+                    "model": name,
+                    "alias": alias,
+                    "version": number,
+                    "root_digest": record.root_digest,
+                },
+                utc_now(),
             )
             repo.set_alias(model_id, alias, record.id, format_time(utc_now()), self.actor)
         return record
@@ -210,8 +232,11 @@ class RegistryService:
             if not repo.delete_alias(model_id, alias):
                 raise NotFoundError(f"model {name!r} has no alias {alias!r}")
             LedgerRepository(conn).append(
-                self.actor, "alias.delete", f"models:/{name}@{alias}",
-                {"model": name, "alias": alias}, utc_now(),
+                self.actor,
+                "alias.delete",
+                f"models:/{name}@{alias}",
+                {"model": name, "alias": alias},
+                utc_now(),
             )
 
     # -- reading ----------------------------------------------------------------------------
@@ -241,8 +266,12 @@ class RegistryService:
             manifest = record.manifest()
             attestations = []
             for att in repo.attestations(record.id):
-                entry: dict[str, Any] = {"kind": att.kind, "digest": att.digest,
-                                         "created_at": att.created_at, "by": att.created_by}
+                entry: dict[str, Any] = {
+                    "kind": att.kind,
+                    "digest": att.digest,
+                    "created_at": att.created_at,
+                    "by": att.created_by,
+                }
                 document = json.loads(att.document)
                 hint = document.get("verificationMaterial", {}).get("publicKey", {}).get("hint")
                 if hint:
@@ -300,7 +329,9 @@ class RegistryService:
         if not signatures:
             raise VerificationError(f"{record.uri}: the registry signature is missing")
         bundle = SignatureBundle.from_dict(json.loads(signatures[0].document))
-        signed = manifest_from_statement(verify_with_key(bundle, Verifier(self.ctx.signer.public_key)))
+        signed = manifest_from_statement(
+            verify_with_key(bundle, Verifier(self.ctx.signer.public_key))
+        )
         if signed.root_digest != record.root_digest or signed.digests() != manifest.digests():
             raise VerificationError(f"{record.uri}: the registry signature covers other files")
         return manifest
@@ -321,7 +352,9 @@ class RegistryService:
                 for _ in self.ctx.blobs.read_chunks(entry.digest):
                     pass
             except DigestMismatchError:
-                report.problems.append(f"file {entry.name}: stored bytes do not match {entry.digest}")
+                report.problems.append(
+                    f"file {entry.name}: stored bytes do not match {entry.digest}"
+                )
             except NotFoundError:
                 report.problems.append(f"file {entry.name}: blob {entry.digest} is missing")
         report.problems.extend(self._check_ledger_entry(record))
@@ -354,8 +387,12 @@ class RegistryService:
             referenced = RegistryRepository(conn).referenced_digests()
         orphans = sorted(d for d in self.ctx.blobs.list_digests() if d not in referenced)
         incomplete = self.ctx.blobs.list_incomplete(grace_seconds)
-        report.details = {"orphan_blobs": orphans, "incomplete_writes": incomplete,
-                          "referenced_blobs": len(referenced), "repaired": repair}
+        report.details = {
+            "orphan_blobs": orphans,
+            "incomplete_writes": incomplete,
+            "referenced_blobs": len(referenced),
+            "repaired": repair,
+        }
         report.problems = [f"orphan blob {d}" for d in orphans]
         report.problems += [f"half-finished write {name}" for name in incomplete]
         if repair:
@@ -380,7 +417,9 @@ def resolve_in(repo: RegistryRepository, uri: ModelURI) -> VersionRecord:
     return repo.version(uri.name, uri.version)
 
 
-def version_event_problems(record: VersionRecord, action: str, details: dict[str, Any]) -> list[str]:
+def version_event_problems(
+    record: VersionRecord, action: str, details: dict[str, Any]
+) -> list[str]:
     """What differs between a version row and the ledger event that created it."""
     expected = {
         "model": record.model,
@@ -418,16 +457,16 @@ def registry_state_checks(conn: Connection) -> list[str]:
             continue
         event = ledger.event(record.ledger_seq)
         problems.extend(version_event_problems(record, event.action, event.details))
-    expected: dict[tuple[str, str], int] = {}
+    expected: dict[tuple[str, str], object] = {}
+    alias_moves = ("alias.set", "release.create", "release.rollback")
     for event in ledger.events(0, size):
         details = event.details
-        if event.action == "alias.set":
-            expected[(details.get("model"), details.get("alias"))] = details.get("version")  # type: ignore[index]
-        elif event.action in ("alias.delete",):
-            expected.pop((details.get("model"), details.get("alias")), None)  # type: ignore[arg-type]
-        elif event.action in ("release.create", "release.rollback") and details.get("alias"):
-            expected[(details.get("model"), details.get("alias"))] = details.get("version")  # type: ignore[index]
-    actual = {(m, a): n for m, a, n in repo.all_aliases()}
+        key = (str(details.get("model")), str(details.get("alias")))
+        if event.action == "alias.delete":
+            expected.pop(key, None)
+        elif event.action in alias_moves and details.get("alias"):
+            expected[key] = details.get("version")
+    actual: dict[tuple[str, str], object] = {(m, a): n for m, a, n in repo.all_aliases()}
     for key in sorted(set(expected) | set(actual), key=str):
         if expected.get(key) != actual.get(key):
             model, alias = key

@@ -46,7 +46,9 @@ def initialize_registry(home: Path | None = None) -> InitResult:
         keys = home / "keys"
         keys.mkdir(exist_ok=True, mode=0o700)
     except OSError as exc:
-        raise PathError(f"{home}: cannot create the registry folder: {exc.strerror or exc}") from exc
+        raise PathError(
+            f"{home}: cannot create the registry folder: {exc.strerror or exc}"
+        ) from exc
     if not (keys / REGISTRY_KEY).exists():
         write_key_pair(keys / REGISTRY_KEY, generate_private_key("ecdsa-p256"))
     if not (keys / LEDGER_KEY).exists():
@@ -71,7 +73,9 @@ def initialize_registry(home: Path | None = None) -> InitResult:
                 repo.set_info("registry_key_id", key_hint(registry_key.public_key()))
                 repo.add_user(actor, "admin", format_time(now), actor)
                 LedgerRepository(conn).append(
-                    actor, "registry.init", origin,
+                    actor,
+                    "registry.init",
+                    origin,
                     {"registry_key_id": key_hint(registry_key.public_key()), "admin": actor},
                     now,
                 )
@@ -79,7 +83,7 @@ def initialize_registry(home: Path | None = None) -> InitResult:
     finally:
         database.dispose()
     if url.startswith("sqlite:///"):
-        db_file = Path(url[len("sqlite:///"):])
+        db_file = Path(url[len("sqlite:///") :])
         if db_file.exists():
             os.chmod(db_file, 0o600)
     return InitResult(home, url, blobs, created, admin, key_hint(registry_key.public_key()))

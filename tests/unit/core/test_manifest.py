@@ -30,10 +30,12 @@ def test_duplicate_names_are_refused() -> None:
 
 
 def test_diff_names_added_removed_and_changed() -> None:
-    expected = Manifest("m", (FileDigest("a", "sha256", _digest("a")),
-                              FileDigest("b", "sha256", _digest("b"))))
-    actual = Manifest("m", (FileDigest("a", "sha256", _digest("A")),
-                            FileDigest("c", "sha256", _digest("c"))))
+    expected = Manifest(
+        "m", (FileDigest("a", "sha256", _digest("a")), FileDigest("b", "sha256", _digest("b")))
+    )
+    actual = Manifest(
+        "m", (FileDigest("a", "sha256", _digest("A")), FileDigest("c", "sha256", _digest("c")))
+    )
     diff = expected.diff_against(actual)
     assert diff.added == ("c",)
     assert diff.removed == ("b",)
@@ -43,8 +45,11 @@ def test_diff_names_added_removed_and_changed() -> None:
 
 
 def test_round_trip_and_tampered_root_rejected() -> None:
-    manifest = Manifest("m", (FileDigest("a", "sha256", _digest("a"), 3),),
-                        Serialization(ignore_paths=("z", ".git")))
+    manifest = Manifest(
+        "m",
+        (FileDigest("a", "sha256", _digest("a"), 3),),
+        Serialization(ignore_paths=("z", ".git")),
+    )
     data = manifest.to_dict()
     assert Manifest.from_dict(data) == manifest
     data["root_digest"] = _digest("other")

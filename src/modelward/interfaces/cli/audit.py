@@ -26,9 +26,14 @@ def register(subparsers: Any) -> None:
     proof.add_argument("--out", required=True)
     add_json_flag(proof)
     proof.set_defaults(handler=_proof)
-    verify = verbs.add_parser("verify", help="recompute the ledger and check the registry against it")
-    verify.add_argument("--since", metavar="CHECKPOINT_FILE",
-                        help="an older checkpoint: prove the log only grew since")
+    verify = verbs.add_parser(
+        "verify", help="recompute the ledger and check the registry against it"
+    )
+    verify.add_argument(
+        "--since",
+        metavar="CHECKPOINT_FILE",
+        help="an older checkpoint: prove the log only grew since",
+    )
     add_json_flag(verify)
     verify.set_defaults(handler=_verify)
 

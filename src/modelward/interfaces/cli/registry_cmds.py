@@ -65,8 +65,13 @@ def register(subparsers: Any) -> None:
 
     fsck = subparsers.add_parser("fsck", help="find orphan blobs and half-finished writes")
     fsck.add_argument("--repair", action="store_true", help="remove what was found")
-    fsck.add_argument("--grace", type=float, default=3600.0, metavar="SECONDS",
-                      help="leave temporary files younger than this alone (default 3600)")
+    fsck.add_argument(
+        "--grace",
+        type=float,
+        default=3600.0,
+        metavar="SECONDS",
+        help="leave temporary files younger than this alone (default 3600)",
+    )
     add_json_flag(fsck)
     fsck.set_defaults(handler=_fsck)
 
@@ -81,9 +86,14 @@ def _init(args: argparse.Namespace) -> int:
     from modelward.services.registry_init import initialize_registry
 
     result = initialize_registry()
-    data = {"home": str(result.home), "database": _redacted(result.database_url),
-            "blobs": result.blob_url, "created": result.created, "admin": result.admin,
-            "registry_key_id": result.registry_key_id}
+    data = {
+        "home": str(result.home),
+        "database": _redacted(result.database_url),
+        "blobs": result.blob_url,
+        "created": result.created,
+        "admin": result.admin,
+        "registry_key_id": result.registry_key_id,
+    }
     if args.json:
         emit_json(data)
     elif result.created:
@@ -107,13 +117,17 @@ def _push(args: argparse.Namespace) -> int:
     from modelward.signing.keys import Verifier, load_public_key
 
     verifier = Verifier(load_public_key(Path(args.public_key))) if args.public_key else None
-    with registry_service() as service, ProgressBar(
-        total_size(args.model_path), "storing"
-    ) as progress:
+    with (
+        registry_service() as service,
+        ProgressBar(total_size(args.model_path), "storing") as progress,
+    ):
         result = service.push(
-            Path(args.model_path), args.model, description=args.description,
+            Path(args.model_path),
+            args.model,
+            description=args.description,
             signature_path=Path(args.signature) if args.signature else None,
-            public_key=verifier, progress=progress,
+            public_key=verifier,
+            progress=progress,
         )
     data = {**result.version.to_dict(), "created": result.created}
     if args.json:
@@ -121,8 +135,10 @@ def _push(args: argparse.Namespace) -> int:
     elif result.created:
         emit(f"{result.version.uri} sha256:{result.version.root_digest}")
     else:
-        emit(f"{result.version.uri} sha256:{result.version.root_digest} (already stored; "
-             "nothing created)")
+        emit(
+            f"{result.version.uri} sha256:{result.version.root_digest} (already stored; "
+            "nothing created)"
+        )
     return 0
 
 
@@ -163,8 +179,10 @@ def _versions_list(args: argparse.Namespace) -> int:
     else:
         for row in rows:
             aliases = ",".join(row["aliases"])
-            emit(f"{row['uri']}\tsha256:{row['root_digest'][:16]}…\t{row['created_at']}\t"
-                 f"{row['created_by']}\t{aliases}")
+            emit(
+                f"{row['uri']}\tsha256:{row['root_digest'][:16]}…\t{row['created_at']}\t"
+                f"{row['created_by']}\t{aliases}"
+            )
     return 0
 
 
@@ -203,8 +221,9 @@ def _alias_set(args: argparse.Namespace) -> int:
     from modelward.interfaces.cli._registry import registry_service
 
     with registry_service() as service:
-        record = service.set_alias(args.name, args.alias, args.number,
-                                   protected=_protected_aliases())
+        record = service.set_alias(
+            args.name, args.alias, args.number, protected=_protected_aliases()
+        )
     if args.json:
         emit_json({"model": args.name, "alias": args.alias, "version": record.number})
     else:

@@ -100,8 +100,10 @@ def _verify_registry_version(args: argparse.Namespace) -> int:
     if args.json:
         emit_json({**report.details, "verified": report.ok, "problems": report.problems})
     elif report.ok:
-        emit(f"verified: {report.details['uri']} ({report.details.get('files')} files re-hashed, "
-             "registry signature and ledger inclusion checked)")
+        emit(
+            f"verified: {report.details['uri']} ({report.details.get('files')} files re-hashed, "
+            "registry signature and ledger inclusion checked)"
+        )
     else:
         emit(f"NOT verified: {report.details['uri']}")
         for problem in report.problems:

@@ -130,8 +130,13 @@ class RegistryRepository:
     def list_models(self) -> list[dict[str, Any]]:
         count = func.count(versions.c.id)
         rows = self._conn.execute(
-            select(models.c.name, models.c.created_at, models.c.created_by, count,
-                   func.max(versions.c.number))
+            select(
+                models.c.name,
+                models.c.created_at,
+                models.c.created_by,
+                count,
+                func.max(versions.c.number),
+            )
             .select_from(models.outerjoin(versions, versions.c.model_id == models.c.id))
             .group_by(models.c.id, models.c.name, models.c.created_at, models.c.created_by)
             .order_by(models.c.name)
@@ -168,9 +173,14 @@ class RegistryRepository:
     ) -> int:
         result = self._conn.execute(
             insert(versions).values(
-                model_id=model_id, number=number, root_digest=manifest.root_digest,
-                manifest=manifest_json, description=description, created_at=created_at,
-                created_by=created_by, ledger_seq=ledger_seq,
+                model_id=model_id,
+                number=number,
+                root_digest=manifest.root_digest,
+                manifest=manifest_json,
+                description=description,
+                created_at=created_at,
+                created_by=created_by,
+                ledger_seq=ledger_seq,
             )
         )
         key = result.inserted_primary_key
@@ -179,8 +189,7 @@ class RegistryRepository:
         self._conn.execute(
             insert(version_files),
             [
-                {"version_id": version_id, "name": f.name, "digest": f.digest,
-                 "size": f.size or 0}
+                {"version_id": version_id, "name": f.name, "digest": f.digest, "size": f.size or 0}
                 for f in manifest.files
             ],
         )
@@ -238,8 +247,9 @@ class RegistryRepository:
 
     def version_files(self, version_id: int) -> list[tuple[str, str, int]]:
         rows = self._conn.execute(
-            select(version_files.c.name, version_files.c.digest, version_files.c.size)
-            .where(version_files.c.version_id == version_id)
+            select(version_files.c.name, version_files.c.digest, version_files.c.size).where(
+                version_files.c.version_id == version_id
+            )
         )
         return [(n, d, s) for n, d, s in rows]
 
@@ -249,13 +259,22 @@ class RegistryRepository:
     # -- attestations -----------------------------------------------------------------------
 
     def add_attestation(
-        self, version_id: int, kind: str, document: str, digest: str, created_at: str,
+        self,
+        version_id: int,
+        kind: str,
+        document: str,
+        digest: str,
+        created_at: str,
         created_by: str,
     ) -> int:
         result = self._conn.execute(
             insert(attestations).values(
-                version_id=version_id, kind=kind, document=document, digest=digest,
-                created_at=created_at, created_by=created_by,
+                version_id=version_id,
+                kind=kind,
+                document=document,
+                digest=digest,
+                created_at=created_at,
+                created_by=created_by,
             )
         )
         key = result.inserted_primary_key
@@ -264,14 +283,19 @@ class RegistryRepository:
 
     def attestations(self, version_id: int, kind: str | None = None) -> list[AttestationRecord]:
         query = select(
-            attestations.c.id, attestations.c.version_id, attestations.c.kind,
-            attestations.c.document, attestations.c.digest, attestations.c.created_at,
+            attestations.c.id,
+            attestations.c.version_id,
+            attestations.c.kind,
+            attestations.c.document,
+            attestations.c.digest,
+            attestations.c.created_at,
             attestations.c.created_by,
         ).where(attestations.c.version_id == version_id)
         if kind is not None:
             query = query.where(attestations.c.kind == kind)
-        return [AttestationRecord(*row) for row in self._conn.execute(query.order_by(
-            attestations.c.id))]
+        return [
+            AttestationRecord(*row) for row in self._conn.execute(query.order_by(attestations.c.id))
+        ]
 
     # -- aliases ----------------------------------------------------------------------------
 
@@ -303,8 +327,13 @@ class RegistryRepository:
     ) -> None:
         if self.alias_version_id(model_id, alias) is None:
             self._conn.execute(
-                insert(aliases).values(model_id=model_id, alias=alias, version_id=version_id,
-                                       updated_at=updated_at, updated_by=updated_by)
+                insert(aliases).values(
+                    model_id=model_id,
+                    alias=alias,
+                    version_id=version_id,
+                    updated_at=updated_at,
+                    updated_by=updated_by,
+                )
             )
         else:
             self._conn.execute(
@@ -320,10 +349,13 @@ class RegistryRepository:
         return bool(result.rowcount)
 
     def aliases_of(self, version_id: int) -> list[str]:
-        return list(self._conn.execute(
-            select(aliases.c.alias).where(aliases.c.version_id == version_id)
-            .order_by(aliases.c.alias)
-        ).scalars())
+        return list(
+            self._conn.execute(
+                select(aliases.c.alias)
+                .where(aliases.c.version_id == version_id)
+                .order_by(aliases.c.alias)
+            ).scalars()
+        )
 
     def all_aliases(self) -> list[tuple[str, str, int]]:
         rows = self._conn.execute(
