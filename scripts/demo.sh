@@ -32,3 +32,34 @@ if modelward verify "$work/tiny-model" --public-key "$work/signing-key.pub"; the
 else
   echo "(exit $? as expected)"
 fi
+printf '{"architectures": ["TinyModel"], "hidden_size": 2}' > "$work/tiny-model/config.json"
+
+step "a registry on the embedded default: SQLite + local blob store in \$MODELWARD_HOME"
+modelward init
+modelward sign "$work/tiny-model" --key "$work/signing-key"
+modelward push "$work/tiny-model" --model tiny --description "first cut" \
+  --signature "$work/tiny-model.sig" --public-key "$work/signing-key.pub"
+printf '{"architectures": ["TinyModel"], "hidden_size": 4}' > "$work/tiny-model/config.json"
+modelward push "$work/tiny-model" --model tiny --description "wider"
+modelward alias set tiny champion 1
+modelward versions list tiny
+modelward show models:/tiny@champion
+
+step "pull verifies every byte and the registry signature"
+modelward pull models:/tiny@champion --out "$work/pulled"
+ls "$work/pulled"
+
+step "the ledger: every change is an event in a signed Merkle log"
+modelward audit log
+modelward audit checkpoint --out "$work/checkpoint.txt"
+modelward audit proof 1 --out "$work/proof.txt"
+cat "$work/proof.txt"
+modelward audit verify --since "$work/checkpoint.txt"
+
+step "someone edits a stored blob behind modelward's back → verify and audit say no (exit 1)"
+blob=$(find "$MODELWARD_HOME/blobs" -type f -size -200c | head -n 1)
+chmod u+w "$blob"; printf 'tampered' >> "$blob"
+if modelward verify models:/tiny/1; then echo "NOT detected" >&2; exit 1; else echo "(exit $?)"; fi
+if modelward audit verify; then echo "NOT detected" >&2; exit 1; else echo "(exit $?)"; fi
+echo
+echo "demo finished"

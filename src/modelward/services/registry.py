@@ -356,7 +356,9 @@ class RegistryService:
                     f"file {entry.name}: stored bytes do not match {entry.digest}"
                 )
             except NotFoundError:
-                report.problems.append(f"file {entry.name}: blob {entry.digest} is missing")
+                report.problems.append(
+                    f"{record.uri}: file {entry.name}: blob {entry.digest} is missing"
+                )
         report.problems.extend(self._check_ledger_entry(record))
         report.details["files"] = len(manifest.files)
         return report
