@@ -302,3 +302,17 @@ def test_proof_parsing_rejects_hostile_input() -> None:
         RecordAbsenceProof.from_dict({"file": "x", "recordHash": "zz"})
     with pytest.raises(InputError):
         prove_absence(Path("unused.jsonl"), "not-hex")
+
+
+def test_parquet_without_pyarrow_gives_an_install_hint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import modelward.provenance.records as records_module
+    from modelward.errors import DependencyError
+
+    def refuse(name: str) -> object:
+        raise ImportError(name)
+
+    monkeypatch.setattr(records_module.importlib, "import_module", refuse)
+    with pytest.raises(DependencyError, match=r"pip install 'modelward\[parquet\]'"):
+        iter_records(_parquet(tmp_path))
