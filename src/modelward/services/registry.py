@@ -372,7 +372,7 @@ class RegistryService:
             if record.ledger_seq >= size:
                 return [f"{record.uri}: its push event #{record.ledger_seq} is not in the ledger"]
             event = ledger.event(record.ledger_seq)
-            problems = version_event_problems(record, event.action, event.details)
+            problems = version_event_problems(record, event.action, event.details, event.actor)
             try:
                 leaf = merkle.leaf_hash(event.leaf_data())
                 proof = merkle.inclusion_proof(record.ledger_seq, size, ledger.node)
@@ -420,9 +420,10 @@ def resolve_in(repo: RegistryRepository, uri: ModelURI) -> VersionRecord:
 
 
 def version_event_problems(
-    record: VersionRecord, action: str, details: dict[str, Any]
+    record: VersionRecord, action: str, details: dict[str, Any], actor: str | None = None
 ) -> list[str]:
-    """What differs between a version row and the ledger event that created it."""
+    """What differs between a version row and the ledger event that created it (and, when
+    `actor` is given, the event's actor)."""
     expected = {
         "model": record.model,
         "version": record.number,
@@ -444,6 +445,11 @@ def version_event_problems(
             problems.append(f"{record.uri}: the stored manifest does not hash to its root digest")
     except ModelwardError as exc:
         problems.append(f"{record.uri}: the stored manifest is unreadable: {exc}")
+    if actor is not None and actor != record.created_by:
+        problems.append(
+            f"{record.uri}: created_by differs from its ledger event #{record.ledger_seq} "
+            f"(ledger {actor!r}, database {record.created_by!r})"
+        )
     return problems
 
 
@@ -458,7 +464,7 @@ def registry_state_checks(conn: Connection) -> list[str]:
             problems.append(f"{record.uri}: its push event is not in the ledger")
             continue
         event = ledger.event(record.ledger_seq)
-        problems.extend(version_event_problems(record, event.action, event.details))
+        problems.extend(version_event_problems(record, event.action, event.details, event.actor))
     expected: dict[tuple[str, str], object] = {}
     alias_moves = ("alias.set", "release.create", "release.rollback")
     for event in ledger.events(0, size):
