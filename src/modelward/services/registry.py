@@ -353,7 +353,7 @@ class RegistryService:
                     pass
             except DigestMismatchError:
                 report.problems.append(
-                    f"file {entry.name}: stored bytes do not match {entry.digest}"
+                    f"{record.uri}: file {entry.name}: stored bytes do not match {entry.digest}"
                 )
             except NotFoundError:
                 report.problems.append(
