@@ -1,6 +1,6 @@
 """Minimal RFC 9162 Merkle tree hashing for dataset record trees: root, inclusion proof, verify.
 
-Private to `modelward.provenance` until `modelware.core.merkle` is available; the functions take
+Private to `modelward.provenance` until `modelward.core.merkle` is available; the functions take
 and return raw 32-byte hashes and do no I/O. Leaf hash = SHA-256(0x00 ‖ data), node hash =
 SHA-256(0x01 ‖ left ‖ right), the empty tree's root = SHA-256(""), and trees split at the largest
 power of two smaller than their size (RFC 9162 §2.1.1). Does not do consistency proofs.

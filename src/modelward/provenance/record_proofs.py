@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from modelward.errors import InputError, NotFoundError, VerificationError
+from modelward.errors import InputError, NotFoundError, ProofError, VerificationError
 from modelward.provenance import _merkle
 from modelward.provenance.records import (
     RecordFormat,
@@ -194,14 +194,14 @@ def prove_record(
 
 
 def verify_record_inclusion(proof: RecordInclusionProof, roots: RecordRoots) -> None:
-    """Raise VerificationError unless `proof` shows its record is in the file with `roots`."""
+    """Raise ProofError (a VerificationError) unless `proof` shows its record is in the file."""
     if proof.root != roots.root:
-        raise VerificationError(
+        raise ProofError(
             f"{proof.file}: the proof is for record root {proof.root}, "
             f"the dataset's is {roots.root}"
         )
     if proof.tree_size != roots.count:
-        raise VerificationError(
+        raise ProofError(
             f"{proof.file}: the proof is for {proof.tree_size} records, "
             f"the dataset has {roots.count}"
         )
@@ -210,7 +210,7 @@ def verify_record_inclusion(proof: RecordInclusionProof, roots: RecordRoots) -> 
     if not _merkle.verify_inclusion(
         leaf, proof.index, proof.tree_size, path, bytes.fromhex(roots.root)
     ):
-        raise VerificationError(
+        raise ProofError(
             f"{proof.file}: the record at line/row {proof.locator} does not verify "
             "against the dataset's record root"
         )
@@ -258,27 +258,25 @@ def prove_absence(
 
 
 def verify_record_absence(proof: RecordAbsenceProof, roots: RecordRoots) -> None:
-    """Raise VerificationError unless `proof` shows its record hash is not in the file."""
+    """Raise ProofError (a VerificationError) unless `proof` shows its record hash is absent."""
     where = proof.file
     if proof.sorted_root != roots.sorted_root:
-        raise VerificationError(
+        raise ProofError(
             f"{where}: the proof is for sorted root {proof.sorted_root}, "
             f"the dataset's is {roots.sorted_root}"
         )
     size = proof.tree_size
     if size != roots.count:
-        raise VerificationError(
-            f"{where}: the proof is for {size} records, the dataset has {roots.count}"
-        )
+        raise ProofError(f"{where}: the proof is for {size} records, the dataset has {roots.count}")
     root = bytes.fromhex(roots.sorted_root)
     target = bytes.fromhex(proof.record_hash)
     left, right = proof.left, proof.right
     if size == 0:
         if left or right or root != _merkle.EMPTY_ROOT:
-            raise VerificationError(f"{where}: malformed absence proof for an empty file")
+            raise ProofError(f"{where}: malformed absence proof for an empty file")
         return
     if left is None and right is None:
-        raise VerificationError(f"{where}: the absence proof has no neighbours")
+        raise ProofError(f"{where}: the absence proof has no neighbours")
     for side in (left, right):
         if side is not None and not _merkle.verify_inclusion(
             _merkle.leaf_hash(bytes.fromhex(side.record_hash)),
@@ -287,16 +285,16 @@ def verify_record_absence(proof: RecordAbsenceProof, roots: RecordRoots) -> None
             [bytes.fromhex(h) for h in side.audit_path],
             root,
         ):
-            raise VerificationError(
+            raise ProofError(
                 f"{where}: neighbour at sorted position {side.position} does not verify"
             )
     if left is not None and not bytes.fromhex(left.record_hash) < target:
-        raise VerificationError(f"{where}: the left neighbour is not smaller than the record")
+        raise ProofError(f"{where}: the left neighbour is not smaller than the record")
     if right is not None and not target < bytes.fromhex(right.record_hash):
-        raise VerificationError(f"{where}: the right neighbour is not larger than the record")
+        raise ProofError(f"{where}: the right neighbour is not larger than the record")
     if left is not None and right is not None and right.position != left.position + 1:
-        raise VerificationError(f"{where}: the neighbours are not adjacent")
+        raise ProofError(f"{where}: the neighbours are not adjacent")
     if left is None and right is not None and right.position != 0:
-        raise VerificationError(f"{where}: a lone right neighbour must be the first leaf")
+        raise ProofError(f"{where}: a lone right neighbour must be the first leaf")
     if right is None and left is not None and left.position != size - 1:
-        raise VerificationError(f"{where}: a lone left neighbour must be the last leaf")
+        raise ProofError(f"{where}: a lone left neighbour must be the last leaf")

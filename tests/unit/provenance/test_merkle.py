@@ -26,9 +26,10 @@ def _leaves(n: int) -> list[bytes]:
 
 def test_leaf_and_node_use_domain_separation() -> None:
     assert _merkle.leaf_hash(b"") == hashlib.sha256(b"\x00").digest()
-    assert _merkle.node_hash(b"a" * 32, b"b" * 32) == hashlib.sha256(
-        b"\x01" + b"a" * 32 + b"b" * 32
-    ).digest()
+    assert (
+        _merkle.node_hash(b"a" * 32, b"b" * 32)
+        == hashlib.sha256(b"\x01" + b"a" * 32 + b"b" * 32).digest()
+    )
 
 
 def test_rfc9162_empty_and_known_leaf() -> None:

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from modelward.errors import InputError, NotFoundError, VerificationError
+from modelward.errors import InputError, NotFoundError, ProofError, VerificationError
 from modelward.provenance import _merkle
 from modelward.provenance.record_proofs import (
     RecordAbsenceProof,
@@ -225,7 +225,7 @@ def test_tampered_inclusion_proofs_are_rejected(dataset_file: tuple[Path, Record
         replace(proof, audit_path=proof.audit_path[:-1]),
     ]
     for bad in tampered:
-        with pytest.raises(VerificationError, match="does not verify"):
+        with pytest.raises(ProofError, match="does not verify"):
             verify_record_inclusion(bad, roots)
     with pytest.raises(VerificationError, match="record root"):
         verify_record_inclusion(replace(proof, root="0" * 64), roots)
