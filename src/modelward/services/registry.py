@@ -20,9 +20,12 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from modelward.core.canonical import canonical_json
+from modelward.core.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope
+from modelward.core.intoto import Statement, Subject
 from modelward.core.manifest import DEFAULT_IGNORE_PATHS, FileDigest, Manifest, Serialization
 from modelward.core.names import ModelURI, parse_uri, validate_name
 from modelward.errors import (
+    DeniedError,
     DigestMismatchError,
     InputError,
     ModelwardError,
@@ -32,6 +35,7 @@ from modelward.errors import (
 )
 from modelward.services.bundle_signing import relative_ignores, verify_bundle
 from modelward.services.context import RegistryContext, current_actor, utc_now
+from modelward.services.ingest import SCAN_PREDICATE_TYPE
 from modelward.signing.keys import Verifier
 from modelward.signing.oms import (
     SignatureBundle,
@@ -82,13 +86,14 @@ class RegistryService:
         description: str = "",
         signature_path: Path | None = None,
         public_key: Verifier | None = None,
-        before_store: Callable[[list[ModelFile]], None] | None = None,
+        scanner: Callable[[Path, list[ModelFile]], dict[str, Any]] | None = None,
         progress: ProgressCallback | None = None,
     ) -> PushResult:
         """Store the bundle and make it the next version of `name` (or report the existing one).
 
-        `before_store` runs after the files are listed and before anything is stored (the scanner
-        hooks in here); if it raises, nothing is stored.
+        `scanner` runs after the files are listed and before anything is stored; it returns the
+        scan report (kept as a signed attestation) or raises DeniedError, in which case nothing
+        is stored and the refusal is written to the ledger.
         """
         validate_name(name, "model name")
         if len(description) > 10_000:
@@ -106,8 +111,15 @@ class RegistryService:
             from modelward.services.bundle_signing import read_signature
 
             uploader = read_signature(signature_path)
-        if before_store is not None:
-            before_store(files)
+        scan_report: dict[str, Any] | None = None
+        if scanner is not None:
+            try:
+                scan_report = scanner(model_path, files)
+            except DeniedError as exc:
+                self.record_refusal(
+                    name, str(exc), {"findings": exc.reasons[:50], "files": len(files)}
+                )
+                raise
         digests = self._store_files(files, progress)
         manifest = Manifest(
             model_name=name,
@@ -153,6 +165,10 @@ class RegistryService:
             self._attest(repo, version_id, REGISTRY_SIGNATURE, registry_bundle, now)
             if uploader is not None:
                 self._attest(repo, version_id, UPLOADER_SIGNATURE, uploader, now)
+            if scan_report is not None:
+                self.add_statement(
+                    repo, version_id, "scan", SCAN_PREDICATE_TYPE, manifest, scan_report, now
+                )
             record = repo.version_by_id(version_id)
         return PushResult(record, created=True, manifest=manifest)
 
@@ -165,6 +181,31 @@ class RegistryService:
         now: str,
     ) -> None:
         document = json.dumps(bundle.to_dict(), sort_keys=True)
+        repo.add_attestation(version_id, kind, document, _sha256(document), now, self.actor)
+
+    def add_statement(
+        self,
+        repo: RegistryRepository,
+        version_id: int,
+        kind: str,
+        predicate_type: str,
+        manifest: Manifest,
+        predicate: dict[str, Any],
+        now: str,
+    ) -> None:
+        """Store an in-toto statement about the version, DSSE-signed with the registry key."""
+        statement = Statement(
+            subjects=(Subject.of(manifest.model_name, sha256=manifest.root_digest),),
+            predicate_type=predicate_type,
+            predicate=predicate,
+        )
+        envelope = Envelope.sign(
+            IN_TOTO_PAYLOAD_TYPE,
+            statement.to_bytes(),
+            self.ctx.signer.sign,
+            keyid=self.ctx.signer.keyid,
+        )
+        document = json.dumps(envelope.to_dict(), sort_keys=True)
         repo.add_attestation(version_id, kind, document, _sha256(document), now, self.actor)
 
     def record_refusal(self, name: str, reason: str, details: dict[str, Any]) -> None:
@@ -277,7 +318,7 @@ class RegistryService:
                 if hint:
                     entry["key_id"] = hint
                 if att.kind not in (REGISTRY_SIGNATURE, UPLOADER_SIGNATURE):
-                    entry["document"] = document
+                    entry["statement"] = _statement_of(document)
                 attestations.append(entry)
             return {
                 **record.to_dict(),
@@ -483,6 +524,14 @@ def registry_state_checks(conn: Connection) -> list[str]:
                 f"the ledger says {expected.get(key)}"
             )
     return problems
+
+
+def _statement_of(document: dict[str, Any]) -> dict[str, Any]:
+    try:
+        envelope = Envelope.from_dict(document)
+        return Statement.from_bytes(envelope.payload).to_dict()
+    except ModelwardError:
+        return {"unreadable": True}
 
 
 def _check_inside(root: Path, target: Path) -> None:

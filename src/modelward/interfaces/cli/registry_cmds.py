@@ -19,6 +19,13 @@ def register(subparsers: Any) -> None:
     push.add_argument("--description", default="")
     push.add_argument("--signature", help="the uploader's OMS signature of the bundle")
     push.add_argument("--public-key", help="the uploader's public key (with --signature)")
+    push.add_argument(
+        "--accept-malformed",
+        action="append",
+        default=[],
+        metavar="RULE",
+        help="store despite malformed findings of this scan rule (repeatable)",
+    )
     add_json_flag(push)
     push.set_defaults(handler=_push)
 
@@ -114,7 +121,11 @@ def _push(args: argparse.Namespace) -> int:
 
     from modelward.interfaces.cli._progress import ProgressBar, total_size
     from modelward.interfaces.cli._registry import registry_service
+    from modelward.services.ingest import scan_for_push
     from modelward.signing.keys import Verifier, load_public_key
+
+    def scanner(model_path: Path, files: list[Any]) -> dict[str, Any]:
+        return scan_for_push(model_path, files, accept_malformed=args.accept_malformed)
 
     verifier = Verifier(load_public_key(Path(args.public_key))) if args.public_key else None
     with (
@@ -127,6 +138,7 @@ def _push(args: argparse.Namespace) -> int:
             description=args.description,
             signature_path=Path(args.signature) if args.signature else None,
             public_key=verifier,
+            scanner=scanner,
             progress=progress,
         )
     data = {**result.version.to_dict(), "created": result.created}
@@ -211,9 +223,9 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _attestation_summary(att: dict[str, Any]) -> str:
-    document = att.get("document")
-    if isinstance(document, dict) and "verdict" in document:
-        return f": {document['verdict']}"
+    predicate = att.get("statement", {}).get("predicate", {})
+    if isinstance(predicate, dict) and "verdict" in predicate:
+        return f": {predicate['verdict']}"
     return ""
 
 
