@@ -184,12 +184,21 @@ class LedgerRepository:
         details: Mapping[str, Any],
         recorded_at: datetime,
     ) -> LedgerEvent:
-        """Append one event and the Merkle nodes it completes; call inside a write transaction."""
-        return self.append_many([NewEvent(actor, action, subject, details, recorded_at)])[0]
+        """Append one event and the Merkle nodes it completes; call inside a write transaction.
+        Reads only the size and the right-edge nodes the new leaf merges with."""
+        size = self.size()
+        trailing = merkle.trailing_frontier(size)
+        found = self.nodes(trailing) if trailing else {}
+        edge = _TrailingEdge(size, [found[pos] for pos in trailing])
+        return self._insert([NewEvent(actor, action, subject, details, recorded_at)], edge)[0]
 
     def append_many(self, new_events: Iterable[NewEvent]) -> list[LedgerEvent]:
         """Append events in order with one round of inserts; call inside a write transaction."""
-        edge = self._current_edge()
+        return self._insert(new_events, self._current_edge())
+
+    def _insert(
+        self, new_events: Iterable[NewEvent], edge: merkle.CompactRange | _TrailingEdge
+    ) -> list[LedgerEvent]:
         events: list[LedgerEvent] = []
         event_rows: list[dict[str, Any]] = []
         node_rows: list[dict[str, Any]] = []
@@ -370,6 +379,25 @@ class LedgerRepository:
             select(*ledger_checkpoints.c).order_by(ledger_checkpoints.c.id)
         ).all()
         return [_checkpoint_from_row(row) for row in rows]
+
+
+class _TrailingEdge:
+    """Just enough of the right edge to append one leaf: the nodes it merges with."""
+
+    def __init__(self, size: int, trailing: list[bytes]) -> None:
+        self.size = size
+        self._stored = dict(zip(merkle.trailing_frontier(size), trailing, strict=True))
+        self._used = False
+
+    def append(self, new_leaf: bytes) -> list[tuple[int, int, bytes]]:
+        if self._used:
+            raise ProofError("a trailing edge appends exactly one leaf")
+        self._used = True
+        completed = merkle.nodes_completed_by_append(
+            self.size, new_leaf, merkle.reader_from_mapping(self._stored)
+        )
+        self.size += 1
+        return [(0, self.size - 1, new_leaf), *completed]
 
 
 _NODES_PER_QUERY = 64
