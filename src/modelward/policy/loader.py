@@ -26,7 +26,7 @@ RULE_KEYS = frozenset({"id", "expression", "message", "severity", "when"})
 REQUIRED_RULE_KEYS = ("id", "expression", "message")
 DOCUMENT_KEYS = frozenset({"name", "description", "rules"})
 DEFAULT_ENVIRONMENTS = ("staging", "canary", "production")
-_DEFAULTS_PACKAGE = "modelward.policy.defaults"
+_POLICY_PACKAGE = "modelward.policy"
 
 
 class _StrictSafeLoader(yaml.SafeLoader):
@@ -103,7 +103,8 @@ def default_policy_text(environment: str) -> bytes:
             f"no default policy for environment {environment!r}; "
             f"defaults exist for {', '.join(DEFAULT_ENVIRONMENTS)}"
         )
-    resource = importlib.resources.files(_DEFAULTS_PACKAGE).joinpath(f"{environment}.yaml")
+    # `defaults/` is a data directory, not a package: reach it from the package that holds it.
+    resource = importlib.resources.files(_POLICY_PACKAGE) / "defaults" / f"{environment}.yaml"
     return resource.read_bytes()
 
 
