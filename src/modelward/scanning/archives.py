@@ -174,7 +174,7 @@ def scan_tar(data: Buffer, ctx: ScanContext, where: str) -> str:
 
 
 def scan_compressed(data: Buffer, ctx: ScanContext, where: str, kind: str) -> str:
-    limit = ctx.limits.max_in_memory
+    limit = min(ctx.limits.max_in_memory, max(ctx.limits.max_ratio * len(data), 16 << 20))
     try:
         out = _decompress(bytes(data), kind, limit + 1)
     except (OSError, EOFError, ValueError, zlib.error, lzma.LZMAError) as exc:

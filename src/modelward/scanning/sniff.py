@@ -39,10 +39,8 @@ def sniff(data: Buffer) -> str:
         return "gguf"
     if any(bytes(data[o : o + 8]) == _HDF5_MAGIC for o in (0, 512, 1024, 2048) if o < size):
         return "hdf5"
-    if size >= 10 and head[8:9] == b"{":
-        length = int.from_bytes(head[:8], "little")
-        if 2 <= length <= size - 8:
-            return "safetensors"
+    if size >= 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") >= 2:
+        return "safetensors"
     if size > 262 and head[257:262] == b"ustar":
         return "tar"
     if head.startswith(b"\x1f\x8b"):

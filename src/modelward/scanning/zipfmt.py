@@ -50,15 +50,15 @@ class ZipMember:
 def read_zip(data: Buffer, ctx: ScanContext, where: str) -> list[ZipMember] | None:
     """Parse and check the archive; None (with a finding) when it cannot be read at all."""
     try:
-        members = _read_central(data, ctx, where)
+        members, cd_offset = _read_central(data, ctx, where)
     except (ZipStructureError, struct.error) as exc:
         ctx.add("MW-ZIP-STRUCTURE", where, f"the zip archive cannot be read: {exc}")
         return None
-    _check_members(data, members, ctx, where)
+    _check_members(data, members, ctx, where, cd_offset)
     return members
 
 
-def _read_central(data: Buffer, ctx: ScanContext, where: str) -> list[ZipMember]:
+def _read_central(data: Buffer, ctx: ScanContext, where: str) -> tuple[list[ZipMember], int]:
     size = len(data)
     search_from = max(0, size - 22 - 65535)
     eocd = data.rfind(_EOCD, search_from) if hasattr(data, "rfind") else -1
@@ -110,7 +110,7 @@ def _read_central(data: Buffer, ctx: ScanContext, where: str) -> list[ZipMember]
         ctx.add("MW-ZIP-STRUCTURE", where, "the central directory has bytes no entry accounts for")
     for member in members:
         member.data_offset = _local_data_offset(data, member, ctx, where, cd_offset)
-    return members
+    return members, cd_offset
 
 
 def _read_entry(data: Buffer, pos: int, cd_end: int) -> ZipMember:
@@ -195,7 +195,9 @@ def _local_data_offset(
     return start
 
 
-def _check_members(data: Buffer, members: list[ZipMember], ctx: ScanContext, where: str) -> None:
+def _check_members(
+    data: Buffer, members: list[ZipMember], ctx: ScanContext, where: str, cd_offset: int
+) -> None:
     seen: set[str] = set()
     total = 0
     for member in members:
@@ -227,6 +229,7 @@ def _check_members(data: Buffer, members: list[ZipMember], ctx: ScanContext, whe
     if total > ctx.limits.max_total_expanded:
         ctx.add("MW-ARC-BOMB", where, f"the archive expands to {total} bytes")
     spans = sorted((m.local_offset, m.data_offset + m.compressed_size, m.name) for m in members)
+    spans.append((cd_offset, cd_offset, "central directory"))
     cursor = 0
     for start, end, name in spans:
         if start < cursor:
@@ -242,8 +245,6 @@ def _check_members(data: Buffer, members: list[ZipMember], ctx: ScanContext, whe
                 "a local file header sits between members but the directory does not list it",
             )
         cursor = max(cursor, end)
-    cd_start = min((m.local_offset for m in members), default=0)
-    _ = cd_start
 
 
 def unsafe_member_path(name: str) -> str | None:
