@@ -229,9 +229,8 @@ class AuditService:
             parse_checkpoint_body(since_note.text)
         problems = _Problems()
         with self._db.read() as conn:
-            if self._db.is_sqlite:
-                conn.exec_driver_sql("BEGIN")  # one snapshot for the whole check
             repo = LedgerRepository(conn)
+            repo.begin_snapshot()
             size = repo.size()
             leaves = _check_events(repo, size, problems)
             levels = merkle.complete_levels(leaves) if leaves else [[]]

@@ -260,6 +260,14 @@ class LedgerRepository:
 
     # -- reading --------------------------------------------------------------------------
 
+    def begin_snapshot(self) -> None:
+        """Make every later read on this (fresh, read-only) connection see one snapshot, so a
+        whole-log check is not confused by appends committed meanwhile. Call before any read."""
+        if self._conn.dialect.name == "sqlite":
+            self._conn.exec_driver_sql("BEGIN")
+        else:
+            self._conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+
     def size(self) -> int:
         """The number of events: one more than the highest sequence number."""
         highest = self._conn.execute(_MAX_SEQ).scalar()
