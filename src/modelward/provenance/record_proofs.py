@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from modelward.core import merkle
 from modelward.errors import InputError, NotFoundError, ProofError, VerificationError
-from modelward.provenance import _merkle
 from modelward.provenance.records import (
     RecordFormat,
     RecordRoots,
@@ -37,6 +37,19 @@ from modelward.provenance.records import (
     parse_hex_digest,
     sorted_leaves,
 )
+
+
+def _audit_path(levels: list[list[bytes]], index: int) -> list[bytes]:
+    """The RFC 9162 audit path of leaf `index` from `merkle.complete_levels` output."""
+    return merkle.inclusion_proof(index, len(levels[0]), lambda level, i: levels[level][i])
+
+
+def _included(leaf: bytes, index: int, size: int, path: list[bytes], root: bytes) -> bool:
+    try:
+        merkle.verify_inclusion(index, size, leaf, path, root)
+    except ProofError:
+        return False
+    return True
 
 
 def _hex_path(value: Any, what: str) -> tuple[str, ...]:
@@ -65,7 +78,7 @@ class RecordInclusionProof:
 
     @property
     def record_hash(self) -> str:
-        return _merkle.leaf_hash(self.record).hex()
+        return merkle.leaf_hash(self.record).hex()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -182,14 +195,15 @@ def prove_record(
             found = record
     if found is None:
         raise NotFoundError(f"{name}: no record at line/row {locator}")
+    levels = merkle.complete_levels(hashes)
     return RecordInclusionProof(
         file=name,
         locator=found.locator,
         index=found.index,
         tree_size=len(hashes),
         record=found.data,
-        audit_path=tuple(h.hex() for h in _merkle.inclusion_proof(hashes, found.index)),
-        root=_merkle.root_from_leaf_hashes(hashes).hex(),
+        audit_path=tuple(h.hex() for h in _audit_path(levels, found.index)),
+        root=merkle.root_from_leaves(hashes).hex(),
     )
 
 
@@ -206,10 +220,8 @@ def verify_record_inclusion(proof: RecordInclusionProof, roots: RecordRoots) -> 
             f"the dataset has {roots.count}"
         )
     path = [bytes.fromhex(h) for h in proof.audit_path]
-    leaf = _merkle.leaf_hash(proof.record)
-    if not _merkle.verify_inclusion(
-        leaf, proof.index, proof.tree_size, path, bytes.fromhex(roots.root)
-    ):
+    leaf = merkle.leaf_hash(proof.record)
+    if not _included(leaf, proof.index, proof.tree_size, path, bytes.fromhex(roots.root)):
         raise ProofError(
             f"{proof.file}: the record at line/row {proof.locator} does not verify "
             "against the dataset's record root"
@@ -238,20 +250,21 @@ def prove_absence(
     # Duplicate records stay in the sorted tree; strict ordering around the target still holds.
     ordered = sorted(hashes)
     leaves = sorted_leaves(hashes)
+    levels = merkle.complete_levels(leaves)
     position = bisect.bisect_left(ordered, target)
 
     def neighbour(at: int) -> SortedNeighbour:
         return SortedNeighbour(
             position=at,
             record_hash=ordered[at].hex(),
-            audit_path=tuple(h.hex() for h in _merkle.inclusion_proof(leaves, at)),
+            audit_path=tuple(h.hex() for h in _audit_path(levels, at)),
         )
 
     return RecordAbsenceProof(
         file=name,
         record_hash=target.hex(),
         tree_size=len(ordered),
-        sorted_root=_merkle.root_from_leaf_hashes(leaves).hex(),
+        sorted_root=merkle.root_from_leaves(leaves).hex(),
         left=neighbour(position - 1) if position > 0 else None,
         right=neighbour(position) if position < len(ordered) else None,
     )
@@ -272,14 +285,14 @@ def verify_record_absence(proof: RecordAbsenceProof, roots: RecordRoots) -> None
     target = bytes.fromhex(proof.record_hash)
     left, right = proof.left, proof.right
     if size == 0:
-        if left or right or root != _merkle.EMPTY_ROOT:
+        if left or right or root != merkle.EMPTY_ROOT:
             raise ProofError(f"{where}: malformed absence proof for an empty file")
         return
     if left is None and right is None:
         raise ProofError(f"{where}: the absence proof has no neighbours")
     for side in (left, right):
-        if side is not None and not _merkle.verify_inclusion(
-            _merkle.leaf_hash(bytes.fromhex(side.record_hash)),
+        if side is not None and not _included(
+            merkle.leaf_hash(bytes.fromhex(side.record_hash)),
             side.position,
             size,
             [bytes.fromhex(h) for h in side.audit_path],

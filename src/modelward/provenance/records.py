@@ -40,9 +40,9 @@ from enum import StrEnum
 from pathlib import Path, PurePath
 from typing import Any
 
+from modelward.core import merkle
 from modelward.core.canonical import canonical_json
 from modelward.errors import DependencyError, InputError, PathError
-from modelward.provenance import _merkle
 
 DEFAULT_MAX_RECORD_BYTES = 16 * 1024 * 1024
 _SAFE_INTEGER = 2**53 - 1
@@ -78,7 +78,7 @@ class Record:
 
     @property
     def record_hash(self) -> bytes:
-        return _merkle.leaf_hash(self.data)
+        return merkle.leaf_hash(self.data)
 
 
 @dataclass(frozen=True)
@@ -163,7 +163,7 @@ def record_hashes(
 
 def sorted_leaves(hashes: list[bytes]) -> list[bytes]:
     """The leaf hashes of the sorted tree: each sorted record hash used as a leaf's data."""
-    return [_merkle.leaf_hash(h) for h in sorted(hashes)]
+    return [merkle.leaf_hash(h) for h in sorted(hashes)]
 
 
 def compute_record_roots(
@@ -180,19 +180,19 @@ def compute_record_roots(
     return RecordRoots(
         format=resolved,
         count=len(hashes),
-        root=_merkle.root_from_leaf_hashes(hashes).hex(),
-        sorted_root=_merkle.root_from_leaf_hashes(sorted_leaves(hashes)).hex(),
+        root=merkle.root_from_leaves(hashes).hex(),
+        sorted_root=merkle.root_from_leaves(sorted_leaves(hashes)).hex(),
     )
 
 
 def json_record_hash(value: Any) -> str:
     """Hex record hash of a JSONL record given as a parsed JSON value."""
-    return _merkle.leaf_hash(canonical_json(value)).hex()
+    return merkle.leaf_hash(canonical_json(value)).hex()
 
 
 def csv_record_hash(columns: list[str], values: list[str]) -> str:
     """Hex record hash of one CSV data row under its header."""
-    return _merkle.leaf_hash(canonical_json({"columns": columns, "values": values})).hex()
+    return merkle.leaf_hash(canonical_json({"columns": columns, "values": values})).hex()
 
 
 # --- JSONL -----------------------------------------------------------------------------------

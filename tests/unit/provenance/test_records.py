@@ -10,8 +10,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from modelward.core import merkle
 from modelward.errors import InputError, NotFoundError, ProofError, VerificationError
-from modelward.provenance import _merkle
 from modelward.provenance.record_proofs import (
     RecordAbsenceProof,
     RecordInclusionProof,
@@ -94,7 +94,7 @@ def test_jsonl_non_utf8_and_huge_lines_are_refused(tmp_path: Path) -> None:
 def test_empty_jsonl_has_the_empty_root(tmp_path: Path) -> None:
     roots = compute_record_roots(_jsonl(tmp_path, "\n\n"))
     assert roots.count == 0
-    assert roots.root == _merkle.EMPTY_ROOT.hex() == roots.sorted_root
+    assert roots.root == merkle.EMPTY_ROOT.hex() == roots.sorted_root
 
 
 def test_csv_binds_the_header_into_every_record(tmp_path: Path) -> None:
