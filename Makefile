@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,s3,postgres,policy,bom,parquet]'
+	$(BIN)/python -m pip install --quiet -e '.[test,s3,postgres,bom,parquet]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -60,7 +60,7 @@ def test_encrypted_key_with_passphrase_env(tmp_path: Path, setup: tuple[Path, Pa
         (["verify", "{model}", "--public-key", "{key}.pub"], "no such signature"),
         (["keys", "generate", "--out", "{key}"], "already exists"),
         (["sign", "{model}"], "required"),
-        (["verify", "{model}"], "required"),
+        (["verify", "{model}"], "needs --public-key"),
     ],
 )
 def test_bad_input_exits_2(
