@@ -14,8 +14,8 @@ from pathlib import Path
 
 from tests.scanning_corpus.samples_bad import bad_samples
 from tests.scanning_corpus.samples_benign import benign_samples
-from tests.scanning_corpus.samples_pickle import pickle_attack_samples
 from tests.scanning_corpus.samples_containers import container_attack_samples
+from tests.scanning_corpus.samples_pickle import pickle_attack_samples
 
 
 @dataclass(frozen=True)

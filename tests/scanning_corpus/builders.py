@@ -65,9 +65,16 @@ def torch_legacy(main: bytes | None = None) -> bytes:
     magic = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19."
     protocol = Pickle(2).raw(b"M\xe9\x03").stop()
     sys_info = (
-        Pickle(2).empty_dict().str("protocol_version").raw(b"M\xe9\x03").setitem()
-        .str("little_endian").raw(b"\x88").setitem().stop()
-    )  # fmt: skip
+        Pickle(2)
+        .empty_dict()
+        .str("protocol_version")
+        .raw(b"M\xe9\x03")
+        .setitem()
+        .str("little_endian")
+        .raw(b"\x88")
+        .setitem()
+        .stop()
+    )
     if main is None:
         main = torch_state_dict_pickle()
     keys = Pickle(2).empty_list().str("0").append().stop()
@@ -75,13 +82,19 @@ def torch_legacy(main: bytes | None = None) -> bytes:
     return magic + protocol + sys_info + main + keys + storage
 
 
-def safetensors(tensors: dict[str, tuple[str, list[int], bytes]], metadata: dict[str, str] | None = None) -> bytes:
+def safetensors(
+    tensors: dict[str, tuple[str, list[int], bytes]], metadata: dict[str, str] | None = None
+) -> bytes:
     header: dict[str, object] = {}
     if metadata:
         header["__metadata__"] = metadata
     blob = b""
     for name, (dtype, shape, data) in tensors.items():
-        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [len(blob), len(blob) + len(data)]}
+        header[name] = {
+            "dtype": dtype,
+            "shape": shape,
+            "data_offsets": [len(blob), len(blob) + len(data)],
+        }
         blob += data
     return safetensors_raw(json.dumps(header).encode(), blob)
 
@@ -91,7 +104,13 @@ def safetensors_raw(header: bytes, blob: bytes) -> bytes:
     return struct.pack("<Q", len(header)) + header + blob
 
 
-def gguf(template: str | None, *, tensors: int = 1, kv_extra: bytes = b"", counts: tuple[int, int] | None = None) -> bytes:
+def gguf(
+    template: str | None,
+    *,
+    tensors: int = 1,
+    kv_extra: bytes = b"",
+    counts: tuple[int, int] | None = None,
+) -> bytes:
     def string(text: str) -> bytes:
         data = text.encode()
         return struct.pack("<Q", len(data)) + data
@@ -107,7 +126,9 @@ def gguf(template: str | None, *, tensors: int = 1, kv_extra: bytes = b"", count
         infos += string(f"blk.{index}.weight") + struct.pack("<I", 2) + struct.pack("<QQ", 4, 4)
         infos += struct.pack("<I", 0) + struct.pack("<Q", index * 64)
     n_tensors, n_kv = counts if counts else (tensors, n_kv)
-    head = b"GGUF" + struct.pack("<I", 3) + struct.pack("<QQ", n_tensors, n_kv) + kv + kv_extra + infos
+    head = (
+        b"GGUF" + struct.pack("<I", 3) + struct.pack("<QQ", n_tensors, n_kv) + kv + kv_extra + infos
+    )
     head += b"\x00" * (-len(head) % 32)
     return head + struct.pack("<16f", *([0.25] * 16)) * tensors
 
@@ -147,9 +168,11 @@ def onnx_model(external_location: str | None = None, domain: str = "") -> bytes:
 
 def keras_archive(layers: list[dict[str, object]]) -> bytes:
     config = {
-        "module": "keras", "class_name": "Sequential", "registered_name": None,
+        "module": "keras",
+        "class_name": "Sequential",
+        "registered_name": None,
         "config": {"name": "sequential", "layers": layers},
-    }  # fmt: skip
+    }
     metadata = {"keras_version": "3.3.3", "date_saved": "2024-01-01@00:00:00"}
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
@@ -161,12 +184,21 @@ def keras_archive(layers: list[dict[str, object]]) -> bytes:
 
 def dense_layer(name: str = "dense") -> dict[str, object]:
     return {
-        "module": "keras.layers", "class_name": "Dense", "registered_name": None,
-        "config": {"name": name, "units": 4, "activation": "relu",
-                   "kernel_initializer": {"module": "keras.initializers",
-                                          "class_name": "GlorotUniform", "config": {"seed": None},
-                                          "registered_name": None}},
-    }  # fmt: skip
+        "module": "keras.layers",
+        "class_name": "Dense",
+        "registered_name": None,
+        "config": {
+            "name": name,
+            "units": 4,
+            "activation": "relu",
+            "kernel_initializer": {
+                "module": "keras.initializers",
+                "class_name": "GlorotUniform",
+                "config": {"seed": None},
+                "registered_name": None,
+            },
+        },
+    }
 
 
 def hdf5_stub(model_config: dict[str, object] | None) -> bytes:
@@ -218,7 +250,9 @@ def joblib_array(after: bytes = b"") -> bytes:
     p.str("shape").int(4).tuple1()
     p.str("order").str("C")
     p.str("dtype").str("numpy").str("dtype").stack_global().str("f4").false().raw(b"\x88").tuple3()
-    p.reduce().mark().int(3).str("<").none().none().none().raw(b"J\xff\xff\xff\xffJ\xff\xff\xff\xff")
+    p.reduce().mark().int(3).str("<").none().none().none().raw(
+        b"J\xff\xff\xff\xffJ\xff\xff\xff\xff"
+    )
     p.int(0).tuple().build()
     p.str("allow_mmap").false()
     p.str("numpy_array_alignment_bytes").int(16)

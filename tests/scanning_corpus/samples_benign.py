@@ -25,8 +25,15 @@ SAFE_TEMPLATE = (
 
 
 def _entry(name: str, data: bytes, note: str, **extra: Any) -> dict[str, Any]:
-    return {"name": name, "data": data, "label": "benign", "verdict": "clean", "rule_id": None,
-            "note": note, **extra}  # fmt: skip
+    return {
+        "name": name,
+        "data": data,
+        "label": "benign",
+        "verdict": "clean",
+        "rule_id": None,
+        "note": note,
+        **extra,
+    }
 
 
 def _np_save(array: np.ndarray[Any, Any]) -> bytes:
@@ -46,10 +53,12 @@ def benign_samples() -> list[dict[str, Any]]:
         _entry("torch_state_dict.pt", b.torch_zip(b.torch_state_dict_pickle()), "torch zip"),
         _entry(
             "torch_params.pth",
-            b.torch_zip(b.torch_state_dict_pickle(("a", "b"), parameter=True),
-                        {"0": b.FLOAT4, "1": b.FLOAT4}),
+            b.torch_zip(
+                b.torch_state_dict_pickle(("a", "b"), parameter=True),
+                {"0": b.FLOAT4, "1": b.FLOAT4},
+            ),
             "torch zip with nn.Parameter",
-        ),  # fmt: skip
+        ),
         _entry("torch_legacy.bin", b.torch_legacy(), "legacy torch.save (five pickles)"),
         _entry("numpy_array.npy", _np_save(np.arange(12, dtype=np.float32).reshape(3, 4)), "npy"),
         _entry("arrays.npz", _npz(a=np.ones(3), b=np.arange(4)), "npz, deflated"),
@@ -58,7 +67,9 @@ def benign_samples() -> list[dict[str, Any]]:
             _np_save(np.array([{"k": 1}, "text", 3], dtype=object)),
             "object array whose pickle holds only data",
         ),
-        _entry("joblib_model.joblib", b.joblib_array(), "joblib NumpyArrayWrapper with inline data"),
+        _entry(
+            "joblib_model.joblib", b.joblib_array(), "joblib NumpyArrayWrapper with inline data"
+        ),
         _entry(
             "model.safetensors",
             b.safetensors(
@@ -78,17 +89,26 @@ def benign_samples() -> list[dict[str, Any]]:
         _entry("model.keras", b.keras_archive([b.dense_layer()]), "Keras 3 archive"),
         _entry(
             "legacy_model.h5",
-            b.hdf5_stub({"class_name": "Sequential", "config": {"name": "s", "layers": [
-                {"class_name": "Dense", "config": {"name": "d", "units": 2}}]}}),
+            b.hdf5_stub(
+                {
+                    "class_name": "Sequential",
+                    "config": {
+                        "name": "s",
+                        "layers": [{"class_name": "Dense", "config": {"name": "d", "units": 2}}],
+                    },
+                }
+            ),
             "Keras 2 HDF5 with model_config",
-        ),  # fmt: skip
+        ),
         _entry(
             "tokenizer_config.json",
             json.dumps({"chat_template": SAFE_TEMPLATE, "eos_token": "</s>"}).encode(),
             "tokenizer config with a chat template",
         ),
         _entry("README.md", b"# A model\n\nWeights for {{ nothing }}.\n", "text"),
-        _entry("config.json", json.dumps({"hidden_size": 8, "architectures": ["X"]}).encode(), "json"),
+        _entry(
+            "config.json", json.dumps({"hidden_size": 8, "architectures": ["X"]}).encode(), "json"
+        ),
         _entry(
             "bundle.tar",
             b.tar_of({"model.safetensors": b.safetensors({"w": ("F32", [4], b.FLOAT4)})}),
@@ -98,21 +118,43 @@ def benign_samples() -> list[dict[str, Any]]:
     ]
     plain = {"weights": [0.5, 1.5], "name": "m", "shape": (2,), "tags": {"a"}, "raw": b"\x00"}
     for proto in range(6):
-        samples.append(_entry(f"plain_p{proto}.pkl", pickle.dumps(plain, protocol=proto),
-                              f"plain data, protocol {proto}"))  # fmt: skip
-    samples.append(_entry("ordered.pkl", pickle.dumps(collections.OrderedDict(a=1), protocol=2),
-                          "OrderedDict"))  # fmt: skip
-    samples.append(_entry("numpy_pickle.pkl", pickle.dumps({"w": np.arange(3.0)}, protocol=4),
-                          "numpy arrays inside a pickle"))  # fmt: skip
-    samples.append(_entry("two_pickles.pkl", pickle.dumps(1) + pickle.dumps([2]),
-                          "two data pickles in one stream"))  # fmt: skip
-    samples.append(_entry(
-        "reconstructor_p0.pkl",
-        Pickle(None).global_("copy_reg", "_reconstructor").mark()
-        .global_("collections", "OrderedDict").global_("__builtin__", "dict").empty_dict()
-        .tuple().reduce().stop(),
-        "protocol 0 copy_reg._reconstructor, mapped to copyreg by fix_imports",
-    ))  # fmt: skip
+        samples.append(
+            _entry(
+                f"plain_p{proto}.pkl",
+                pickle.dumps(plain, protocol=proto),
+                f"plain data, protocol {proto}",
+            )
+        )
+    samples.append(
+        _entry("ordered.pkl", pickle.dumps(collections.OrderedDict(a=1), protocol=2), "OrderedDict")
+    )
+    samples.append(
+        _entry(
+            "numpy_pickle.pkl",
+            pickle.dumps({"w": np.arange(3.0)}, protocol=4),
+            "numpy arrays inside a pickle",
+        )
+    )
+    samples.append(
+        _entry(
+            "two_pickles.pkl", pickle.dumps(1) + pickle.dumps([2]), "two data pickles in one stream"
+        )
+    )
+    samples.append(
+        _entry(
+            "reconstructor_p0.pkl",
+            Pickle(None)
+            .global_("copy_reg", "_reconstructor")
+            .mark()
+            .global_("collections", "OrderedDict")
+            .global_("__builtin__", "dict")
+            .empty_dict()
+            .tuple()
+            .reduce()
+            .stop(),
+            "protocol 0 copy_reg._reconstructor, mapped to copyreg by fix_imports",
+        )
+    )
     st_numeric = b.safetensors({"w": ("F32", [4], struct.pack("<4f", 1, 2, 3, 4))})
     samples.append(_entry("numeric_ok.safetensors", st_numeric, "finite weights", numeric=True))
     return samples

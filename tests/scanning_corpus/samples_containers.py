@@ -17,8 +17,15 @@ SSTI_ITEM = "{% set k = '_' ~ '_class_' ~ '_' %}{{ messages[k ~ ''] }}"
 
 
 def _bad(name: str, data: bytes, rule_id: str, note: str, **extra: Any) -> dict[str, Any]:
-    return {"name": name, "data": data, "label": "malicious", "verdict": "unsafe",
-            "rule_id": rule_id, "note": note, **extra}  # fmt: skip
+    return {
+        "name": name,
+        "data": data,
+        "label": "malicious",
+        "verdict": "unsafe",
+        "rule_id": rule_id,
+        "note": note,
+        **extra,
+    }
 
 
 def _patch_crc(zip_bytes: bytes, member: str) -> bytes:
@@ -54,8 +61,20 @@ def _hidden_member(zip_bytes: bytes, hidden: bytes) -> bytes:
     eocd = data.rfind(b"PK\x05\x06")
     cd_offset = struct.unpack("<I", data[eocd + 16 : eocd + 20])[0]
     name = b"archive/hidden.pkl"
-    local = struct.pack("<4sHHHHHIIIHH", b"PK\x03\x04", 20, 0, 0, 0, 0,
-                        zlib.crc32(hidden), len(hidden), len(hidden), len(name), 0)  # fmt: skip
+    local = struct.pack(
+        "<4sHHHHHIIIHH",
+        b"PK\x03\x04",
+        20,
+        0,
+        0,
+        0,
+        0,
+        zlib.crc32(hidden),
+        len(hidden),
+        len(hidden),
+        len(name),
+        0,
+    )
     block = local + name + hidden
     data[cd_offset:cd_offset] = block
     eocd += len(block)
@@ -68,59 +87,178 @@ def container_attack_samples() -> list[dict[str, Any]]:
     good_zip = b.torch_zip(b.torch_state_dict_pickle())
     samples = [
         _bad("torch_payload.pt", b.torch_zip(evil, storages={}), "MW-PKL-GLOBAL", "data.pkl"),
-        _bad("torch_extra_pkl.pt", b.torch_zip(b.torch_state_dict_pickle(),
-             extra={"archive/extra/constants.pkl": evil}), "MW-PKL-GLOBAL",
-             "a second .pkl member only some scanners read"),  # fmt: skip
-        _bad("torch_bad_crc.pt", _patch_crc(b.torch_zip(evil, storages={}), "archive/data.pkl"),
-             "MW-PKL-GLOBAL", "CRC mismatch: zipfile-based scanners fail, torch loads"),
-        _bad("torch_renamed_local.pt", _rename_local(good_zip, "archive/byteorder",
-             "archive/bytes.pkl"), "MW-ZIP-HEADER-MISMATCH",
-             "local header name differs from the central directory"),  # fmt: skip
-        _bad("torch_hidden_member.pt", _hidden_member(good_zip, evil), "MW-ZIP-HIDDEN",
-             "a local entry the central directory does not list"),
-        _bad("polyglot_pickle_zip.pt", evil + good_zip, "MW-PKL-GLOBAL",
-             "pickle first (torch.load takes the legacy path), zip after (zipfile sees a zip)"),
-        _bad("zip_absolute_path.zip", b.zip_of({"/etc/cron.d/x": b"x"}), "MW-ARC-PATH",
-             "absolute member path"),
-        _bad("zip_backslash_path.zip", b.zip_of({"..\\..\\x.txt": b"x"}), "MW-ARC-PATH",
-             "backslash traversal"),
+        _bad(
+            "torch_extra_pkl.pt",
+            b.torch_zip(b.torch_state_dict_pickle(), extra={"archive/extra/constants.pkl": evil}),
+            "MW-PKL-GLOBAL",
+            "a second .pkl member only some scanners read",
+        ),
+        _bad(
+            "torch_bad_crc.pt",
+            _patch_crc(b.torch_zip(evil, storages={}), "archive/data.pkl"),
+            "MW-PKL-GLOBAL",
+            "CRC mismatch: zipfile-based scanners fail, torch loads",
+        ),
+        _bad(
+            "torch_renamed_local.pt",
+            _rename_local(good_zip, "archive/byteorder", "archive/bytes.pkl"),
+            "MW-ZIP-HEADER-MISMATCH",
+            "local header name differs from the central directory",
+        ),
+        _bad(
+            "torch_hidden_member.pt",
+            _hidden_member(good_zip, evil),
+            "MW-ZIP-HIDDEN",
+            "a local entry the central directory does not list",
+        ),
+        _bad(
+            "polyglot_pickle_zip.pt",
+            evil + good_zip,
+            "MW-PKL-GLOBAL",
+            "pickle first (torch.load takes the legacy path), zip after (zipfile sees a zip)",
+        ),
+        _bad(
+            "zip_absolute_path.zip",
+            b.zip_of({"/etc/cron.d/x": b"x"}),
+            "MW-ARC-PATH",
+            "absolute member path",
+        ),
+        _bad(
+            "zip_backslash_path.zip",
+            b.zip_of({"..\\..\\x.txt": b"x"}),
+            "MW-ARC-PATH",
+            "backslash traversal",
+        ),
         _bad("zip_dotdot.zip", b.zip_of({"a/../../x.txt": b"x"}), "MW-ARC-PATH", "zip slip"),
         _bad("tar_dotdot.tar", b.tar_of({"../x.txt": b"x"}), "MW-ARC-PATH", "tar slip"),
-        _bad("tar_symlink.tar", b.tar_of({"a.txt": b"x"}, {"link": "/etc/passwd"}),
-             "MW-ARC-LINK", "tar symlink"),
-        _bad("keras_lambda.keras", b.keras_archive([b.dense_layer(), {
-            "module": "keras.layers", "class_name": "Lambda", "registered_name": None,
-            "config": {"name": "lambda", "function": {"class_name": "__lambda__",
-                                                       "config": {"code": "4wEAAAAA"}}}}]),
-             "MW-KERAS-LAMBDA", "Lambda layer bytecode"),  # fmt: skip
-        _bad("keras_builtin_function.keras", b.keras_archive([{
-            "module": "keras.layers", "class_name": "Activation", "registered_name": None,
-            "config": {"name": "act", "activation": {"module": "builtins",
-                                                       "class_name": "function",
-                                                       "config": "exec",
-                                                       "registered_name": "function"}}}]),
-             "MW-KERAS-CUSTOM", "function from builtins (safe_mode bypass family)"),  # fmt: skip
-        _bad("keras_custom_module.keras", b.keras_archive([{
-            "module": "evil_pkg.layers", "class_name": "Backdoor",
-            "registered_name": "evil_pkg>Backdoor", "config": {"name": "b"}}]),
-             "MW-KERAS-CUSTOM", "custom object import"),  # fmt: skip
-        _bad("keras2_lambda.h5", b.hdf5_stub({"class_name": "Sequential", "config": {
-            "name": "s", "layers": [{"class_name": "Lambda", "config": {
-                "name": "l", "function": ["4wEAAAAAAAAA", None, None],
-                "function_type": "lambda"}}]}}), "MW-KERAS-LAMBDA", "Keras 2 HDF5 Lambda"),
+        _bad(
+            "tar_symlink.tar",
+            b.tar_of({"a.txt": b"x"}, {"link": "/etc/passwd"}),
+            "MW-ARC-LINK",
+            "tar symlink",
+        ),
+        _bad(
+            "keras_lambda.keras",
+            b.keras_archive(
+                [
+                    b.dense_layer(),
+                    {
+                        "module": "keras.layers",
+                        "class_name": "Lambda",
+                        "registered_name": None,
+                        "config": {
+                            "name": "lambda",
+                            "function": {
+                                "class_name": "__lambda__",
+                                "config": {"code": "4wEAAAAA"},
+                            },
+                        },
+                    },
+                ]
+            ),
+            "MW-KERAS-LAMBDA",
+            "Lambda layer bytecode",
+        ),
+        _bad(
+            "keras_builtin_function.keras",
+            b.keras_archive(
+                [
+                    {
+                        "module": "keras.layers",
+                        "class_name": "Activation",
+                        "registered_name": None,
+                        "config": {
+                            "name": "act",
+                            "activation": {
+                                "module": "builtins",
+                                "class_name": "function",
+                                "config": "exec",
+                                "registered_name": "function",
+                            },
+                        },
+                    }
+                ]
+            ),
+            "MW-KERAS-CUSTOM",
+            "function from builtins (safe_mode bypass family)",
+        ),
+        _bad(
+            "keras_custom_module.keras",
+            b.keras_archive(
+                [
+                    {
+                        "module": "evil_pkg.layers",
+                        "class_name": "Backdoor",
+                        "registered_name": "evil_pkg>Backdoor",
+                        "config": {"name": "b"},
+                    }
+                ]
+            ),
+            "MW-KERAS-CUSTOM",
+            "custom object import",
+        ),
+        _bad(
+            "keras2_lambda.h5",
+            b.hdf5_stub(
+                {
+                    "class_name": "Sequential",
+                    "config": {
+                        "name": "s",
+                        "layers": [
+                            {
+                                "class_name": "Lambda",
+                                "config": {
+                                    "name": "l",
+                                    "function": ["4wEAAAAAAAAA", None, None],
+                                    "function_type": "lambda",
+                                },
+                            }
+                        ],
+                    },
+                }
+            ),
+            "MW-KERAS-LAMBDA",
+            "Keras 2 HDF5 Lambda",
+        ),
         _bad("ssti_template.gguf", b.gguf(SSTI), "MW-GGUF-TEMPLATE", "GGUF chat template SSTI"),
-        _bad("ssti_attr_filter.gguf", b.gguf(SSTI_ATTR), "MW-GGUF-TEMPLATE",
-             "attr filter with a computed dunder"),
-        _bad("ssti_computed_item.gguf", b.gguf(SSTI_ITEM), "MW-GGUF-TEMPLATE",
-             "item access by a computed name"),
-        _bad("tokenizer_config_ssti.json", json.dumps({"chat_template": SSTI}).encode(),
-             "MW-TPL-UNSAFE", "chat template in tokenizer_config.json"),
-        _bad("chat_template.jinja", ("{% for m in messages %}{{ m.content }}{% endfor %}"
-             "{{ self._TemplateReference__context.cycler.__init__ }}").encode(),
-             "MW-TPL-UNSAFE", "standalone chat template file"),  # fmt: skip
-        _bad("onnx_external_traversal.onnx", b.onnx_model("../../../etc/passwd"),
-             "MW-ONNX-EXTERNAL", "external data path traversal"),
-        _bad("onnx_external_absolute.onnx", b.onnx_model("/etc/passwd"), "MW-ONNX-EXTERNAL",
-             "absolute external data path"),
+        _bad(
+            "ssti_attr_filter.gguf",
+            b.gguf(SSTI_ATTR),
+            "MW-GGUF-TEMPLATE",
+            "attr filter with a computed dunder",
+        ),
+        _bad(
+            "ssti_computed_item.gguf",
+            b.gguf(SSTI_ITEM),
+            "MW-GGUF-TEMPLATE",
+            "item access by a computed name",
+        ),
+        _bad(
+            "tokenizer_config_ssti.json",
+            json.dumps({"chat_template": SSTI}).encode(),
+            "MW-TPL-UNSAFE",
+            "chat template in tokenizer_config.json",
+        ),
+        _bad(
+            "chat_template.jinja",
+            (
+                b"{% for m in messages %}{{ m.content }}{% endfor %}"
+                b"{{ self._TemplateReference__context.cycler.__init__ }}"
+            ),
+            "MW-TPL-UNSAFE",
+            "standalone chat template file",
+        ),
+        _bad(
+            "onnx_external_traversal.onnx",
+            b.onnx_model("../../../etc/passwd"),
+            "MW-ONNX-EXTERNAL",
+            "external data path traversal",
+        ),
+        _bad(
+            "onnx_external_absolute.onnx",
+            b.onnx_model("/etc/passwd"),
+            "MW-ONNX-EXTERNAL",
+            "absolute external data path",
+        ),
     ]
     return samples

@@ -16,8 +16,14 @@ G = "MW-PKL-GLOBAL"
 
 
 def _bad(name: str, data: bytes, rule_id: str, note: str) -> dict[str, Any]:
-    return {"name": name, "data": data, "label": "malicious", "verdict": "unsafe",
-            "rule_id": rule_id, "note": note}  # fmt: skip
+    return {
+        "name": name,
+        "data": data,
+        "label": "malicious",
+        "verdict": "unsafe",
+        "rule_id": rule_id,
+        "note": note,
+    }
 
 
 def _classic() -> list[dict[str, Any]]:
@@ -67,8 +73,14 @@ def _classic() -> list[dict[str, Any]]:
     ]
     samples = []
     for name, module, attr, args, proto in calls:
-        samples.append(_bad(name, call_pickle(module, attr, *args, proto=proto), G,
-                            f"{module}.{attr} via GLOBAL+REDUCE"))  # fmt: skip
+        samples.append(
+            _bad(
+                name,
+                call_pickle(module, attr, *args, proto=proto),
+                G,
+                f"{module}.{attr} via GLOBAL+REDUCE",
+            )
+        )
     return samples
 
 
@@ -89,54 +101,143 @@ def _bypasses() -> list[dict[str, Any]]:
     samples.append(_bad("memo_confusion.pkl", p.stop(), G, "picklescan issue 14 memo trick"))
     # STACK_GLOBAL operands given as protocol 0 STRING and SHORT_BINSTRING opcodes.
     p = Pickle(4).string("os").short_binstring("system").stack_global()
-    samples.append(_bad("stack_global_string_ops.pkl", p.mark().str("echo").tuple().reduce().stop(),
-                        G, "STRING operands for STACK_GLOBAL"))  # fmt: skip
+    samples.append(
+        _bad(
+            "stack_global_string_ops.pkl",
+            p.mark().str("echo").tuple().reduce().stop(),
+            G,
+            "STRING operands for STACK_GLOBAL",
+        )
+    )
     p = Pickle(4).binunicode("subprocess").binunicode("getoutput").stack_global()
-    samples.append(_bad("stack_global_binunicode.pkl",
-                        p.mark().str("echo").tuple().reduce().stop(), G, "BINUNICODE operands"))
+    samples.append(
+        _bad(
+            "stack_global_binunicode.pkl",
+            p.mark().str("echo").tuple().reduce().stop(),
+            G,
+            "BINUNICODE operands",
+        )
+    )
     # Dotted names: proto 4 resolves attributes through submodules (torch.serialization.os).
-    samples.append(_bad("dotted_submodule.pkl",
-                        call_pickle("torch.serialization", "os.system", "echo", proto=4), G,
-                        "a dotted name reaches os through an allowed-looking module"))
-    samples.append(_bad("dotted_allowed_prefix.pkl",
-                        call_pickle("torch._utils", "_rebuild_tensor_v2.__globals__", proto=4),
-                        G, "an allowed name with an attribute path behind it"))
+    samples.append(
+        _bad(
+            "dotted_submodule.pkl",
+            call_pickle("torch.serialization", "os.system", "echo", proto=4),
+            G,
+            "a dotted name reaches os through an allowed-looking module",
+        )
+    )
+    samples.append(
+        _bad(
+            "dotted_allowed_prefix.pkl",
+            call_pickle("torch._utils", "_rebuild_tensor_v2.__globals__", proto=4),
+            G,
+            "an allowed name with an attribute path behind it",
+        )
+    )
     # INST, OBJ, NEWOBJ and NEWOBJ_EX instead of REDUCE.
-    samples.append(_bad("inst_opcode.pkl", Pickle(None).mark().string("echo").inst("os", "system")
-                        .stop(), G, "INST (fickling PR 108 used pty.spawn)"))  # fmt: skip
-    samples.append(_bad("obj_opcode.pkl", Pickle(1).mark().global_("os", "system").str("echo")
-                        .obj().stop(), G, "OBJ"))  # fmt: skip
-    samples.append(_bad("newobj_opcode.pkl", Pickle(2).global_("subprocess", "Popen").mark()
-                        .str("echo").tuple().newobj().stop(), G, "NEWOBJ"))  # fmt: skip
-    samples.append(_bad("newobj_ex_opcode.pkl", Pickle(4).global_("subprocess", "Popen").mark()
-                        .str("echo").tuple().empty_dict().newobj_ex().stop(), G, "NEWOBJ_EX"))
+    samples.append(
+        _bad(
+            "inst_opcode.pkl",
+            Pickle(None).mark().string("echo").inst("os", "system").stop(),
+            G,
+            "INST (fickling PR 108 used pty.spawn)",
+        )
+    )
+    samples.append(
+        _bad(
+            "obj_opcode.pkl",
+            Pickle(1).mark().global_("os", "system").str("echo").obj().stop(),
+            G,
+            "OBJ",
+        )
+    )
+    samples.append(
+        _bad(
+            "newobj_opcode.pkl",
+            Pickle(2).global_("subprocess", "Popen").mark().str("echo").tuple().newobj().stop(),
+            G,
+            "NEWOBJ",
+        )
+    )
+    samples.append(
+        _bad(
+            "newobj_ex_opcode.pkl",
+            Pickle(4)
+            .global_("subprocess", "Popen")
+            .mark()
+            .str("echo")
+            .tuple()
+            .empty_dict()
+            .newobj_ex()
+            .stop(),
+            G,
+            "NEWOBJ_EX",
+        )
+    )
     # BUILD on an imported class rewires it (setattr through slot state).
     p = Pickle(2).global_("collections", "OrderedDict").none().empty_dict()
     p.str("__repr__").global_("collections", "Counter").setitem().tuple2().build()
-    samples.append(_bad("build_on_global.pkl", p.stop(), "MW-PKL-BUILD-GLOBAL",
-                        "BUILD monkeypatches an allowed class"))  # fmt: skip
+    samples.append(
+        _bad(
+            "build_on_global.pkl",
+            p.stop(),
+            "MW-PKL-BUILD-GLOBAL",
+            "BUILD monkeypatches an allowed class",
+        )
+    )
     # STACK_GLOBAL with names produced by a call: cannot be resolved statically.
     p = Pickle(4).global_("builtins", "str").mark().str("os").tuple().reduce()
     p.global_("builtins", "str").mark().str("system").tuple().reduce().stack_global()
-    samples.append(_bad("computed_global.pkl", p.mark().str("echo").tuple().reduce().stop(),
-                        "MW-PKL-GLOBAL-UNRESOLVED", "module name computed at load time"))
+    samples.append(
+        _bad(
+            "computed_global.pkl",
+            p.mark().str("echo").tuple().reduce().stop(),
+            "MW-PKL-GLOBAL-UNRESOLVED",
+            "module name computed at load time",
+        )
+    )
     # copyreg extension registry code.
-    samples.append(_bad("ext_code.pkl", Pickle(2).ext1(1).mark().str("echo").tuple().reduce()
-                        .stop(), "MW-PKL-EXT", "EXT1 opcode"))  # fmt: skip
+    samples.append(
+        _bad(
+            "ext_code.pkl",
+            Pickle(2).ext1(1).mark().str("echo").tuple().reduce().stop(),
+            "MW-PKL-EXT",
+            "EXT1 opcode",
+        )
+    )
     # Calling a value built during loading (an allowed constructor's result).
     p = Pickle(2).global_("collections", "OrderedDict").empty_tuple().reduce().empty_tuple()
-    samples.append(_bad("call_result.pkl", p.reduce().stop(), "MW-PKL-CALL",
-                        "REDUCE on a non-global callable"))  # fmt: skip
+    samples.append(
+        _bad("call_result.pkl", p.reduce().stop(), "MW-PKL-CALL", "REDUCE on a non-global callable")
+    )
     # A benign first pickle followed by a malicious one (loaders that read twice).
-    samples.append(_bad("second_pickle.pkl", b"\x80\x02K\x01." + call_pickle("os", "system", "x"),
-                        G, "payload in the second pickle of a stream"))  # fmt: skip
+    samples.append(
+        _bad(
+            "second_pickle.pkl",
+            b"\x80\x02K\x01." + call_pickle("os", "system", "x"),
+            G,
+            "payload in the second pickle of a stream",
+        )
+    )
     # Protocol 0 payload with garbage after REDUCE: pickle.load runs it, then fails.
-    samples.append(_bad("payload_then_garbage.pkl",
-                        bytes(Pickle(None).call("os", "system", "echo").raw(b"\xff\xfe garbage").out),
-                        G, "loads run the call before reaching the error"))  # fmt: skip
+    samples.append(
+        _bad(
+            "payload_then_garbage.pkl",
+            bytes(Pickle(None).call("os", "system", "echo").raw(b"\xff\xfe garbage").out),
+            G,
+            "loads run the call before reaching the error",
+        )
+    )
     # Extension and name tricks: a pickle dressed as other formats.
     payload = call_pickle("os", "system", "echo")
-    for fake in ("model.safetensors", "weights.npy", "config.json", "notes.txt", "pytorch_model.bin"):
+    for fake in (
+        "model.safetensors",
+        "weights.npy",
+        "config.json",
+        "notes.txt",
+        "pytorch_model.bin",
+    ):
         samples.append(_bad(f"disguised_{fake}", payload, G, "extension trick"))
     samples.append(_bad("payload.pkl.gz", gzip.compress(payload, mtime=0), G, "gzip'd pickle"))
     return samples
@@ -149,10 +250,18 @@ def _embedded() -> list[dict[str, Any]]:
     return [
         _bad("object_array_payload.npy", npy, G, "npy object array carries a pickle"),
         _bad("object_array_payload.npz", b.zip_of({"a.npy": npy}), G, "npz member"),
-        _bad("joblib_trailing_payload.joblib", b.joblib_array(payload), G,
-             "a second pickle after joblib's inline array"),
-        _bad("torch_legacy_payload.bin", b.torch_legacy(call_pickle("os", "system", "x")), G,
-             "legacy torch main pickle"),
+        _bad(
+            "joblib_trailing_payload.joblib",
+            b.joblib_array(payload),
+            G,
+            "a second pickle after joblib's inline array",
+        ),
+        _bad(
+            "torch_legacy_payload.bin",
+            b.torch_legacy(call_pickle("os", "system", "x")),
+            G,
+            "legacy torch main pickle",
+        ),
     ]
 
 

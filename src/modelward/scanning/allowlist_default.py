@@ -9,17 +9,61 @@ by name, evaluates text, opens files or runs a nested unpickler. This module hol
 
 from __future__ import annotations
 
-_TORCH_STORAGES = (
-    "DoubleStorage FloatStorage HalfStorage LongStorage IntStorage ShortStorage CharStorage "
-    "ByteStorage BoolStorage BFloat16Storage ComplexDoubleStorage ComplexFloatStorage "
-    "QUInt8Storage QInt8Storage QInt32Storage QUInt4x2Storage QUInt2x4Storage"
-).split()
+_TORCH_STORAGES = [
+    "DoubleStorage",
+    "FloatStorage",
+    "HalfStorage",
+    "LongStorage",
+    "IntStorage",
+    "ShortStorage",
+    "CharStorage",
+    "ByteStorage",
+    "BoolStorage",
+    "BFloat16Storage",
+    "ComplexDoubleStorage",
+    "ComplexFloatStorage",
+    "QUInt8Storage",
+    "QInt8Storage",
+    "QInt32Storage",
+    "QUInt4x2Storage",
+    "QUInt2x4Storage",
+]
 
-_TORCH_DTYPES = (
-    "float64 float32 float16 bfloat16 int64 int32 int16 int8 uint8 uint16 uint32 uint64 bool "
-    "complex32 complex64 complex128 quint8 qint8 qint32 quint4x2 quint2x4 float8_e4m3fn "
-    "float8_e5m2 float8_e4m3fnuz float8_e5m2fnuz double float half long int short cfloat cdouble"
-).split()
+_TORCH_DTYPES = [
+    "float64",
+    "float32",
+    "float16",
+    "bfloat16",
+    "int64",
+    "int32",
+    "int16",
+    "int8",
+    "uint8",
+    "uint16",
+    "uint32",
+    "uint64",
+    "bool",
+    "complex32",
+    "complex64",
+    "complex128",
+    "quint8",
+    "qint8",
+    "qint32",
+    "quint4x2",
+    "quint2x4",
+    "float8_e4m3fn",
+    "float8_e5m2",
+    "float8_e4m3fnuz",
+    "float8_e5m2fnuz",
+    "double",
+    "float",
+    "half",
+    "long",
+    "int",
+    "short",
+    "cfloat",
+    "cdouble",
+]
 
 _TORCH_OTHER = (
     "torch:Size",

@@ -22,7 +22,8 @@ from modelward.scanning.context import ScanContext, at
 from modelward.scanning.keras import scan_keras_config
 from modelward.scanning.numeric import sweep_tensor
 from modelward.scanning.numpy_formats import scan_npy
-from modelward.scanning.pickle_vm import PICKLE_OPCODES, Buffer
+from modelward.scanning.pickle_values import Buffer
+from modelward.scanning.pickle_vm import PICKLE_OPCODES
 from modelward.scanning.pickles import STORAGE_DTYPE, TorchStorages, scan_pickle_stream
 from modelward.scanning.zipfmt import ZipMember, read_member, read_zip, unsafe_member_path
 

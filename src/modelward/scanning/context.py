@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from modelward.scanning.allowlist import AllowList
-from modelward.scanning.pickle_vm import Buffer, PickleResult
+from modelward.scanning.pickle_values import Buffer, PickleResult
 from modelward.scanning.report import Finding
 
 MAX_FINDINGS_PER_FILE = 200
@@ -54,7 +54,9 @@ class ScanContext:
             self.findings.append(finding)
             if len(self.findings) == MAX_FINDINGS_PER_FILE:
                 self.findings.append(
-                    Finding("MW-FMT-LIMIT", self.file, "", "too many findings; the rest are omitted")
+                    Finding(
+                        "MW-FMT-LIMIT", self.file, "", "too many findings; the rest are omitted"
+                    )
                 )
 
     def add_pickle(self, result: PickleResult, where: str, base: int = 0) -> None:

@@ -26,7 +26,7 @@ from modelward.scanning.gguf import check_template, scan_gguf
 from modelward.scanning.keras import scan_hdf5
 from modelward.scanning.numpy_formats import scan_npy
 from modelward.scanning.onnx import scan_onnx
-from modelward.scanning.pickle_vm import Buffer
+from modelward.scanning.pickle_values import Buffer
 from modelward.scanning.pickles import scan_pickle_stream, scan_torch_legacy
 from modelward.scanning.report import FileResult, Finding, ScanReport
 from modelward.scanning.safetensors import scan_safetensors

@@ -13,7 +13,7 @@ from typing import Any
 
 from modelward.scanning.context import ScanContext, at
 from modelward.scanning.numeric import sweep_tensor
-from modelward.scanning.pickle_vm import Buffer
+from modelward.scanning.pickle_values import Buffer
 from modelward.scanning.templates import TemplateSyntaxProblem, template_problems
 
 _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?",
@@ -113,9 +113,10 @@ def _scan(data: Buffer, ctx: ScanContext, where: str) -> None:
             if not isinstance(value, int) or value <= 0 or value & (value - 1):
                 raise GGUFError("general.alignment is not a power of two")
             alignment = value
-        elif key == "tokenizer.chat_template" or key.startswith("tokenizer.chat_template."):
-            if isinstance(value, str):
-                check_template(value, ctx, at(where, f"key {key!r}"), "MW-GGUF-TEMPLATE")
+        elif isinstance(value, str) and (
+            key == "tokenizer.chat_template" or key.startswith("tokenizer.chat_template.")
+        ):
+            check_template(value, ctx, at(where, f"key {key!r}"), "MW-GGUF-TEMPLATE")
     tensors: list[tuple[str, int, int, int]] = []
     for _ in range(tensor_count):
         name = reader.string()

@@ -13,7 +13,7 @@ import json
 from typing import Any
 
 from modelward.scanning.context import ScanContext, at
-from modelward.scanning.pickle_vm import Buffer
+from modelward.scanning.pickle_values import Buffer
 
 KERAS_MODULE_PREFIXES = ("keras", "keras.", "tf_keras", "keras_hub.", "keras_nlp.", "keras_cv.")
 MAX_DEPTH = 200
@@ -59,14 +59,17 @@ def _check_entry(node: dict[str, Any], ctx: ScanContext, where: str, path: str) 
         )
         return
     module = node.get("module")
-    if isinstance(class_name, str) and isinstance(module, str):
-        if not (module == "keras" or module.startswith(KERAS_MODULE_PREFIXES)):
-            ctx.add(
-                "MW-KERAS-CUSTOM",
-                location,
-                f"{class_name} comes from module {module!r}; loading imports it",
-            )
-            return
+    if (
+        isinstance(class_name, str)
+        and isinstance(module, str)
+        and not (module == "keras" or module.startswith(KERAS_MODULE_PREFIXES))
+    ):
+        ctx.add(
+            "MW-KERAS-CUSTOM",
+            location,
+            f"{class_name} comes from module {module!r}; loading imports it",
+        )
+        return
     registered = node.get("registered_name")
     if isinstance(registered, str) and ">" in registered and not registered.startswith("keras"):
         ctx.add(

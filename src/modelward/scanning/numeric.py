@@ -24,7 +24,9 @@ def sweep_tensor(view: Any, dtype: str, name: str, ctx: ScanContext, where: str)
         _sweep_bf16(bits, name, ctx, location)
         return
     try:
-        np_dtype = np.dtype(dtype).newbyteorder("<") if dtype not in ("?", "bool") else np.dtype("?")
+        np_dtype = (
+            np.dtype(dtype).newbyteorder("<") if dtype not in ("?", "bool") else np.dtype("?")
+        )
     except TypeError:
         return
     if len(view) % np_dtype.itemsize:
@@ -33,7 +35,8 @@ def sweep_tensor(view: Any, dtype: str, name: str, ctx: ScanContext, where: str)
     if array.size == 0:
         return
     is_float = np_dtype.kind == "f"
-    low = high = None
+    low: Any = None
+    high: Any = None
     for start in range(0, array.size, CHUNK_ELEMENTS):
         chunk = array[start : start + CHUNK_ELEMENTS]
         chunk_low, chunk_high = chunk.min(), chunk.max()

@@ -14,7 +14,7 @@ from typing import Any
 
 from modelward.scanning.context import ScanContext, at
 from modelward.scanning.numeric import sweep_tensor
-from modelward.scanning.pickle_vm import Buffer
+from modelward.scanning.pickle_values import Buffer
 from modelward.scanning.pickles import scan_pickle_stream
 
 MAX_HEADER = 10_000
@@ -44,7 +44,9 @@ def scan_npy(data: Buffer, ctx: ScanContext, where: str) -> None:
         sweep_tensor(data[offset:], dtype.str, where or "array", ctx, where)
 
 
-def _parse_header(data: Buffer, ctx: ScanContext, where: str) -> tuple[Any, tuple[int, ...], int] | None:
+def _parse_header(
+    data: Buffer, ctx: ScanContext, where: str
+) -> tuple[Any, tuple[int, ...], int] | None:
     import numpy as np
 
     def bad(message: str) -> None:

@@ -11,7 +11,7 @@ custom-op library the model cannot bring along.
 from __future__ import annotations
 
 from modelward.scanning.context import ScanContext, at
-from modelward.scanning.pickle_vm import Buffer
+from modelward.scanning.pickle_values import Buffer
 from modelward.scanning.protobuf import ProtobufError, text_value, varint_value, walk_fields
 from modelward.scanning.zipfmt import unsafe_member_path
 

@@ -12,14 +12,24 @@ job of a `persistent_load` hook a container scanner passes in (PyTorch, for exam
 from __future__ import annotations
 
 import codecs
-import mmap
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from modelward.scanning.allowlist import AllowList
 from modelward.scanning.gadgets import describe_global
+from modelward.scanning.pickle_values import (
+    Buffer,
+    Global,
+    Instance,
+    Opaque,
+    PickleDict,
+    PickleResult,
+    PickleSet,
+    PickleStop,
+    RawFinding,
+    short_repr,
+)
 
 MAX_OPCODES = 50_000_000
 MAX_INLINE_BYTES = 1 << 20
@@ -27,110 +37,8 @@ MAX_FINDINGS_PER_PICKLE = 50
 HIGHEST_PROTOCOL = 5
 
 
-class PickleStop(Exception):
-    """Raised inside the machine when loading can go no further (the loader would fail)."""
-
-    def __init__(self, rule_id: str, offset: int, message: str) -> None:
-        super().__init__(message)
-        self.rule_id = rule_id
-        self.offset = offset
-        self.message = message
-
-
-@dataclass(eq=False)
-class Global:
-    """An imported object, as `find_class(module, name)` would return it."""
-
-    module: str
-    name: str
-    allowed: bool
-
-    @property
-    def dotted(self) -> str:
-        return f"{self.module}.{self.name}"
-
-
-@dataclass(eq=False)
-class Instance:
-    """The result of a call (REDUCE, NEWOBJ, OBJ, INST): its callable, arguments and state."""
-
-    func: Any
-    args: Any
-    state: Any = None
-
-
-@dataclass(eq=False)
-class PickleDict:
-    """A dict as a list of pairs: hostile keys are never hashed here."""
-
-    items: list[tuple[Any, Any]] = field(default_factory=list)
-
-    def get(self, key: str) -> Any:
-        for k, v in self.items:
-            if k == key and isinstance(k, str):
-                return v
-        return None
-
-
-@dataclass(eq=False)
-class PickleSet:
-    items: list[Any] = field(default_factory=list)
-    frozen: bool = False
-
-
-@dataclass(eq=False)
-class Opaque:
-    """A value the machine does not model (a big blob, an out-of-band buffer, an EXT object)."""
-
-    what: str
-    size: int = 0
-
-
-@dataclass(frozen=True)
-class RawFinding:
-    rule_id: str
-    offset: int
-    message: str
-
-
-@dataclass
-class PickleResult:
-    """What one pickle (from PROTO or first opcode to STOP) did."""
-
-    start: int
-    end: int
-    value: Any
-    globals: list[Global]
-    findings: list[RawFinding]
-    complete: bool
-
-
-Buffer = bytes | bytearray | mmap.mmap
 PersistentLoad = Callable[[Any, int], Any]
 BuildHook = Callable[["PickleMachine", Instance, int], None]
-
-_MARK = object()
-
-
-def short_repr(value: Any, depth: int = 0) -> str:
-    """A bounded, non-recursive-bomb description of a symbolic value for messages."""
-    if depth > 3:
-        return "…"
-    if isinstance(value, Global):
-        return value.dotted
-    if isinstance(value, Instance):
-        return f"{short_repr(value.func, depth + 1)}(…)"
-    if isinstance(value, str | bytes):
-        text = repr(value[:60])
-        return text + ("…" if len(value) > 60 else "")
-    if isinstance(value, tuple | list):
-        inner = ", ".join(short_repr(v, depth + 1) for v in value[:4])
-        return f"({inner}{', …' if len(value) > 4 else ''})"
-    if isinstance(value, PickleDict):
-        return "{…}"
-    if isinstance(value, Opaque):
-        return f"<{value.what}>"
-    return type(value).__name__
 
 
 class PickleMachine:
@@ -160,7 +68,7 @@ class PickleMachine:
             raise PickleStop(
                 "MW-PKL-TRUNCATED", self.pos, "the pickle ends in the middle of an opcode"
             )
-        chunk = self.data[self.pos : self.pos + n]
+        chunk = bytes(self.data[self.pos : self.pos + n])
         self.pos += n
         return chunk
 
@@ -266,9 +174,7 @@ class PickleMachine:
             self.pos = at + 1
             handler = _DISPATCH.get(op)
             if handler is None:
-                raise PickleStop(
-                    "MW-PKL-OPCODE", at, f"byte 0x{op:02x} is not a pickle opcode"
-                )
+                raise PickleStop("MW-PKL-OPCODE", at, f"byte 0x{op:02x} is not a pickle opcode")
             if op == 0x2E:  # STOP
                 return self._pop(at)
             handler(self, at)
@@ -565,7 +471,9 @@ class PickleMachine:
         if isinstance(module, str) and isinstance(name, str):
             self.stack.append(self._find_class(module, name, at))
             return
-        if isinstance(module, Instance | Global | Opaque) or isinstance(name, Instance | Global | Opaque):
+        if isinstance(module, Instance | Global | Opaque) or isinstance(
+            name, Instance | Global | Opaque
+        ):
             self._note(
                 "MW-PKL-GLOBAL-UNRESOLVED",
                 at,
@@ -713,31 +621,31 @@ def _fix_imports(module: str, name: str) -> tuple[str, str]:
     return _compat_pickle.IMPORT_MAPPING.get(module, module), name
 
 
+# opcode byte (hex) : handler, as in pickle.py and _pickle.c; 2e (STOP) is handled inline
+_OPCODE_TABLE = """
+28:mark 2e:mark 30:pop 31:pop_mark 32:dup 46:float 49:int 4a:binint 4b:binint1 4c:long
+4d:binint2 4e:none 50:persid 51:binpersid 52:reduce 53:string 54:binstring
+55:short_binstring 56:unicode 58:binunicode 61:append 62:build 63:global 64:dict
+7d:empty_dict 65:appends 67:get 68:binget 69:inst 6a:long_binget 6c:list 5d:empty_list
+6f:obj 70:put 71:binput 72:long_binput 73:setitem 74:tuple 29:empty_tuple 75:setitems
+47:binfloat 80:proto 81:newobj 82:ext1 83:ext2 84:ext4 85:tuple1 86:tuple2 87:tuple3
+88:newtrue 89:newfalse 8a:long1 8b:long4 42:binbytes 43:short_binbytes
+8c:short_binunicode 8d:binunicode8 8e:binbytes8 8f:empty_set 90:additems 91:frozenset
+92:newobj_ex 93:stack_global 94:memoize 95:frame 96:bytearray8 97:next_buffer
+98:readonly_buffer
+"""
+
+
 def _build_dispatch() -> dict[int, Callable[[PickleMachine, int], None]]:
-    m = PickleMachine
-    table: dict[bytes, Callable[[PickleMachine, int], None]] = {
-        b"(": m.op_mark, b".": m.op_mark, b"0": m.op_pop, b"1": m.op_pop_mark, b"2": m.op_dup,
-        b"F": m.op_float, b"I": m.op_int, b"J": m.op_binint, b"K": m.op_binint1,
-        b"L": m.op_long, b"M": m.op_binint2, b"N": m.op_none, b"P": m.op_persid,
-        b"Q": m.op_binpersid, b"R": m.op_reduce, b"S": m.op_string, b"T": m.op_binstring,
-        b"U": m.op_short_binstring, b"V": m.op_unicode, b"X": m.op_binunicode,
-        b"a": m.op_append, b"b": m.op_build, b"c": m.op_global, b"d": m.op_dict,
-        b"}": m.op_empty_dict, b"e": m.op_appends, b"g": m.op_get, b"h": m.op_binget,
-        b"i": m.op_inst, b"j": m.op_long_binget, b"l": m.op_list, b"]": m.op_empty_list,
-        b"o": m.op_obj, b"p": m.op_put, b"q": m.op_binput, b"r": m.op_long_binput,
-        b"s": m.op_setitem, b"t": m.op_tuple, b")": m.op_empty_tuple, b"u": m.op_setitems,
-        b"G": m.op_binfloat, b"\x80": m.op_proto, b"\x81": m.op_newobj,
-        b"\x82": lambda vm, at: vm.op_ext(at, 1), b"\x83": lambda vm, at: vm.op_ext(at, 2),
-        b"\x84": lambda vm, at: vm.op_ext(at, 4), b"\x85": m.op_tuple1, b"\x86": m.op_tuple2,
-        b"\x87": m.op_tuple3, b"\x88": m.op_newtrue, b"\x89": m.op_newfalse,
-        b"\x8a": m.op_long1, b"\x8b": m.op_long4, b"B": m.op_binbytes,
-        b"C": m.op_short_binbytes, b"\x8c": m.op_short_binunicode, b"\x8d": m.op_binunicode8,
-        b"\x8e": m.op_binbytes8, b"\x8f": m.op_empty_set, b"\x90": m.op_additems,
-        b"\x91": m.op_frozenset, b"\x92": m.op_newobj_ex, b"\x93": m.op_stack_global,
-        b"\x94": m.op_memoize, b"\x95": m.op_frame, b"\x96": m.op_bytearray8,
-        b"\x97": m.op_next_buffer, b"\x98": m.op_readonly_buffer,
-    }
-    return {key[0]: value for key, value in table.items()}
+    dispatch: dict[int, Callable[[PickleMachine, int], None]] = {}
+    for token in _OPCODE_TABLE.split():
+        code, name = token.split(":")
+        if name.startswith("ext"):
+            size = int(name[3:])
+            dispatch[int(code, 16)] = lambda vm, at, size=size: vm.op_ext(at, size)  # type: ignore[misc]
+        else:
+            dispatch[int(code, 16)] = getattr(PickleMachine, f"op_{name}")
+    return dispatch
 
 
 _DISPATCH = _build_dispatch()

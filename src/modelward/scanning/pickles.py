@@ -11,14 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from modelward.scanning.context import ScanContext, at
-from modelward.scanning.pickle_vm import (
-    Buffer,
-    Global,
-    Instance,
-    Opaque,
-    PickleDict,
-    PickleMachine,
-)
+from modelward.scanning.pickle_values import Buffer, Global, Instance, Opaque, PickleDict
+from modelward.scanning.pickle_vm import PickleMachine
 
 TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 TORCH_LEGACY_PROTOCOL = 1001
@@ -133,8 +127,10 @@ def _joblib_hook(ctx: ScanContext, where: str) -> Any:
             machine.pos = nested.pos
             return
         shape = state.get("shape")
-        if itemsize is None or not isinstance(shape, tuple) or not all(
-            isinstance(n, int) and n >= 0 for n in shape
+        if (
+            itemsize is None
+            or not isinstance(shape, tuple)
+            or not all(isinstance(n, int) and n >= 0 for n in shape)
         ):
             ctx.add(
                 "MW-PKL-OPCODE",

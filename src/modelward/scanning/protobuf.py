@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from modelward.scanning.pickle_vm import Buffer
+from modelward.scanning.pickle_values import Buffer
 
 
 class ProtobufError(ValueError):

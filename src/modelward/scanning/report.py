@@ -56,8 +56,13 @@ class Finding:
         )
 
     def sort_key(self) -> tuple[str, int, str, str, str]:
-        return (self.file, -_VERDICT_ORDER.get(self.impact, 0), self.rule_id, self.location,
-                self.message)
+        return (
+            self.file,
+            -_VERDICT_ORDER.get(self.impact, 0),
+            self.rule_id,
+            self.location,
+            self.message,
+        )
 
 
 def verdict_of(findings: Iterable[Finding]) -> Verdict:
@@ -116,9 +121,7 @@ class ScanReport:
 
     @property
     def findings(self) -> tuple[Finding, ...]:
-        return tuple(
-            sorted((f for r in self.files for f in r.findings), key=Finding.sort_key)
-        )
+        return tuple(sorted((f for r in self.files for f in r.findings), key=Finding.sort_key))
 
     @property
     def verdict(self) -> Verdict:

@@ -70,7 +70,12 @@ _RULES: tuple[Rule, ...] = (
     # onnx
     Rule("MW-ONNX-STRUCTURE", "malformed", "high", "ONNX protobuf is not well formed"),
     Rule("MW-ONNX-EXTERNAL", "unsafe", "high", "ONNX external data points outside the bundle"),
-    Rule("MW-ONNX-CUSTOM-OP", "info", "low", "ONNX graph uses an operator outside the standard domains"),
+    Rule(
+        "MW-ONNX-CUSTOM-OP",
+        "info",
+        "low",
+        "ONNX graph uses an operator outside the standard domains",
+    ),
     # keras
     Rule("MW-KERAS-LAMBDA", "unsafe", "critical", "Keras model contains a Lambda layer"),
     Rule("MW-KERAS-CUSTOM", "unsafe", "high", "Keras model needs custom or unknown objects"),

@@ -14,7 +14,7 @@ from typing import Any
 
 from modelward.scanning.context import ScanContext, at
 from modelward.scanning.numeric import sweep_tensor
-from modelward.scanning.pickle_vm import Buffer
+from modelward.scanning.pickle_values import Buffer
 
 MAX_HEADER = 100_000_000
 DTYPE_BITS = {
@@ -105,7 +105,9 @@ def scan_safetensors(data: Buffer, ctx: ScanContext, where: str) -> None:
             ctx.add("MW-ST-OFFSETS", location, "the tensor overlaps another tensor")
         elif begin > cursor:
             ctx.add(
-                "MW-ST-COVERAGE", location, f"{begin - cursor} bytes before the tensor belong to none"
+                "MW-ST-COVERAGE",
+                location,
+                f"{begin - cursor} bytes before the tensor belong to none",
             )
         cursor = max(cursor, end)
     if cursor < data_size and not any(f.rule_id == "MW-ST-OFFSETS" for f in ctx.findings):
@@ -125,7 +127,9 @@ def scan_safetensors(data: Buffer, ctx: ScanContext, where: str) -> None:
                     view.release()
 
 
-def _check_tensor(name: str, info: Any, ctx: ScanContext, location: str) -> tuple[str, int, int] | None:
+def _check_tensor(
+    name: str, info: Any, ctx: ScanContext, location: str
+) -> tuple[str, int, int] | None:
     if not isinstance(info, dict) or not {"dtype", "shape", "data_offsets"} <= set(info):
         ctx.add("MW-ST-HEADER", location, "the entry needs dtype, shape and data_offsets")
         return None
@@ -141,7 +145,9 @@ def _check_tensor(name: str, info: Any, ctx: ScanContext, location: str) -> tupl
     if (
         not isinstance(offsets, list)
         or len(offsets) != 2
-        or not all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n < _U64 for n in offsets)
+        or not all(
+            isinstance(n, int) and not isinstance(n, bool) and 0 <= n < _U64 for n in offsets
+        )
         or offsets[0] > offsets[1]
     ):
         ctx.add("MW-ST-OFFSETS", location, "data_offsets must be two ordered integers")

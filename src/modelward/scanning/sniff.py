@@ -12,7 +12,8 @@ from __future__ import annotations
 import codecs
 
 from modelward.scanning.allowlist import AllowList
-from modelward.scanning.pickle_vm import PICKLE_OPCODES, Buffer, PickleMachine
+from modelward.scanning.pickle_values import Buffer
+from modelward.scanning.pickle_vm import PICKLE_OPCODES, PickleMachine
 from modelward.scanning.protobuf import walk_fields
 
 # `torch.save` legacy format starts with a pickled magic number (a LONG1 of 10 bytes).

@@ -109,8 +109,10 @@ def _check_filter(node: object, add: object) -> None:
         return
     if name in _NAME_ARG_FILTERS:
         for arg in [*node.args, *(kw.value for kw in node.kwargs)]:
-            if isinstance(arg, nodes.Const) and isinstance(arg.value, str) and (
-                arg.value == "attr" or arg.value.startswith("_") or "._" in arg.value
+            if (
+                isinstance(arg, nodes.Const)
+                and isinstance(arg.value, str)
+                and (arg.value == "attr" or arg.value.startswith("_") or "._" in arg.value)
             ):
                 report(node, f"passes {arg.value!r} to the {name} filter")  # type: ignore[operator]
             elif not isinstance(arg, nodes.Const):

@@ -17,7 +17,7 @@ import zlib
 from dataclasses import dataclass
 
 from modelward.scanning.context import ScanContext, at
-from modelward.scanning.pickle_vm import Buffer
+from modelward.scanning.pickle_values import Buffer
 
 _EOCD = b"PK\x05\x06"
 _EOCD64 = b"PK\x06\x06"
@@ -163,9 +163,8 @@ def _local_data_offset(
     location = at(where, member.name)
     if pos + 30 > cd_offset or bytes(data[pos : pos + 4]) != _LOCAL:
         raise ZipStructureError(f"member {member.name!r} has no local header at offset {pos}")
-    (_, _v, flags, method, _t, _d, _crc, csize, usize, name_len, extra_len) = struct.unpack(
-        "<4sHHHHHIIIHH", bytes(data[pos : pos + 30])
-    )
+    fields: tuple[int, ...] = struct.unpack("<4xHHHHHIIIHH", bytes(data[pos : pos + 30]))
+    (_v, flags, method, _t, _d, _crc, csize, usize, name_len, extra_len) = fields
     raw_name = bytes(data[pos + 30 : pos + 30 + name_len])
     local_name = raw_name.decode("utf-8" if flags & 0x800 else "cp437", "replace")
     if local_name != member.name:
@@ -181,8 +180,10 @@ def _local_data_offset(
             location,
             "local and central headers give different compression methods",
         )
-    if not flags & 0x08 and csize != 0xFFFFFFFF and (
-        csize != member.compressed_size or usize != member.size
+    if (
+        not flags & 0x08
+        and csize != 0xFFFFFFFF
+        and (csize != member.compressed_size or usize != member.size)
     ):
         ctx.add(
             "MW-ZIP-HEADER-MISMATCH",
