@@ -183,6 +183,10 @@ def _dispatch(ctx: ScanContext, data: Buffer, where: str) -> str:
         scan_npy(data, ctx, where)
     elif fmt == "safetensors":
         scan_safetensors(data, ctx, where)
+        if data[0] == 0x80 and _imports_something(data):
+            # a header length whose first byte is 0x80 also reads as a pickle; if that pickle
+            # imports anything, the file is a polyglot and pickle loaders must be considered
+            scan_pickle_stream(data, ctx, where)
     elif fmt == "gguf":
         scan_gguf(data, ctx, where)
     elif fmt == "hdf5":
@@ -202,6 +206,13 @@ def _dispatch(ctx: ScanContext, data: Buffer, where: str) -> str:
             "the file's format is not recognised, so it cannot be shown to be safe",
         )
     return fmt
+
+
+def _imports_something(data: Buffer) -> bool:
+    from modelward.scanning.allowlist import AllowList
+    from modelward.scanning.pickle_vm import PickleMachine
+
+    return bool(PickleMachine(data, AllowList(frozenset())).run_one().globals)
 
 
 def _scan_text(data: Buffer, ctx: ScanContext, where: str, fmt: str) -> str:

@@ -30,18 +30,20 @@ def sniff(data: Buffer) -> str:
     head = bytes(data[:512])
     if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
         return "zip"
+    if size >= 9 and head[8:9] == b"{" and 2 <= int.from_bytes(head[:8], "little") <= size - 8:
+        return "safetensors"
     if head.startswith(_TORCH_LEGACY_PREFIX):
         return "torch-legacy"
     if head.startswith(b"\x80") and len(head) > 1 and head[1] <= 5:
         return "pickle"
+    if size >= 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") >= 2:
+        return "safetensors"
     if head.startswith(b"\x93NUMPY"):
         return "npy"
     if head.startswith(b"GGUF"):
         return "gguf"
     if any(bytes(data[o : o + 8]) == _HDF5_MAGIC for o in (0, 512, 1024, 2048) if o < size):
         return "hdf5"
-    if size >= 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") >= 2:
-        return "safetensors"
     if size > 262 and head[257:262] == b"ustar":
         return "tar"
     if head.startswith(b"\x1f\x8b"):
