@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
-from modelward.storage.metadata import ledger_tables, registry_tables
+from modelward.storage.metadata import (
+    gate_tables,
+    ledger_tables,
+    provenance_tables,
+    registry_tables,
+)
 
-__all__ = ["ledger_tables", "registry_tables"]
+__all__ = ["gate_tables", "ledger_tables", "provenance_tables", "registry_tables"]
