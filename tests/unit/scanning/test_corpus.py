@@ -9,9 +9,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
-from tests.scanning_corpus import Sample, build_corpus  # noqa: E402
+from tests.scanning_corpus import Sample, build_corpus
 
-from modelward.scanning import scan  # noqa: E402
+from modelward.scanning import scan
 
 SAMPLES = build_corpus()
 

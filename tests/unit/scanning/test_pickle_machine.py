@@ -11,11 +11,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
-from tests.scanning_corpus.asm import Pickle, call_pickle  # noqa: E402
+from tests.scanning_corpus.asm import Pickle, call_pickle
 
-from modelward.errors import InputError  # noqa: E402
-from modelward.scanning.allowlist import AllowList, configured_allow, parse_global  # noqa: E402
-from modelward.scanning.pickle_vm import PickleMachine  # noqa: E402
+from modelward.errors import InputError
+from modelward.scanning.allowlist import AllowList, configured_allow, parse_global
+from modelward.scanning.pickle_vm import PickleMachine
 
 ALLOW = AllowList.default()
 

@@ -11,12 +11,12 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
-from tests.scanning_corpus import builders as b  # noqa: E402
-from tests.scanning_corpus.asm import call_pickle  # noqa: E402
+from tests.scanning_corpus import builders as b
+from tests.scanning_corpus.asm import call_pickle
 
-from modelward.errors import PathError  # noqa: E402
-from modelward.scanning import ScanReport, scan, to_sarif  # noqa: E402
-from modelward.scanning.report import Finding, verdict_of  # noqa: E402
+from modelward.errors import PathError
+from modelward.scanning import ScanReport, scan, to_sarif
+from modelward.scanning.report import Finding, verdict_of
 
 
 def test_verdict_order() -> None:
