@@ -24,6 +24,7 @@ from modelward.core.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope
 from modelward.core.intoto import Statement, Subject
 from modelward.core.manifest import DEFAULT_IGNORE_PATHS, FileDigest, Manifest, Serialization
 from modelward.core.names import ModelURI, parse_uri, validate_name
+from modelward.core.roles import Action
 from modelward.errors import (
     DeniedError,
     DigestMismatchError,
@@ -34,8 +35,10 @@ from modelward.errors import (
     VerificationError,
 )
 from modelward.services.bundle_signing import relative_ignores, verify_bundle
+from modelward.services.change import CHANGE_KIND, CHANGE_PREDICATE_TYPE, ChangeHook
 from modelward.services.context import RegistryContext, current_actor, utc_now
 from modelward.services.ingest import SCAN_PREDICATE_TYPE
+from modelward.services.users import require
 from modelward.signing.keys import Verifier
 from modelward.signing.oms import (
     SignatureBundle,
@@ -43,6 +46,7 @@ from modelward.signing.oms import (
     sign_manifest,
     verify_with_key,
 )
+from modelward.storage.metadata.gate_repository import GateRepository
 from modelward.storage.metadata.ledger_repository import LedgerRepository, format_time
 from modelward.storage.metadata.registry_repository import RegistryRepository, VersionRecord
 from modelward.storage.model_files import ModelFile, list_model_files
@@ -88,14 +92,17 @@ class RegistryService:
         public_key: Verifier | None = None,
         scanner: Callable[[Path, list[ModelFile]], dict[str, Any]] | None = None,
         progress: ProgressCallback | None = None,
+        change: ChangeHook | None = None,
     ) -> PushResult:
         """Store the bundle and make it the next version of `name` (or report the existing one).
 
         `scanner` runs after the files are listed and before anything is stored; it returns the
         scan report (kept as a signed attestation) or raises DeniedError, in which case nothing
-        is stored and the refusal is written to the ledger.
+        is stored and the refusal is written to the ledger. `change` classifies the file diff
+        against the previous version (kept as a signed "change" attestation).
         """
         validate_name(name, "model name")
+        self._require(Action.PUSH)
         if len(description) > 10_000:
             raise InputError("the description is longer than 10,000 characters")
         model_path = Path(model_path)
@@ -138,6 +145,10 @@ class RegistryService:
             if existing is not None:
                 return PushResult(existing, created=False, manifest=existing.manifest())
             number = repo.next_version_number(model_id)
+            change_fact = None
+            if change is not None:
+                previous = repo.version(name, number - 1).manifest() if number > 1 else None
+                change_fact = change(previous, manifest)
             event = LedgerRepository(conn).append(
                 self.actor,
                 "version.push",
@@ -168,6 +179,10 @@ class RegistryService:
             if scan_report is not None:
                 self.add_statement(
                     repo, version_id, "scan", SCAN_PREDICATE_TYPE, manifest, scan_report, now
+                )
+            if change_fact is not None:
+                self.add_statement(
+                    repo, version_id, CHANGE_KIND, CHANGE_PREDICATE_TYPE, manifest, change_fact, now
                 )
             record = repo.version_by_id(version_id)
         return PushResult(record, created=True, manifest=manifest)
@@ -234,10 +249,15 @@ class RegistryService:
         with ThreadPoolExecutor(max_workers=workers) as pool:
             return list(pool.map(store, files))
 
+    def _require(self, action: Action) -> None:
+        with self.ctx.database.read() as conn:
+            require(conn, self.actor, action)
+
     def set_alias(
         self, name: str, alias: str, number: int, protected: Sequence[str] = ()
     ) -> VersionRecord:
         validate_name(alias, "alias")
+        self._require(Action.PUSH)
         if alias in protected:
             raise InputError(
                 f"alias {alias!r} is an environment alias: it moves only by promote or rollback"
@@ -263,6 +283,7 @@ class RegistryService:
 
     def delete_alias(self, name: str, alias: str, protected: Sequence[str] = ()) -> None:
         validate_name(alias, "alias")
+        self._require(Action.PUSH)
         if alias in protected:
             raise InputError(
                 f"alias {alias!r} is an environment alias: it moves only by promote or rollback"
@@ -428,6 +449,7 @@ class RegistryService:
         report = CheckReport()
         with self.ctx.database.read() as conn:
             referenced = RegistryRepository(conn).referenced_digests()
+            referenced |= GateRepository(conn).referenced_digests()
         orphans = sorted(d for d in self.ctx.blobs.list_digests() if d not in referenced)
         incomplete = self.ctx.blobs.list_incomplete(grace_seconds)
         report.details = {

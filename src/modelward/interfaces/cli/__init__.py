@@ -19,6 +19,10 @@ COMMAND_MODULES: tuple[str, ...] = (
     "registry_cmds",
     "audit",
     "scan",
+    "users_cmds",
+    "policy_cmds",
+    "gate_cmds",
+    "releases_cmds",
 )
 
 

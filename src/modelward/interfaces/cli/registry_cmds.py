@@ -26,6 +26,23 @@ def register(subparsers: Any) -> None:
         metavar="RULE",
         help="store despite malformed findings of this scan rule (repeatable)",
     )
+    push.add_argument(
+        "--change",
+        choices=(
+            "weights",
+            "data",
+            "prompt",
+            "safety-policy",
+            "quantization",
+            "architecture",
+            "tokenizer",
+            "config",
+        ),
+        help="the declared change class, checked against the file diff",
+    )
+    push.add_argument(
+        "--compat", choices=("compatible", "eval-only", "breaking"), help="declared compatibility"
+    )
     add_json_flag(push)
     push.set_defaults(handler=_push)
 
@@ -121,6 +138,7 @@ def _push(args: argparse.Namespace) -> int:
 
     from modelward.interfaces.cli._progress import ProgressBar, total_size
     from modelward.interfaces.cli._registry import registry_service
+    from modelward.services.change import change_hook
     from modelward.services.ingest import scan_for_push
     from modelward.signing.keys import Verifier, load_public_key
 
@@ -140,6 +158,7 @@ def _push(args: argparse.Namespace) -> int:
             public_key=verifier,
             scanner=scanner,
             progress=progress,
+            change=change_hook(args.change, args.compat) if args.change or args.compat else None,
         )
     data = {**result.version.to_dict(), "created": result.created}
     if args.json:
@@ -256,7 +275,10 @@ def _alias_delete(args: argparse.Namespace) -> int:
 
 
 def _protected_aliases() -> tuple[str, ...]:
-    return ("staging", "canary", "production")
+    from modelward.services.context import home_dir
+    from modelward.services.gate_config import load_gate_config
+
+    return load_gate_config(home_dir()).environments
 
 
 def _fsck(args: argparse.Namespace) -> int:

@@ -1,0 +1,72 @@
+"""User commands: users add, users list, whoami."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from modelward.interfaces.cli._output import add_json_flag, emit, emit_json
+
+
+def register(subparsers: Any) -> None:
+    users = subparsers.add_parser("users", help="the registry's users and their roles")
+    verbs = users.add_subparsers(dest="verb", metavar="VERB")
+    verbs.required = True
+    add = verbs.add_parser("add", help="add a user, or change a user's role (admin only)")
+    add.add_argument("name", metavar="NAME")
+    add.add_argument(
+        "--role",
+        required=True,
+        help="admin, trainer, reviewer, releaser, auditor or viewer",
+    )
+    add_json_flag(add)
+    add.set_defaults(handler=_add)
+    listing = verbs.add_parser("list", help="every user and role")
+    add_json_flag(listing)
+    listing.set_defaults(handler=_list)
+
+    whoami = subparsers.add_parser("whoami", help="who you act as, your role and what it allows")
+    add_json_flag(whoami)
+    whoami.set_defaults(handler=_whoami)
+
+
+def _add(args: argparse.Namespace) -> int:
+    from modelward.interfaces.cli._context import registry_context
+    from modelward.services.users import UserService
+
+    with registry_context() as context:
+        user = UserService(context).add(args.name, args.role)
+    if args.json:
+        emit_json(user.to_dict())
+    else:
+        emit(f"{user.name} is now a {user.role}")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from modelward.interfaces.cli._context import registry_context
+    from modelward.services.users import UserService
+
+    with registry_context() as context:
+        users = UserService(context).list()
+    if args.json:
+        emit_json([u.to_dict() for u in users])
+    else:
+        for user in users:
+            emit(f"{user.name}\t{user.role}")
+    return 0
+
+
+def _whoami(args: argparse.Namespace) -> int:
+    from modelward.interfaces.cli._context import registry_context
+    from modelward.services.users import UserService
+
+    with registry_context() as context:
+        data = UserService(context).whoami()
+    if args.json:
+        emit_json(data)
+    elif data["known"]:
+        emit(f"{data['actor']} ({data['role']}): may {', '.join(data['may'])}")
+    else:
+        emit(f"{data['actor']} is not a user of this registry")
+    return 0
