@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Connection
 
@@ -48,8 +48,12 @@ from modelward.signing.oms import (
 )
 from modelward.storage.metadata.gate_repository import GateRepository
 from modelward.storage.metadata.ledger_repository import LedgerRepository, format_time
+from modelward.storage.metadata.provenance_repository import ProvenanceRepository
 from modelward.storage.metadata.registry_repository import RegistryRepository, VersionRecord
 from modelward.storage.model_files import ModelFile, list_model_files
+
+if TYPE_CHECKING:
+    from modelward.services.provenance import PushProvenance
 
 REGISTRY_SIGNATURE = "registry-signature"
 UPLOADER_SIGNATURE = "uploader-signature"
@@ -93,13 +97,16 @@ class RegistryService:
         scanner: Callable[[Path, list[ModelFile]], dict[str, Any]] | None = None,
         progress: ProgressCallback | None = None,
         change: ChangeHook | None = None,
+        provenance: PushProvenance | None = None,
     ) -> PushResult:
         """Store the bundle and make it the next version of `name` (or report the existing one).
 
         `scanner` runs after the files are listed and before anything is stored; it returns the
         scan report (kept as a signed attestation) or raises DeniedError, in which case nothing
         is stored and the refusal is written to the ledger. `change` classifies the file diff
-        against the previous version (kept as a signed "change" attestation).
+        against the previous version (kept as a signed "change" attestation). `provenance`
+        checks a training-provenance statement before anything is stored and keeps it with the
+        version, in the same transaction.
         """
         validate_name(name, "model name")
         self._require(Action.PUSH)
@@ -127,6 +134,8 @@ class RegistryService:
                     name, str(exc), {"findings": exc.reasons[:50], "files": len(files)}
                 )
                 raise
+        if provenance is not None:
+            provenance.before_store(model_path, files)
         digests = self._store_files(files, progress)
         manifest = Manifest(
             model_name=name,
@@ -184,6 +193,8 @@ class RegistryService:
                 self.add_statement(
                     repo, version_id, CHANGE_KIND, CHANGE_PREDICATE_TYPE, manifest, change_fact, now
                 )
+            if provenance is not None:
+                provenance.store(conn, repo, version_id, manifest, now, self.actor)
             record = repo.version_by_id(version_id)
         return PushResult(record, created=True, manifest=manifest)
 
@@ -346,6 +357,7 @@ class RegistryService:
                 "aliases": repo.aliases_of(record.id),
                 "manifest": manifest.to_dict(),
                 "attestations": attestations,
+                **version_evidence(conn, record, Verifier(self.ctx.signer.public_key)),
             }
 
     def attestations(self, record: VersionRecord, kind: str | None = None) -> list[Any]:
@@ -450,6 +462,7 @@ class RegistryService:
         with self.ctx.database.read() as conn:
             referenced = RegistryRepository(conn).referenced_digests()
             referenced |= GateRepository(conn).referenced_digests()
+            referenced |= ProvenanceRepository(conn).dataset_digests()
         orphans = sorted(d for d in self.ctx.blobs.list_digests() if d not in referenced)
         incomplete = self.ctx.blobs.list_incomplete(grace_seconds)
         report.details = {
@@ -546,6 +559,15 @@ def registry_state_checks(conn: Connection) -> list[str]:
                 f"the ledger says {expected.get(key)}"
             )
     return problems
+
+
+def version_evidence(
+    conn: Connection, record: VersionRecord, registry_key: Verifier
+) -> dict[str, Any]:
+    """Provenance facts and evaluations of a version, for `show`."""
+    from modelward.services.evidence import evidence_in
+
+    return evidence_in(conn, record, registry_key)
 
 
 def _statement_of(document: dict[str, Any]) -> dict[str, Any]:

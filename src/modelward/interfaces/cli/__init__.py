@@ -23,6 +23,12 @@ COMMAND_MODULES: tuple[str, ...] = (
     "policy_cmds",
     "gate_cmds",
     "releases_cmds",
+    "datasets",
+    "provenance",
+    "evaluation",
+    "lineage",
+    "bom",
+    "reproduce",
 )
 
 

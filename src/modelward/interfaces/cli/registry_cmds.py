@@ -43,6 +43,8 @@ def register(subparsers: Any) -> None:
     push.add_argument(
         "--compat", choices=("compatible", "eval-only", "breaking"), help="declared compatibility"
     )
+    push.add_argument("--provenance", metavar="FILE", help="signed SLSA provenance (DSSE JSON)")
+    push.add_argument("--provenance-key", metavar="PUB", help="a key trusted for --provenance")
     add_json_flag(push)
     push.set_defaults(handler=_push)
 
@@ -146,6 +148,9 @@ def _push(args: argparse.Namespace) -> int:
         return scan_for_push(model_path, files, accept_malformed=args.accept_malformed)
 
     verifier = Verifier(load_public_key(Path(args.public_key))) if args.public_key else None
+    provenance_keys = [verifier] if verifier else []
+    if args.provenance_key:
+        provenance_keys.append(Verifier(load_public_key(Path(args.provenance_key))))
     with (
         registry_service() as service,
         ProgressBar(total_size(args.model_path), "storing") as progress,
@@ -159,6 +164,7 @@ def _push(args: argparse.Namespace) -> int:
             scanner=scanner,
             progress=progress,
             change=change_hook(args.change, args.compat) if args.change or args.compat else None,
+            provenance=_provenance_hook(service, args.provenance, provenance_keys),
         )
     data = {**result.version.to_dict(), "created": result.created}
     if args.json:
@@ -171,6 +177,16 @@ def _push(args: argparse.Namespace) -> int:
             "nothing created)"
         )
     return 0
+
+
+def _provenance_hook(service: Any, path: str | None, keys: list[Any]) -> Any:
+    if path is None:
+        return None
+    from pathlib import Path
+
+    from modelward.services.provenance import ProvenanceService
+
+    return ProvenanceService(service.ctx, service.actor).push_hook(Path(path), keys)
 
 
 def _pull(args: argparse.Namespace) -> int:
@@ -238,7 +254,30 @@ def _show(args: argparse.Namespace) -> int:
         key = f" key {att['key_id'][:16]}…" if "key_id" in att else ""
         summary = _attestation_summary(att)
         emit(f"  {att['kind']}{key} by {att['by']} at {att['created_at']}{summary}")
+    _show_evidence(data)
     return 0
+
+
+def _show_evidence(data: dict[str, Any]) -> None:
+    provenance = data.get("provenance") or {}
+    if provenance.get("present"):
+        emit(f"provenance: signed by key {str(provenance['signer_key'])[:16]}…")
+        emit(f"  datasets: {', '.join(provenance['datasets']) or '-'}")
+        emit(f"  base model: {provenance['base_model'] or '-'}")
+        emit(f"  missing fields: {', '.join(provenance['missing']) or 'none'}")
+        for uri, reasons in provenance["ineligible_datasets"].items():
+            emit(f"  FLAGGED: trained on {uri}, which is not eligible: {'; '.join(reasons)}")
+    elif "provenance" in data:
+        emit("provenance: none")
+    for evaluation in data.get("evaluations", []):
+        if not evaluation["verified"]:
+            emit(f"evaluation: UNVERIFIED ({evaluation['error']})")
+            continue
+        metrics = ", ".join(f"{k}={v}" for k, v in sorted(evaluation["metrics"].items()))
+        emit(
+            f"evaluation {evaluation['suite']}: {evaluation['result']} {metrics} "
+            f"(by {evaluation['evaluator']} at {evaluation['evaluated_on']})"
+        )
 
 
 def _attestation_summary(att: dict[str, Any]) -> str:
