@@ -20,6 +20,8 @@ _EXPORTS: dict[str, str] = {
     "load_public_key": "modelward.signing.keys",
     "Manifest": "modelward.core.manifest",
     "ModelwardError": "modelward.errors",
+    "track_run": "modelward.provenance.run_capture",
+    "scan": "modelward.scanning",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -11,7 +11,9 @@ EXPECTED = {
     "generate_private_key",
     "load_private_key",
     "load_public_key",
+    "scan",
     "sign_bundle",
+    "track_run",
     "verify_bundle",
 }
 
