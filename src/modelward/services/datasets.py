@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection
 
 from modelward.core.canonical import canonical_json
 from modelward.core.names import parse_uri
+from modelward.core.roles import Action
 from modelward.errors import InputError, NotFoundError
 from modelward.provenance.datasets import (
     Consent,
@@ -40,6 +41,7 @@ from modelward.provenance.record_proofs import (
     verify_record_inclusion,
 )
 from modelward.services.context import RegistryContext, current_actor, utc_now
+from modelward.services.users import require
 from modelward.storage.metadata.ledger_repository import LedgerRepository, format_time
 from modelward.storage.metadata.provenance_repository import (
     DatasetFileRow,
@@ -150,6 +152,7 @@ class DatasetService:
         manifest_json = canonical_json(manifest.to_dict()).decode("utf-8")
         now = format_time(utc_now())
         with self.ctx.database.transaction() as conn:
+            require(conn, self.actor, Action.ATTACH_PROVENANCE)
             repo = ProvenanceRepository(conn)
             dataset_id = repo.dataset_id(name)
             if dataset_id is None:
@@ -218,6 +221,7 @@ class DatasetService:
             raise InputError(f"the reason must be printable and at most {_MAX_REASON} characters")
         now = format_time(utc_now())
         with self.ctx.database.transaction() as conn:
+            require(conn, self.actor, Action.ATTACH_PROVENANCE)
             repo = ProvenanceRepository(conn)
             record = repo.dataset_version(name, number)
             ledger = LedgerRepository(conn)

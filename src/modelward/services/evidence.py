@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from modelward.core.names import parse_uri
+from modelward.core.roles import Action
 from modelward.errors import DeniedError, InputError, ModelwardError, NotFoundError, PathError
 from modelward.provenance.evaluation import (
     MAX_RESULTS_BYTES,
@@ -49,6 +50,7 @@ from modelward.services.provenance import (
     provenance_facts_in,
 )
 from modelward.services.registry import RegistryService, resolve_in
+from modelward.services.users import require
 from modelward.signing.keys import Verifier
 from modelward.storage.metadata.ledger_repository import LedgerRepository, format_time
 from modelward.storage.metadata.provenance_repository import ProvenanceRepository
@@ -120,6 +122,7 @@ class EvidenceService:
             suite=suite, results=results, evaluated_on=utc_now(), evaluator=self.actor, url=url
         )
         with self.ctx.database.transaction() as conn:
+            require(conn, self.actor, Action.ATTACH_PROVENANCE)
             repo = RegistryRepository(conn)
             record = resolve_in(repo, parse_uri(uri))
             if results.dataset is not None:
@@ -232,6 +235,7 @@ class EvidenceService:
             rebuilt_root=actual.root_digest,
         )
         with self.ctx.database.transaction() as conn:
+            require(conn, self.actor, Action.ATTACH_PROVENANCE)
             repo = RegistryRepository(conn)
             provenance = repo.attestations(record.id, PROVENANCE_KIND)
             reproduction = Reproduction(

@@ -24,6 +24,7 @@ from modelward.core.dsse import Envelope
 from modelward.core.intoto import Statement
 from modelward.core.manifest import Manifest, Serialization
 from modelward.core.names import parse_uri
+from modelward.core.roles import Action
 from modelward.errors import (
     DeniedError,
     InputError,
@@ -49,6 +50,7 @@ from modelward.services.datasets import (
     lineage_records,
     parse_dataset_uri,
 )
+from modelward.services.users import require
 from modelward.signing.keys import Signer, Verifier, load_private_key, load_public_key
 from modelward.storage.metadata.ledger_repository import LedgerRepository
 from modelward.storage.metadata.provenance_repository import ProvenanceRepository
@@ -142,6 +144,7 @@ class PushProvenance:
     ) -> None:
         """Inside the push's transaction: attestation, links and ledger event."""
         assert self.run is not None and self.root_digest is not None
+        require(conn, actor, Action.ATTACH_PROVENANCE)
         if manifest.root_digest != self.root_digest:
             raise InputError("the bundle changed while it was being pushed")
         dataset_ids = self._check_references(conn)

@@ -104,6 +104,10 @@ _DATASET_VERSION_COLUMNS = (
     dataset_versions.c.created_by,
     dataset_versions.c.ledger_seq,
 )
+def _dataset_version(row: Any) -> DatasetVersionRecord:
+    return DatasetVersionRecord(*tuple(row)[: len(_DATASET_VERSION_COLUMNS)])
+
+
 _JOINED = dataset_versions.join(datasets, datasets.c.id == dataset_versions.c.dataset_id)
 
 
@@ -143,7 +147,7 @@ class ProvenanceRepository:
                 dataset_versions.c.manifest_digest == manifest_digest,
             )
         ).first()
-        return None if row is None else DatasetVersionRecord(*row)
+        return None if row is None else _dataset_version(row)
 
     def insert_dataset_version(
         self,
@@ -196,7 +200,7 @@ class ProvenanceRepository:
             if self.dataset_id(name) is None:
                 raise NotFoundError(f"no dataset named {name!r}")
             raise NotFoundError(f"dataset {name!r} has no version {number}")
-        return DatasetVersionRecord(*row)
+        return _dataset_version(row)
 
     def dataset_version_by_id(self, dataset_version_id: int) -> DatasetVersionRecord:
         row = self._conn.execute(
@@ -206,14 +210,14 @@ class ProvenanceRepository:
         ).first()
         if row is None:
             raise NotFoundError(f"no dataset version with id {dataset_version_id}")
-        return DatasetVersionRecord(*row)
+        return _dataset_version(row)
 
     def all_dataset_versions(self, name: str | None = None) -> list[DatasetVersionRecord]:
         query = select(*_DATASET_VERSION_COLUMNS).select_from(_JOINED)
         if name is not None:
             query = query.where(datasets.c.name == name)
         rows = self._conn.execute(query.order_by(datasets.c.name, dataset_versions.c.number))
-        return [DatasetVersionRecord(*row) for row in rows]
+        return [_dataset_version(row) for row in rows]
 
     def dataset_digests(self) -> set[str]:
         """Every blob digest a dataset version refers to (files and labelling-QA reports)."""
