@@ -5,7 +5,11 @@ recent drill) and evaluates the shipped production policy in a loop, alternating
 denied candidate. Prints decisions per second and the ratio to the 2,000/s target. The figure
 includes the facts digest (RFC 8785) every decision records; it excludes storage and signing.
 
-    .venv/bin/python benchmarks/bench_gate.py [--seconds 3]
+Then times `promote` end to end on a temporary registry: the in-process service call (facts from
+the database, policy evaluation, signed VSA, decision + release + alias + ledger in one
+transaction) and the `modelward promote` CLI in a subprocess (interpreter start included).
+
+    .venv/bin/python benchmarks/bench_gate.py [--seconds 3] [--promotions 20]
 """
 
 from __future__ import annotations
@@ -79,6 +83,7 @@ def realistic_facts(risk_tier: str, drill_age_days: int) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="how long to measure")
+    parser.add_argument("--promotions", type=int, default=20, help="end-to-end promote runs")
     args = parser.parse_args()
 
     engine = CelEngine()
@@ -108,6 +113,64 @@ def main() -> None:
         f"ratio to target ({TARGET_PER_SECOND:,.0f}/s): {rate / TARGET_PER_SECOND:.2f}x "
         f"(CPU: {cpu_rate / TARGET_PER_SECOND:.2f}x; the two differ when the machine is busy)"
     )
+    bench_promote(args.promotions)
+
+
+def bench_promote(count: int) -> None:
+    """Time promote end to end: the service in process, then the CLI in a subprocess."""
+    import os
+    import struct
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from modelward.services.context import open_registry
+    from modelward.services.gate import GateService
+    from modelward.services.ingest import scan_for_push
+    from modelward.services.registry import RegistryService
+    from modelward.services.registry_init import initialize_registry
+    from modelward.services.users import UserService
+
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp) / "home"
+        os.environ.update({"MODELWARD_HOME": str(home), "MODELWARD_ACTOR": "admin"})
+        for variable in ("MODELWARD_DATABASE_URL", "MODELWARD_BLOB_URL"):
+            os.environ.pop(variable, None)
+        initialize_registry(home)
+        context = open_registry(home)
+        UserService(context, "admin").add("trainer", "trainer")
+        bundle = Path(tmp) / "bundle"
+        bundle.mkdir()
+        header = b'{"w":{"dtype":"U8","shape":[4],"data_offsets":[0,4]}}'
+        uris = []
+        for i in range(count + 1):
+            (bundle / "model.safetensors").write_bytes(
+                struct.pack("<Q", len(header)) + header + i.to_bytes(4, "big")
+            )
+            pushed = RegistryService(context, "trainer").push(
+                bundle, "bench", scanner=lambda path, files: scan_for_push(path, files)
+            )
+            uris.append(pushed.version.uri)
+        gate = GateService(context, "admin")
+        start = time.perf_counter()
+        for uri in uris[:count]:
+            if not gate.promote(uri, "staging").decision.allowed:
+                raise SystemExit("benchmark promotion was denied")
+        service_ms = (time.perf_counter() - start) * 1000 / count
+        context.close()
+        exe = Path(sys.executable).with_name("modelward")
+        runs = max(1, min(count, 5))
+        start = time.perf_counter()
+        for _ in range(runs):
+            done = subprocess.run(
+                [str(exe), "promote", uris[-1], "--to", "staging"], capture_output=True, text=True
+            )
+            if done.returncode != 0:
+                raise SystemExit(f"CLI promotion failed: {done.stderr}")
+        cli_ms = (time.perf_counter() - start) * 1000 / runs
+    print(f"promote end to end, in-process service call: {service_ms:.1f} ms ({count} runs)")
+    print(f"promote end to end, CLI subprocess: {cli_ms:.0f} ms ({runs} runs)")
 
 
 if __name__ == "__main__":
