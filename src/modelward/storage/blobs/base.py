@@ -387,8 +387,12 @@ class BlobStore(ABC):
     def _incomplete_older_than(self, older_than_seconds: float) -> list[IncompleteUpload]:
         if older_than_seconds < 0:
             raise InputError(f"grace period must not be negative, not {older_than_seconds}")
-        now = time.time()
+        now = self._now()
         return [u for u in self._list_incomplete() if now - u.started_at >= older_than_seconds]
+
+    def _now(self) -> float:
+        """Seconds since the epoch, on the clock that dates temporary objects."""
+        return time.time()
 
     def remove_blob(self, digest: str) -> bool:
         """Delete a stored blob; return whether it existed.

@@ -51,6 +51,9 @@ class MemoryBlobStore(BlobStore):
         with self._lock:
             self._blobs[validate_digest(digest)] = bytes(data)
 
+    def _now(self) -> float:
+        return self._clock()
+
     def _write_temp(self, chunks: Iterator[bytes]) -> _TempName:
         data = b"".join(chunks)
         name = f"tmp/{uuid.uuid4().hex}"
