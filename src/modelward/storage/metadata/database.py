@@ -18,7 +18,6 @@ from typing import Any
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
-from sqlalchemy.pool import NullPool
 
 from modelward.errors import DependencyError, StorageError
 
@@ -82,7 +81,8 @@ class Database:
 def _make_engine(url: str) -> Engine:
     try:
         if url.startswith("sqlite"):
-            engine = create_engine(url, poolclass=NullPool if ":memory:" not in url else None)
+            # A pool keeps connections (and their WAL state) open between transactions.
+            engine = create_engine(url, pool_size=4, max_overflow=8)
             event.listen(engine, "connect", _configure_sqlite)
             # let BEGIN IMMEDIATE be issued by us, not pysqlite's implicit BEGIN
             event.listen(engine, "begin", lambda conn: None)
