@@ -23,6 +23,8 @@ from modelward.provenance.evaluation import (
 )
 from modelward.services.context import open_registry
 from modelward.services.registry import RegistryService
+from modelward.services.registry_init import initialize_registry
+from modelward.services.users import UserService
 from modelward.storage.metadata.registry_repository import RegistryRepository
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
@@ -70,7 +72,7 @@ def write_bundle(folder: Path, weights: bytes, config: str = '{"layers": 2}') ->
 
 
 @pytest.fixture
-def gate(tmp_path: Path) -> tuple[Run, Path]:
+def gate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Run, Path]:
     home = tmp_path / "home"
     home.mkdir()
     (home / "modelward.toml").write_text('[gate]\nenvironments = ["staging", "production"]\n')
@@ -78,16 +80,25 @@ def gate(tmp_path: Path) -> tuple[Run, Path]:
     def run(actor: str, *args: str) -> subprocess.CompletedProcess[str]:
         return run_modelward(*args, env={"MODELWARD_HOME": str(home), "MODELWARD_ACTOR": actor})
 
-    assert run("alice", "init").returncode == 0
-    for name, role in (
-        ("bob", "trainer"),
-        ("rita", "releaser"),
-        ("rev1", "reviewer"),
-        ("rev2", "reviewer"),
-        ("vic", "viewer"),
-    ):
-        result = run("alice", "users", "add", name, "--role", role)
-        assert result.returncode == 0, result.stderr
+    # Set up in process (the CLI paths of init and users are exercised below).
+    monkeypatch.setenv("MODELWARD_ACTOR", "alice")
+    monkeypatch.setenv("MODELWARD_HOME", str(home))
+    for variable in ("MODELWARD_DATABASE_URL", "MODELWARD_BLOB_URL"):
+        monkeypatch.delenv(variable, raising=False)
+    initialize_registry(home)
+    context = open_registry(home)
+    try:
+        users = UserService(context, actor="alice")
+        for name, role in (
+            ("bob", "trainer"),
+            ("rita", "releaser"),
+            ("rev1", "reviewer"),
+            ("rev2", "reviewer"),
+        ):
+            users.add(name, role)
+    finally:
+        context.close()
+    assert run("alice", "users", "add", "vic", "--role", "viewer").returncode == 0
     return run, home
 
 

@@ -29,6 +29,8 @@ def register(subparsers: Any) -> None:
 
 
 def _releases(args: argparse.Namespace) -> int:
+    import json
+
     from modelward.interfaces.cli._context import registry_context
     from modelward.services.releases import ReleaseService
 
@@ -47,7 +49,8 @@ def _releases(args: argparse.Namespace) -> int:
             extras.append(f"policy files {','.join(state['policy_files'])}")
         if state["feature_flags"]:
             extras.append(
-                "flags " + ",".join(f"{k}={v}" for k, v in state["feature_flags"].items())
+                "flags "
+                + ",".join(f"{k}={json.dumps(v)}" for k, v in state["feature_flags"].items())
             )
         if row["restores_release_id"]:
             extras.append(f"restores {row['restores_release_id']}")
