@@ -9,12 +9,19 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/, for the shared contract
 
-from modelward.errors import DependencyError, DigestMismatchError, InputError, StorageError
+from modelward.errors import (
+    ChangedDuringReadError,
+    DependencyError,
+    DigestMismatchError,
+    InputError,
+    StorageError,
+)
 from modelward.storage.blobs import (
     BlobInfo,
     FileBlobStore,
@@ -22,6 +29,7 @@ from modelward.storage.blobs import (
     S3BlobStore,
     open_blob_store,
 )
+from modelward.storage.blobs import base as base_module
 from modelward.storage.blobs import fs as fs_module
 from storage_contract import (
     BlobStoreContract,
@@ -265,3 +273,42 @@ def test_reading_partially_does_not_break_the_store(fs_store: FileBlobStore) -> 
     next(chunks)
     chunks.close()  # type: ignore[attr-defined]
     assert fs_store.get_bytes(info.digest) == b"x" * (3 * 1024 * 1024)
+
+
+def test_copy_to_a_full_disk_leaves_the_destination_alone(
+    fs_store: FileBlobStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    info = fs_store.put_bytes(b"release weights")
+    out = tmp_path / "out"
+    out.mkdir()
+    dest = out / "weights.bin"
+    dest.write_bytes(b"current weights")
+
+    def disk_full(fd: int, data: bytes) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(base_module, "write_all", disk_full)
+    with pytest.raises(StorageError, match="no space left on device"):
+        fs_store.copy_to(info.digest, dest)
+    assert [p.name for p in out.iterdir()] == ["weights.bin"]
+    assert dest.read_bytes() == b"current weights"
+
+
+def test_a_file_removed_while_stored_is_a_change(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = MemoryBlobStore()
+    source = tmp_path / "weights.bin"
+    source.write_bytes(b"weights")
+    write_temp = store._write_temp
+
+    def write_then_remove_source(chunks: Iterator[bytes]) -> Any:
+        temp = write_temp(chunks)
+        source.unlink()
+        return temp
+
+    monkeypatch.setattr(store, "_write_temp", write_then_remove_source)
+    with pytest.raises(ChangedDuringReadError, match="disappeared"):
+        store.put_file(source)
+    assert list(store.list_digests()) == []
+    assert store.list_incomplete(0) == []

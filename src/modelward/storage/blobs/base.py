@@ -164,23 +164,34 @@ class BlobReader(io.RawIOBase):
         super().__init__()
         self.digest = digest
         self._chunks = chunks
-        self._pending = b""
-        self._at_end = False
+        self._pending = memoryview(b"")
 
     def readable(self) -> bool:
         return True
 
+    def _fill(self) -> bool:
+        """Make `_pending` non-empty unless the blob is exhausted (and so verified)."""
+        while not self._pending:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return False
+            self._pending = memoryview(chunk)
+        return True
+
     def readinto(self, buffer: Any) -> int:
         view = memoryview(buffer).cast("B")
-        while not self._pending and not self._at_end:
-            try:
-                self._pending = next(self._chunks)
-            except StopIteration:
-                self._at_end = True
+        if not view or not self._fill():
+            return 0
         count = min(len(view), len(self._pending))
         view[:count] = self._pending[:count]
         self._pending = self._pending[count:]
         return count
+
+    def readall(self) -> bytes:
+        parts = [bytes(self._pending)]
+        self._pending = memoryview(b"")
+        parts.extend(self._chunks)
+        return b"".join(parts)
 
     def close(self) -> None:
         if not self.closed:
@@ -238,7 +249,12 @@ class BlobStore(ABC):
             label = str(source_path)
 
             def unchanged_check(size_read: int) -> None:
-                after = os.stat(source_path)
+                try:
+                    after = os.stat(source_path)
+                except OSError as exc:
+                    raise ChangedDuringReadError(
+                        f"{source_path} disappeared while it was being stored; nothing was stored"
+                    ) from exc
                 identity_before = (before.st_ino, before.st_size, before.st_mtime_ns)
                 identity_after = (after.st_ino, after.st_size, after.st_mtime_ns)
                 if identity_after != identity_before or size_read != before.st_size:
