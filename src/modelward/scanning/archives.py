@@ -177,11 +177,11 @@ def scan_tar(data: Buffer, ctx: ScanContext, where: str) -> str:
 def scan_compressed(data: Buffer, ctx: ScanContext, where: str, kind: str) -> str:
     limit = min(ctx.limits.max_in_memory, max(ctx.limits.max_ratio * len(data), 16 << 20))
     try:
-        out = _decompress(bytes(data), kind, limit + 1)
+        out, too_big = _decompress(bytes(data), kind, limit + 1, ctx.limits.max_ratio)
     except (OSError, EOFError, ValueError, zlib.error, lzma.LZMAError) as exc:
         ctx.add("MW-TAR-STRUCTURE", where, f"the {kind} stream does not decompress: {exc}")
         return kind
-    if len(out) > limit:
+    if too_big:
         ctx.add("MW-ARC-BOMB", where, f"the {kind} stream expands beyond {limit} bytes")
         return kind
     ctx.expanded += len(out)
@@ -192,7 +192,9 @@ def scan_compressed(data: Buffer, ctx: ScanContext, where: str, kind: str) -> st
     return f"{kind}+{inner}"
 
 
-def _decompress(raw: bytes, kind: str, max_out: int) -> bytes:
+def _decompress(raw: bytes, kind: str, max_out: int, ratio: int) -> tuple[bytes, bool]:
+    """Decompress every member of the stream, stopping early once output passes `max_out` or
+    grows faster than `ratio` times the input consumed (past a 4 MiB floor)."""
     chunks: list[bytes] = []
     produced = 0
     factory: Callable[[], Any] = {
@@ -201,29 +203,31 @@ def _decompress(raw: bytes, kind: str, max_out: int) -> bytes:
         "bz2": bz2.BZ2Decompressor,
         "xz": lzma.LZMADecompressor,
     }[kind]
-    pending = raw
-    while pending and produced < max_out:
+    view = memoryview(raw)
+    consumed = 0
+    while consumed < len(raw) and produced < max_out:
         decoder = factory()
-        if kind in ("gzip", "zlib"):
-            piece = decoder.decompress(pending, max_out - produced)
-            while decoder.unconsumed_tail and produced + len(piece) < max_out:
-                chunks.append(piece)
-                produced += len(piece)
-                piece = decoder.decompress(decoder.unconsumed_tail, max_out - produced)
-            if not decoder.eof and produced + len(piece) < max_out:
-                raise ValueError("the stream is truncated")
-            rest = decoder.unused_data
-        else:
-            piece = decoder.decompress(pending, max_out - produced)
-            if not decoder.eof and produced + len(piece) < max_out and decoder.needs_input:
-                raise ValueError("the stream is truncated")
-            rest = decoder.unused_data if decoder.eof else b""
+        pending = view[consumed:]
+        piece = decoder.decompress(pending, max_out - produced)
         chunks.append(piece)
         produced += len(piece)
-        if kind == "zlib" or not rest.strip(b"\x00"):
+        if kind in ("gzip", "zlib"):
+            while decoder.unconsumed_tail and produced < max_out:
+                piece = decoder.decompress(decoder.unconsumed_tail, max_out - produced)
+                chunks.append(piece)
+                produced += len(piece)
+        if not decoder.eof:
+            if produced < max_out:
+                raise ValueError("the stream is truncated")
             break
-        pending = rest
-    return b"".join(chunks)
+        consumed = len(raw) - len(decoder.unused_data)
+        if kind == "zlib" or not bytes(view[consumed : consumed + 512]).strip(b"\x00"):
+            break
+        if produced > (4 << 20) and produced > ratio * consumed:
+            return b"", True
+    if produced >= max_out:
+        return b"", True
+    return b"".join(chunks), False
 
 
 class _BufferReader(io.RawIOBase):

@@ -273,6 +273,10 @@ def read_member(data: Buffer, member: ZipMember, ctx: ScanContext, where: str) -
     if member.size > ctx.limits.max_in_memory:
         ctx.add("MW-FMT-LIMIT", location, "the member is too large to check in memory")
         return None
+    if member.size > (1 << 20) and member.size > ctx.limits.max_ratio * max(
+        member.compressed_size, 1
+    ):
+        return None  # already reported as a bomb by the directory check
     raw = data[member.data_offset : member.data_offset + member.compressed_size]
     if member.method == 0:
         if member.compressed_size != member.size:

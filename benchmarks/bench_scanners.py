@@ -1,0 +1,274 @@
+"""Compare modelward's scanner with picklescan, modelscan, fickling and modelaudit.
+
+Runs every scanner over the same labelled corpus (tests/scanning_corpus), then over a 1 GiB
+safetensors file and a 1 GiB PyTorch zip checkpoint generated into a temporary folder and
+deleted afterwards, and prints a table: detections, misses, false positives, errors, wall
+time. Each scanner runs in its own worker process with a time limit; a scanner that is not
+installed is reported as such and skipped.
+
+    .venv/bin/python benchmarks/bench_scanners.py [--skip-large] [--timeout SECONDS]
+
+Peers are benchmark extras (tested with picklescan 1.0.5, modelscan 0.8.8, fickling 0.1.12,
+modelaudit 0.2.54). Nothing here loads a model; the corpus payloads are never executed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+TOOLS = ("modelward", "picklescan", "modelscan", "fickling", "modelaudit")
+PACKAGES = {
+    "modelward": "modelward",
+    "picklescan": "picklescan",
+    "modelscan": "modelscan",
+    "fickling": "fickling",
+    "modelaudit": "modelaudit",
+}
+GIB = 1 << 30
+
+
+# ---- workers: one tool, many paths, JSON on stdout -------------------------------------------
+def _scan_one(tool: str, path: str, numeric: bool) -> bool:
+    """True when the tool flags the file (an unsafe or malformed verdict, or any issue)."""
+    if tool == "modelward":
+        from modelward.scanning import scan
+
+        return scan(path, numeric=numeric, use_config=False).verdict != "clean"
+    if tool == "picklescan":
+        from picklescan.scanner import scan_directory_path, scan_file_path
+
+        scanner = scan_directory_path if os.path.isdir(path) else scan_file_path
+        result = scanner(path)
+        return bool(result.issues_count or result.infected_files)
+    if tool == "modelscan":
+        from modelscan.modelscan import ModelScan
+
+        report = ModelScan().scan(path)
+        return bool(report.get("summary", {}).get("total_issues", 0))
+    if tool == "fickling":
+        import fickling
+
+        if os.path.isdir(path):
+            return any(_scan_one(tool, str(p), numeric) for p in sorted(Path(path).rglob("*")))
+        return not fickling.scan_file(path, graceful=True).is_safe
+    if tool == "modelaudit":
+        from modelaudit.core import scan_model_directory_or_file
+
+        result = scan_model_directory_or_file(path)
+        return any(
+            str(getattr(issue, "severity", "")).lower().split(".")[-1] in ("warning", "critical")
+            for issue in result.issues
+        )
+    raise SystemExit(f"unknown tool {tool}")
+
+
+def worker(tool: str, paths: list[str], numeric: bool) -> None:
+    try:
+        # import each scanner and its heavy dependencies before the clock starts
+        __import__(PACKAGES[tool] if tool != "modelward" else "modelward.scanning")
+        if tool == "modelward":
+            import jinja2  # noqa: F401
+            import numpy  # noqa: F401
+    except ImportError as exc:
+        print(json.dumps({"missing": str(exc)}))
+        return
+    import contextlib
+    import io
+    import logging
+
+    logging.disable(logging.CRITICAL)
+    results: dict[str, Any] = {}
+    start = time.perf_counter()
+    for path in paths:
+        sink = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+                results[path] = {"flagged": _scan_one(tool, path, numeric), "error": None}
+        except Exception as exc:  # a peer crashing on a file is a data point, not a failure
+            results[path] = {"flagged": False, "error": f"{type(exc).__name__}: {exc}"[:200]}
+    print(json.dumps({"results": results, "wall": time.perf_counter() - start}))
+
+
+def run_worker(
+    tool: str, paths: list[str], timeout: float, numeric: bool = False
+) -> dict[str, Any]:
+    command = [sys.executable, __file__, "--worker", tool, *(["--numeric"] if numeric else [])]
+    try:
+        done = subprocess.run(
+            [*command, "--", *paths],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return {"timeout": timeout}
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if not lines:
+        return {"crashed": (done.stderr or "no output").strip().splitlines()[-1:]}
+    data: dict[str, Any] = json.loads(lines[-1])
+    return data
+
+
+def _version(tool: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(PACKAGES[tool])
+    except PackageNotFoundError:
+        return "not installed"
+
+
+# ---- corpus -----------------------------------------------------------------------------------
+def bench_corpus(root: Path, timeout: float) -> None:
+    from tests.scanning_corpus import write_corpus
+
+    pairs = write_corpus(root)
+    paths = [str(path) for _, path in pairs]
+    labels = {str(path): sample for sample, path in pairs}
+    malicious = sum(s.label == "malicious" for s, _ in pairs)
+    benign = sum(s.label == "benign" for s, _ in pairs)
+    malformed = sum(s.label == "malformed" for s, _ in pairs)
+    print(
+        f"\ncorpus: {len(pairs)} files ({malicious} malicious, {benign} benign, "
+        f"{malformed} malformed)"
+    )
+    header = (
+        f"{'scanner':<12} {'version':<14} {'detected':>9} {'missed':>7} {'false+':>7} "
+        f"{'malformed':>10} {'errors':>7} {'per-file s':>11} {'dir scan s':>11}"
+    )
+    print(header)
+    print("-" * len(header))
+    missed_by: dict[str, list[str]] = {}
+    for tool in TOOLS:
+        # modelward's numeric sweep is on for the corpus: it holds NaN/Inf samples
+        outcome = run_worker(tool, paths, timeout, numeric=tool == "modelward")
+        if "missing" in outcome:
+            print(f"{tool:<12} not installed here ({outcome['missing']}); skipped")
+            continue
+        if "results" not in outcome:
+            print(f"{tool:<12} did not finish: {outcome}")
+            continue
+        results = outcome["results"]
+        detected = missed = false_pos = flagged_malformed = errors = 0
+        for path, result in results.items():
+            sample = labels[path]
+            errors += result["error"] is not None
+            if sample.label == "malicious":
+                if result["flagged"]:
+                    detected += 1
+                else:
+                    missed += 1
+                    missed_by.setdefault(tool, []).append(sample.sample_id)
+            elif sample.label == "benign":
+                false_pos += bool(result["flagged"])
+            else:
+                flagged_malformed += bool(result["flagged"])
+        directory = run_worker(tool, [str(root)], timeout)
+        dir_wall = f"{directory['wall']:.2f}" if "wall" in directory else "timeout/crash"
+        print(
+            f"{tool:<12} {_version(tool):<14} {detected:>4}/{malicious:<4} {missed:>7} "
+            f"{false_pos:>7} {flagged_malformed:>5}/{malformed:<4} {errors:>7} "
+            f"{outcome['wall']:>11.2f} {dir_wall:>11}"
+        )
+    for tool, names in missed_by.items():
+        shown = ", ".join(names[:12]) + (" …" if len(names) > 12 else "")
+        print(f"  {tool} missed: {shown}")
+
+
+# ---- large files ------------------------------------------------------------------------------
+def _write_large_safetensors(path: Path) -> None:
+    import numpy as np
+
+    count = GIB // 4
+    header = json.dumps(
+        {"w": {"dtype": "F32", "shape": [count], "data_offsets": [0, GIB]}}
+    ).encode()
+    header += b" " * (-len(header) % 8)
+    chunk = np.random.default_rng(0).standard_normal(1 << 22, dtype=np.float32).tobytes()
+    with path.open("wb") as handle:
+        handle.write(len(header).to_bytes(8, "little") + header)
+        for _ in range(GIB // len(chunk)):
+            handle.write(chunk)
+
+
+def _write_large_torch_zip(path: Path) -> None:
+    import numpy as np
+    from tests.scanning_corpus.asm import Pickle
+
+    count = GIB // 4
+    p = Pickle(2).empty_dict().str("w").global_("torch._utils", "_rebuild_tensor_v2").mark()
+    p.mark().str("storage").global_("torch", "FloatStorage").str("0").str("cpu")
+    p.raw(b"J" + count.to_bytes(4, "little")).tuple().binpersid()
+    p.int(0).raw(b"J" + count.to_bytes(4, "little")).tuple1().int(1).tuple1().false()
+    p.global_("collections", "OrderedDict").empty_tuple().reduce().tuple().reduce().setitem()
+    chunk = np.random.default_rng(1).standard_normal(1 << 22, dtype=np.float32).tobytes()
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr("archive/data.pkl", p.stop())
+        with archive.open("archive/data/0", "w", force_zip64=True) as member:
+            for _ in range(GIB // len(chunk)):
+                member.write(chunk)
+        archive.writestr("archive/version", b"3\n")
+
+
+def bench_large(folder: Path, timeout: float) -> None:
+    files = {
+        "safetensors 1 GiB": (folder / "big.safetensors", _write_large_safetensors),
+        "torch zip 1 GiB": (folder / "big.pt", _write_large_torch_zip),
+    }
+    print("\nlarge files (seconds; 'flagged' would be a false positive):")
+    for label, (path, make) in files.items():
+        started = time.perf_counter()
+        make(path)
+        print(f"  {label}: written in {time.perf_counter() - started:.1f} s")
+        runs = [(tool, False) for tool in TOOLS] + [("modelward", True)]
+        for tool, numeric in runs:
+            outcome = run_worker(tool, [str(path)], timeout, numeric=numeric)
+            name = tool + (" --numeric" if numeric else "")
+            if "missing" in outcome:
+                print(f"    {name:<22} not installed; skipped")
+            elif "results" in outcome:
+                result = outcome["results"][str(path)]
+                note = " FLAGGED" if result["flagged"] else ""
+                note += f" error: {result['error']}" if result["error"] else ""
+                print(f"    {name:<22} {outcome['wall']:>9.3f} s{note}")
+            else:
+                print(f"    {name:<22} did not finish: {outcome}")
+        path.unlink()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--numeric", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--skip-large", action="store_true", help="skip the 1 GiB files")
+    parser.add_argument("--timeout", type=float, default=900, help="per scanner and file set")
+    parser.add_argument("paths", nargs="*", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker(args.worker, args.paths, args.numeric)
+        return
+    folder = Path(tempfile.mkdtemp(prefix="modelward-bench-"))
+    try:
+        bench_corpus(folder / "corpus", args.timeout)
+        if not args.skip_large:
+            bench_large(folder, args.timeout)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
