@@ -20,6 +20,7 @@ from modelward.errors import (
     DependencyError,
     DigestMismatchError,
     InputError,
+    PathError,
     StorageError,
 )
 from modelward.storage.blobs import (
@@ -312,3 +313,10 @@ def test_a_file_removed_while_stored_is_a_change(
         store.put_file(source)
     assert list(store.list_digests()) == []
     assert store.list_incomplete(0) == []
+
+
+def test_put_file_refuses_a_fifo_without_blocking(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(PathError, match="not a regular file"):
+        MemoryBlobStore().put_file(fifo)

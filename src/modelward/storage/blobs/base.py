@@ -239,6 +239,9 @@ class BlobStore(ABC):
         """
         source_path = Path(path)
         try:
+            # Checked before opening too: opening a FIFO for reading would block.
+            if not stat.S_ISREG(os.stat(source_path).st_mode):
+                raise PathError(f"not a regular file: {source_path}")
             handle = open(source_path, "rb")  # noqa: SIM115 — closed in the finally below
         except OSError as exc:
             raise PathError(f"cannot open {source_path}: {exc.strerror or exc}") from exc
