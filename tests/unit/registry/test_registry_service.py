@@ -24,6 +24,7 @@ from modelward.errors import (
 from modelward.services.bundle_signing import sign_bundle
 from modelward.services.context import current_actor
 from modelward.services.registry import REGISTRY_SIGNATURE, UPLOADER_SIGNATURE
+from modelward.services.users import UserService
 from modelward.signing.keys import Signer, Verifier, generate_private_key
 from modelward.signing.oms import SignatureBundle, manifest_from_statement, verify_with_key
 
@@ -364,6 +365,7 @@ def test_fsck_finds_and_repairs_orphans_and_half_finished_writes(
 
 
 def test_the_actor_is_recorded_on_every_event(registry: Registry, tmp_path: Path) -> None:
+    UserService(registry.context, ACTOR).add("bob", "trainer")  # only registry users may push
     bob = registry.open_service(actor="bob")
     bob.push(make_bundle(tmp_path / "one", seed=1), "llama")
     registry.service.set_alias("llama", "champion", 1)
@@ -371,6 +373,7 @@ def test_the_actor_is_recorded_on_every_event(registry: Registry, tmp_path: Path
     events = registry.events()
     assert [(e.action, e.actor) for e in events] == [
         ("registry.init", ACTOR),
+        ("user.add", ACTOR),
         ("version.push", "bob"),
         ("alias.set", ACTOR),
         ("alias.delete", "bob"),

@@ -11,6 +11,7 @@ import pytest
 from modelward.core.checkpoint import Checkpoint, sign_checkpoint
 from modelward.errors import ModelwardError
 from modelward.services.registry import RegistryService
+from modelward.services.users import UserService
 from modelward.signing.keys import generate_private_key
 
 from .bundles import make_bundle
@@ -88,6 +89,9 @@ def test_threads_pushing_to_one_model_get_consecutive_versions(
 ) -> None:
     threads = 6
     bundles = [make_bundle(tmp_path / f"b{i}", seed=100 + i) for i in range(threads)]
+    users = UserService(registry.context, registry.service.actor)
+    for i in range(threads):
+        users.add(f"user{i}", "trainer")  # only registry users may push
     services = [registry.open_service(actor=f"user{i}") for i in range(threads)]
     barrier = threading.Barrier(threads)
     errors: list[BaseException] = []
@@ -118,6 +122,6 @@ def test_threads_pushing_to_one_model_get_consecutive_versions(
     assert len({v["root_digest"] for v in versions}) == threads
     events = registry.events()
     assert [e.action for e in events].count("version.push") == threads
-    assert len(events) == threads + 1
+    assert len(events) == 2 * threads + 1  # init, the user.add events and the pushes
     assert sorted(v["created_by"] for v in versions) == [f"user{i}" for i in range(threads)]
     assert registry.audit_verify().ok
