@@ -38,13 +38,20 @@ def build_parser() -> argparse.ArgumentParser:
         description="A governed registry and release gate for open-weight AI models.",
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
-    parser.add_argument("--version", action="version", version=f"modelward {_version()}")
+    parser.add_argument("--version", action=_VersionAction, nargs=0, help="print the version")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     for name in COMMAND_MODULES:
         module = importlib.import_module(f"{__name__}.{name}")
         module.register(subparsers)
     return parser
+
+
+class _VersionAction(argparse.Action):
+    """Looks the version up only when asked (importlib.metadata is slow to import)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        parser.exit(message=f"modelward {_version()}\n")
 
 
 def _version() -> str:
