@@ -56,6 +56,33 @@ modelward audit proof 1 --out "$work/proof.txt"
 cat "$work/proof.txt"
 modelward audit verify --since "$work/checkpoint.txt"
 
+step "scanning: an allow-list engine refuses a pickle that would run a command on load"
+mkdir -p "$work/evil-model"
+python3 - "$work/evil-model" <<'PY'
+import pathlib, sys
+# built opcode by opcode, never executed: GLOBAL os.system, a string, REDUCE
+pathlib.Path(sys.argv[1], "model.pkl").write_bytes(b"cos\nsystem\n(S'echo pwned'\ntR.")
+PY
+if modelward scan "$work/evil-model"; then echo "NOT detected" >&2; exit 1; else echo "(exit $?)"; fi
+if modelward push "$work/evil-model" --model evil; then echo "NOT refused" >&2; exit 1; else echo "(push refused, exit $?)"; fi
+
+step "the release gate: roles, policies as code, promotion, rollback"
+modelward users add rita --role reviewer
+modelward users add rex --role releaser
+modelward whoami
+MODELWARD_ACTOR=rex modelward promote models:/tiny/1 --to staging --flag temperature=0.2
+MODELWARD_ACTOR=rita modelward approve models:/tiny/2 --for staging --comment "looks fine"
+MODELWARD_ACTOR=rex modelward promote models:/tiny/2 --to staging --flag temperature=0.3
+if MODELWARD_ACTOR=rex modelward promote models:/tiny/2 --to canary; then
+  echo "(allowed)"
+else
+  echo "(denied, exit $?: every failed rule is named above)"
+fi
+MODELWARD_ACTOR=rex modelward rollback tiny --env staging
+modelward releases staging --model tiny
+modelward decisions models:/tiny/2
+modelward audit verify
+
 step "someone edits a stored blob behind modelward's back → verify and audit say no (exit 1)"
 blob=$(find "$MODELWARD_HOME/blobs" -type f -size -200c | head -n 1)
 chmod u+w "$blob"; printf 'tampered' >> "$blob"
