@@ -46,8 +46,8 @@ from modelward.services.context import RegistryContext, current_actor, utc_now
 from modelward.services.datasets import effective_manifest, parse_dataset_uri
 from modelward.services.provenance import (
     PROVENANCE_KIND,
-    _training_run_in,
     provenance_facts_in,
+    training_run_in,
 )
 from modelward.services.registry import RegistryService, resolve_in
 from modelward.services.users import require
@@ -291,7 +291,7 @@ class EvidenceService:
                 name, number = parse_dataset_uri(dataset_uri)
                 stored = repo.dataset_version(name, number)
                 datasets.append(BomDataset(dataset_uri, effective_manifest(repo, stored)))
-            run = _training_run_in(conn, record.id)
+            run = training_run_in(conn, record.id)
             evaluations = evaluations_in(conn, record, self.key)
         metrics = [
             BomMetric(name=name, value=value, suite=e["suite"])

@@ -225,7 +225,7 @@ def provenance_facts_in(conn: Connection, record: VersionRecord) -> dict[str, An
     }
 
 
-def _training_run_in(conn: Connection, version_id: int) -> TrainingRun | None:
+def training_run_in(conn: Connection, version_id: int) -> TrainingRun | None:
     stored = RegistryRepository(conn).attestations(version_id, PROVENANCE_KIND)
     if not stored:
         return None
@@ -273,7 +273,7 @@ class ProvenanceService:
                 found = _downstream_of_version(record.uri, versions)
                 return {"uri": record.uri, "downstream": [v.to_dict() for v in found]}
             runs = {
-                v.id: _training_run_in(conn, v.id) for v in RegistryRepository(conn).all_versions()
+                v.id: training_run_in(conn, v.id) for v in RegistryRepository(conn).all_versions()
             }
             uris = {v.uri: v.id for v in RegistryRepository(conn).all_versions()}
         tree = _with_training_runs(upstream(record.uri, versions), runs, uris)

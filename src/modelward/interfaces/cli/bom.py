@@ -16,6 +16,7 @@ def register(subparsers: Any) -> None:
 
 
 def _bom(args: argparse.Namespace) -> int:
+    import sys
     from pathlib import Path
 
     from modelward.errors import PathError
@@ -28,7 +29,7 @@ def _bom(args: argparse.Namespace) -> int:
             Path(args.out).write_text(text, encoding="utf-8")
         except OSError as exc:
             raise PathError(f"{args.out}: cannot write: {exc.strerror or exc}") from exc
-        print(f"wrote {args.out}", file=__import__("sys").stderr)
+        print(f"wrote {args.out}", file=sys.stderr)
     else:
         emit(text)
     return 0
