@@ -445,7 +445,10 @@ class RegistryService:
             size = ledger.size()
             if record.ledger_seq >= size:
                 return [f"{record.uri}: its push event #{record.ledger_seq} is not in the ledger"]
-            event = ledger.event(record.ledger_seq)
+            try:
+                event = ledger.event(record.ledger_seq)
+            except NotFoundError:
+                return [f"{record.uri}: its push event #{record.ledger_seq} is missing"]
             problems = version_event_problems(record, event.action, event.details, event.actor)
             try:
                 leaf = merkle.leaf_hash(event.leaf_data())
@@ -539,7 +542,11 @@ def registry_state_checks(conn: Connection) -> list[str]:
         if record.ledger_seq >= size:
             problems.append(f"{record.uri}: its push event is not in the ledger")
             continue
-        event = ledger.event(record.ledger_seq)
+        try:
+            event = ledger.event(record.ledger_seq)
+        except NotFoundError:
+            problems.append(f"{record.uri}: its push event #{record.ledger_seq} is missing")
+            continue
         problems.extend(version_event_problems(record, event.action, event.details, event.actor))
     expected: dict[tuple[str, str], object] = {}
     alias_moves = ("alias.set", "release.create", "release.rollback")
