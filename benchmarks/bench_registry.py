@@ -296,7 +296,7 @@ def verdict(value: float, target: float, higher_is_better: bool) -> str:
 def target_line(label: str, value: float, unit: str, target: float, higher: bool) -> str:
     sign = ">=" if higher else "<="
     return (
-        f"{label:64} {value:>12,.2f} {unit:<3} target {sign} {target:>9,g} {unit:<3} "
+        f"{label:74} {value:>12,.2f} {unit:<3} target {sign} {target:>7,g} {unit:<3} "
         f"{verdict(value, target, higher)}"
     )
 
@@ -315,7 +315,7 @@ def main() -> None:
         parser.error("--pushes and --resolves must be at least 1")
 
     sys.addaudithook(_refuse_network)
-    os.environ.setdefault("MODELWARD_ACTOR", "bench")
+    os.environ["MODELWARD_ACTOR"] = "bench"  # the admin of the temporary registry
     started = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="mw-bench-registry-", dir=args.dir))
     os.environ["MODELWARD_HOME"] = str(work / "modelward-home")
@@ -414,7 +414,7 @@ def main() -> None:
         )
         if "resolve" in ml:
             ratio = ml["resolve"].median / mw["resolve"].median
-            print(f"{'resolve: MLflow time / modelward time (no target)':64} {ratio:>12,.2f} x")
+            print(f"{'resolve: MLflow time / modelward time (no target)':74} {ratio:>12,.2f} x")
         for figure in ledger:
             print(
                 target_line(
