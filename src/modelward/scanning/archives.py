@@ -117,8 +117,11 @@ def _scan_torch_zip(data: Buffer, files: list[ZipMember], ctx: ScanContext, wher
             continue
         dtype = STORAGE_DTYPE.get(type_name)
         if ctx.numeric and dtype is not None and storage.method == 0:
-            view = data[storage.data_offset : storage.data_offset + nbytes]
-            sweep_tensor(view, dtype, f"{prefix}/data/{key}", ctx, location)
+            view = memoryview(data)[storage.data_offset : storage.data_offset + nbytes]
+            try:
+                sweep_tensor(view, dtype, f"{prefix}/data/{key}", ctx, location)
+            finally:
+                view.release()
 
 
 def _sniffs_as_pickle(content: bytes) -> bool:
