@@ -260,15 +260,17 @@ class LedgerFigure:
     higher_is_better: bool
 
 
-def run_ledger_benchmark(work: Path, events: int) -> tuple[list[LedgerFigure], list[str]]:
-    """Run benchmarks/bench_ledger.py's own main() here, collecting each figure it reports."""
+def run_ledger_benchmark(
+    work: Path, events: int, figures: list[LedgerFigure], notes: list[str]
+) -> None:
+    """Run benchmarks/bench_ledger.py's own main() here, collecting each figure it reports
+    into `figures` and its other printed lines into `notes` (as far as it got)."""
     path = Path(__file__).with_name("bench_ledger.py")
     spec = importlib.util.spec_from_file_location("bench_ledger", path)
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot load {path}")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    figures: list[LedgerFigure] = []
 
     def collect(label: str, value: float, unit: str, target: float, higher: bool) -> None:
         figures.append(LedgerFigure(label, value, unit, target, higher))
@@ -282,7 +284,7 @@ def run_ledger_benchmark(work: Path, events: int) -> tuple[list[LedgerFigure], l
             module.main()
     finally:
         sys.argv = argv
-    return figures, [line for line in output.getvalue().splitlines() if line.strip()]
+        notes.extend(line for line in output.getvalue().splitlines() if line.strip())
 
 
 # -------------------------------------------------------------------------------- report
@@ -340,20 +342,10 @@ def main() -> None:
             except Exception as exc:  # whatever MLflow raises, the modelward side still reports
                 ml_missing = f"MLflow failed: {type(exc).__name__}: {exc}"
 
-        ledger: list[LedgerFigure] = []
-        ledger_notes: list[str] = []
-        ledger_missing = ""
-        if args.ledger_events > 0:
-            try:
-                ledger, ledger_notes = run_ledger_benchmark(work, args.ledger_events)
-            except (ImportError, FileNotFoundError) as exc:
-                ledger_missing = f"benchmarks/bench_ledger.py could not be loaded: {exc}"
-        else:
-            ledger_missing = "skipped (--ledger-events 0)"
-
         print(
             f"machine: {os.cpu_count()} cores, Python {platform.python_version()}, "
-            f"SQLite {sqlite3.sqlite_version}; MLflow {ml_version or 'absent'}"
+            f"SQLite {sqlite3.sqlite_version}; "
+            f"MLflow {ml_version if 'push' in ml else 'not measured'}"
         )
         print(
             f"bundle: 3 files ({WEIGHTS_BYTES >> 10} KiB random safetensors, config.json, "
@@ -388,6 +380,7 @@ def main() -> None:
                     True,
                 )
             )
+        if "push fluent" in ml:
             print(
                 target_line(
                     "push: MLflow fluent time / modelward time",
@@ -415,6 +408,18 @@ def main() -> None:
         if "resolve" in ml:
             ratio = ml["resolve"].median / mw["resolve"].median
             print(f"{'resolve: MLflow time / modelward time (no target)':74} {ratio:>12,.2f} x")
+        sys.stdout.flush()  # the registry figures show while the ledger part runs
+
+        ledger: list[LedgerFigure] = []
+        ledger_notes: list[str] = []
+        ledger_missing = ""
+        if args.ledger_events > 0:
+            try:
+                run_ledger_benchmark(work, args.ledger_events, ledger, ledger_notes)
+            except Exception as exc:  # a broken ledger benchmark must not hide the rest
+                ledger_missing = f"benchmarks/bench_ledger.py failed: {type(exc).__name__}: {exc}"
+        else:
+            ledger_missing = "skipped (--ledger-events 0)"
         for figure in ledger:
             print(
                 target_line(
