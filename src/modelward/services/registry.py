@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import shutil
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -466,7 +467,14 @@ class RegistryService:
             referenced = RegistryRepository(conn).referenced_digests()
             referenced |= GateRepository(conn).referenced_digests()
             referenced |= ProvenanceRepository(conn).dataset_digests()
-        orphans = sorted(d for d in self.ctx.blobs.list_digests() if d not in referenced)
+        now = time.time()
+        orphans = []
+        for digest in sorted(d for d in self.ctx.blobs.list_digests() if d not in referenced):
+            stored = self.ctx.blobs.modified_at(digest)
+            # A push stores blobs before its transaction commits: leave young ones alone.
+            if grace_seconds > 0 and (stored is None or now - stored < grace_seconds):
+                continue
+            orphans.append(digest)
         incomplete = self.ctx.blobs.list_incomplete(grace_seconds)
         report.details = {
             "orphan_blobs": orphans,

@@ -293,6 +293,8 @@ class BlobStore(ABC):
                 )
             if not self._exists(digest):
                 self._publish(temp, digest)
+            else:
+                self._touch(digest)
         finally:
             # After _publish the temporary object is gone; discarding it again is a no-op.
             self._discard_temp(temp)
@@ -303,6 +305,14 @@ class BlobStore(ABC):
     def exists(self, digest: str) -> bool:
         """Whether a blob named `digest` is stored (its bytes are not checked)."""
         return self._exists(validate_digest(digest))
+
+    def modified_at(self, digest: str) -> float | None:
+        """When the blob was last stored or re-stored (seconds since the epoch), if known.
+
+        fsck leaves unreferenced blobs younger than its grace period alone: a push stores its
+        blobs before the transaction that references them commits.
+        """
+        return self._modified_at(validate_digest(digest))
 
     def size(self, digest: str) -> int:
         """The stored size of `digest` in bytes; NotFoundError if it is not stored."""
@@ -422,6 +432,13 @@ class BlobStore(ABC):
         return self._remove(validate_digest(digest))
 
     # ---------------------------------------------------------------------------------- hooks
+
+    def _modified_at(self, digest: str) -> float | None:
+        """Hook: the blob's last store time; None when the backend cannot tell."""
+        return None
+
+    def _touch(self, digest: str) -> None:  # noqa: B027 - optional hook, no-op by default
+        """Hook: mark an existing blob as stored again now (a push is about to reference it)."""
 
     @abstractmethod
     def _write_temp(self, chunks: Iterator[bytes]) -> Any:

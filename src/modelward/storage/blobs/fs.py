@@ -19,6 +19,7 @@ cache, which is what strict mode is for. This module does not know about version
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import threading
@@ -154,6 +155,17 @@ class FileBlobStore(BlobStore):
 
     def _exists(self, digest: str) -> bool:
         return self.blob_path(digest).is_file()
+
+    def _modified_at(self, digest: str) -> float | None:
+        try:
+            return self.blob_path(digest).stat().st_mtime
+        except OSError:
+            return None
+
+    def _touch(self, digest: str) -> None:
+        # a read-only store still serves the blob; fsck's grace is then best effort
+        with contextlib.suppress(OSError):
+            os.utime(self.blob_path(digest))
 
     def _size(self, digest: str) -> int:
         try:

@@ -40,6 +40,7 @@ class MemoryBlobStore(BlobStore):
         super().__init__(chunk_size=chunk_size)
         self._clock = clock
         self._blobs: dict[str, bytes] = {}
+        self._stored_at: dict[str, float] = {}
         self._temps: dict[str, tuple[bytes, float]] = {}
         self._lock = threading.Lock()
 
@@ -65,6 +66,7 @@ class MemoryBlobStore(BlobStore):
         with self._lock:
             data, _ = self._temps.pop(temp.name)
             self._blobs.setdefault(digest, data)
+            self._stored_at[digest] = self._clock()
 
     def _discard_temp(self, temp: _TempName) -> None:
         with self._lock:
@@ -73,6 +75,15 @@ class MemoryBlobStore(BlobStore):
     def _exists(self, digest: str) -> bool:
         with self._lock:
             return digest in self._blobs
+
+    def _modified_at(self, digest: str) -> float | None:
+        with self._lock:
+            return self._stored_at.get(digest)
+
+    def _touch(self, digest: str) -> None:
+        with self._lock:
+            if digest in self._blobs:
+                self._stored_at[digest] = self._clock()
 
     def _size(self, digest: str) -> int:
         with self._lock:

@@ -298,6 +298,12 @@ class S3BlobStore(BlobStore):
             raise not_found(digest)
         return int(head["ContentLength"])
 
+    def _modified_at(self, digest: str) -> float | None:
+        head = self._head(digest)
+        if head is None or "LastModified" not in head:
+            return None
+        return float(head["LastModified"].timestamp())
+
     def _read_stream(self, digest: str) -> RawBlob:
         try:
             response = self._client.get_object(Bucket=self.bucket, Key=self.blob_key(digest))

@@ -104,6 +104,8 @@ _DATASET_VERSION_COLUMNS = (
     dataset_versions.c.created_by,
     dataset_versions.c.ledger_seq,
 )
+
+
 def _dataset_version(row: Any) -> DatasetVersionRecord:
     return DatasetVersionRecord(*tuple(row)[: len(_DATASET_VERSION_COLUMNS)])
 
