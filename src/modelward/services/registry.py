@@ -256,7 +256,8 @@ class RegistryService:
             return FileDigest(model_file.name, "sha256", info.digest, info.size)
 
         workers = min(len(files), os.cpu_count() or 1)
-        if workers <= 1:
+        # threads pay off only for large bundles; a small one is stored faster inline
+        if workers <= 1 or sum(f.size for f in files) < (32 << 20):
             return [store(f) for f in files]
         with ThreadPoolExecutor(max_workers=workers) as pool:
             return list(pool.map(store, files))
