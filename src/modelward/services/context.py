@@ -74,6 +74,24 @@ def _is_sqlite_without_file(url: str) -> bool:
     return not Path(url[len("sqlite:///") :]).exists()
 
 
+def _schema_problem(database: Database) -> str | None:
+    from sqlalchemy import text
+
+    from modelward.storage.metadata.migrations import SCHEMA_HEAD
+
+    try:
+        with database.read() as conn:
+            revision = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    except Exception:  # the driver's own error types vary by dialect
+        revision = None
+    if revision == SCHEMA_HEAD:
+        return None
+    return (
+        f"the registry's database schema is at revision {revision or 'unknown'}, this modelward "
+        f"needs {SCHEMA_HEAD}: run `modelward init` to upgrade it"
+    )
+
+
 def open_registry(home: Path | None = None) -> RegistryContext:
     """Open an initialised registry, or say how to create one."""
     home = home or home_dir()
@@ -90,6 +108,10 @@ def open_registry(home: Path | None = None) -> RegistryContext:
     if "registry_info" not in tables:
         database.dispose()
         raise RegistryNotFoundError(f"no registry in the database at {home}: {hint}")
+    schema_problem = _schema_problem(database)
+    if schema_problem:
+        database.dispose()
+        raise RegistryNotFoundError(schema_problem)
     keys = home / "keys"
     if not (keys / REGISTRY_KEY).is_file() or not (keys / LEDGER_KEY).is_file():
         database.dispose()
