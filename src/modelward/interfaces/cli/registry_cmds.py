@@ -125,7 +125,7 @@ def _init(args: argparse.Namespace) -> int:
     elif result.created:
         emit(f"created a registry in {result.home} (admin: {result.admin})")
     else:
-        emit(f"the registry in {result.home} exists; its schema is up to date")
+        emit(f"the registry in {result.home} exists; its schema is now up to date")
     return 0
 
 
