@@ -93,13 +93,26 @@ def register(subparsers: Any) -> None:
     fsck.add_argument("--repair", action="store_true", help="remove what was found")
     fsck.add_argument(
         "--grace",
-        type=float,
+        type=_seconds,
         default=3600.0,
         metavar="SECONDS",
-        help="leave temporary files younger than this alone (default 3600)",
+        help="leave temporary files and unreferenced blobs younger than this alone "
+        "(a push may still be writing them; default 3600)",
     )
     add_json_flag(fsck)
     fsck.set_defaults(handler=_fsck)
+
+
+def _seconds(text: str) -> float:
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (0 or more)")
+    return value
 
 
 def _positive_int(text: str) -> int:
