@@ -7,7 +7,7 @@ Declares tables only; the SQL lives in `gate_repository`.
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Column, ForeignKey, Integer, String, Table, Text
+from sqlalchemy import BigInteger, Boolean, Column, ForeignKey, Integer, String, Table, Text
 
 from modelward.storage.metadata.schema import metadata
 
@@ -20,6 +20,7 @@ gate_policies = Table(
     Column("text", Text, nullable=False),  # the YAML as given
     Column("created_at", String(40), nullable=False),
     Column("created_by", String(200), nullable=False),
+    Column("ledger_seq", BigInteger, nullable=True),
 )
 
 gate_approvals = Table(
@@ -32,6 +33,7 @@ gate_approvals = Table(
     Column("comment", Text, nullable=False, default=""),
     Column("sign_off", Boolean, nullable=False, default=False),
     Column("created_at", String(40), nullable=False),
+    Column("ledger_seq", BigInteger, nullable=True),
 )
 
 gate_decisions = Table(
@@ -49,6 +51,7 @@ gate_decisions = Table(
     Column("facts", Text, nullable=False),  # the facts document, canonical JSON
     Column("created_at", String(40), nullable=False),
     Column("created_by", String(200), nullable=False),
+    Column("ledger_seq", BigInteger, nullable=True),
 )
 
 gate_releases = Table(
@@ -64,6 +67,7 @@ gate_releases = Table(
     Column("state_digest", String(80), nullable=False),
     Column("created_at", String(40), nullable=False),
     Column("created_by", String(200), nullable=False),
+    Column("ledger_seq", BigInteger, nullable=True),
 )
 
 gate_drills = Table(
@@ -76,4 +80,5 @@ gate_drills = Table(
     Column("report", Text, nullable=False),  # core.release.DrillReport.to_dict() JSON
     Column("created_at", String(40), nullable=False),
     Column("created_by", String(200), nullable=False),
+    Column("ledger_seq", BigInteger, nullable=True),
 )

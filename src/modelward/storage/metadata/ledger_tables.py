@@ -35,10 +35,12 @@ ledger_events = Table(
     Column("recorded_at", String(40), nullable=False),
     Column("actor", Text, nullable=False),
     Column("action", String(200), nullable=False),
-    Column("subject", Text, nullable=False),
+    Column("subject", Text, nullable=False, index=True),
     Column("details", Text, nullable=False),
     Column("details_digest", String(80), nullable=False),
     Column("leaf_hash", LargeBinary(32), nullable=False),
+    # HMAC-SHA256 of the leaf hash under a key derived from the ledger key (see services)
+    Column("seal", LargeBinary(32), nullable=True),
 )
 
 ledger_nodes = Table(

@@ -33,6 +33,7 @@ users = Table(
     Column("role", String(40), nullable=False),
     Column("created_at", String(40), nullable=False),
     Column("created_by", String(200), nullable=False),
+    Column("ledger_seq", BigInteger, nullable=True),
 )
 
 models = Table(
@@ -79,6 +80,7 @@ attestations = Table(
     Column("digest", String(64), nullable=False),
     Column("created_at", String(40), nullable=False),
     Column("created_by", String(200), nullable=False),
+    Column("ledger_seq", BigInteger, nullable=True),
 )
 
 aliases = Table(
@@ -89,4 +91,16 @@ aliases = Table(
     Column("version_id", Integer, ForeignKey("versions.id"), nullable=False),
     Column("updated_at", String(40), nullable=False),
     Column("updated_by", String(200), nullable=False),
+    Column("ledger_seq", BigInteger, nullable=True),
+)
+
+registry_settings = Table(
+    "registry_settings",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("key", String(200), nullable=False, index=True),
+    Column("value", Text, nullable=False),  # canonical JSON
+    Column("created_at", String(40), nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("ledger_seq", BigInteger, nullable=True),
 )
