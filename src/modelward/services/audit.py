@@ -164,7 +164,11 @@ class AuditService:
         note_signer_key: Ed25519PrivateKey,
         origin: str,
         clock: Callable[[], datetime] = _utc_now,
+        actor: str | None = None,
     ) -> None:
+        # With an actor (the CLI and any registry edge), reading the log needs the `view` role;
+        # without one this is a bare ledger reader for code that already holds the database.
+        self.actor = actor
         self._db = database
         self._key = note_signer_key
         self._clock = clock
@@ -178,6 +182,11 @@ class AuditService:
         if start < 0 or (limit is not None and limit < 0):
             raise InputError("start and limit must not be negative")
         with self._db.read() as conn:
+            if self.actor is not None:
+                from modelward.core.roles import Action
+                from modelward.services.users import require
+
+                require(conn, self.actor, Action.VIEW)
             stop = None if limit is None else start + limit
             return list(LedgerRepository(conn).events(start, stop))
 

@@ -249,6 +249,7 @@ class DatasetService:
 
     def list(self, name: str | None = None) -> list[dict[str, Any]]:
         with self.ctx.database.read() as conn:
+            require(conn, self.actor, Action.VIEW)
             repo = ProvenanceRepository(conn)
             rows = []
             for record in repo.all_dataset_versions(name):
@@ -272,6 +273,7 @@ class DatasetService:
     def show(self, ref: str) -> dict[str, Any]:
         name, number = parse_dataset_uri(ref)
         with self.ctx.database.read() as conn:
+            require(conn, self.actor, Action.VIEW)
             repo = ProvenanceRepository(conn)
             record = repo.dataset_version(name, number)
             manifest = effective_manifest(repo, record)
@@ -334,6 +336,7 @@ class DatasetService:
     def _manifest(self, ref: str) -> DatasetManifest:
         name, number = parse_dataset_uri(ref)
         with self.ctx.database.read() as conn:
+            require(conn, self.actor, Action.VIEW)
             return stored_manifest(ProvenanceRepository(conn).dataset_version(name, number))
 
     def _fetch(self, digest: str, folder: Path, label: str) -> Path:

@@ -204,6 +204,7 @@ class EvidenceService:
 
     def evaluations(self, uri: str) -> tuple[VersionRecord, list[dict[str, Any]]]:
         with self.ctx.database.read() as conn:
+            require(conn, self.actor, Action.VIEW)
             record = resolve_in(RegistryRepository(conn), parse_uri(uri))
             return record, evaluations_in(conn, record, self.key)
 
@@ -282,6 +283,7 @@ class EvidenceService:
         )
 
         with self.ctx.database.read() as conn:
+            require(conn, self.actor, Action.VIEW)
             record = resolve_in(RegistryRepository(conn), parse_uri(uri))
             manifest = self.registry._checked_manifest(record)
             link = ProvenanceRepository(conn).version_provenance(record.id)

@@ -96,7 +96,7 @@ class GateService:
     def __init__(self, context: RegistryContext, actor: str | None = None) -> None:
         self.ctx = context
         self.actor = actor or current_actor()
-        self.config: GateConfig = load_gate_config(context.home)
+        self.config: GateConfig = load_gate_config(context)
         self.engine = CelEngine()
 
     # -- policies ---------------------------------------------------------------------------
@@ -123,6 +123,7 @@ class GateService:
     def show_policy(self, environment: str) -> dict[str, Any]:
         self.config.path.index(environment)
         with self.ctx.database.read() as conn:
+            require(conn, self.actor, Action.VIEW)
             row = GateRepository(conn).current_policy(environment)
         text, source = (row.text, "set") if row else (self._default_text(environment), "default")
         policy = policy_from_text(text, environment, self.engine)
@@ -319,6 +320,7 @@ class GateService:
 
         verifier = Verifier(self.ctx.signer.public_key)
         with self.ctx.database.read() as conn:
+            require(conn, self.actor, Action.VIEW)
             record = resolve_in(RegistryRepository(conn), parse_uri(uri))
             rows = GateRepository(conn).decisions(record.id)
         out = []

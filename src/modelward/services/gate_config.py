@@ -1,11 +1,12 @@
-"""The release gate's configuration: the `[gate]` table of `$MODELWARD_HOME/modelward.toml`.
+"""The release gate's configuration, read from the registry's settings (`services/settings`):
 
-    [gate]
-    environments = ["staging", "canary", "production"]   # the promotion path, in order
-    override_roles = ["admin", "releaser"]                # who may break glass
-    max_override = "7d"                                   # the longest override expiry allowed
+    gate.environments     the promotion path, in order (default staging, canary, production)
+    gate.override_roles   who may break glass (default admin, releaser)
+    gate.max_override     the longest override expiry allowed (default 7d)
 
-Reads the file with `tomllib`; a missing file or table means the defaults. Stores nothing.
+These are registry state set by an admin with a ledgered `modelward settings set`, never read
+from `modelward.toml`: `ignored_security_keys` names any such key still in that file so the CLI
+can warn that it has no effect. Stores nothing.
 """
 
 from __future__ import annotations
@@ -15,11 +16,16 @@ import tomllib
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from modelward.core.release import DEFAULT_ENVIRONMENTS, EnvironmentPath
+from sqlalchemy.engine import Connection
+
+from modelward.core.release import EnvironmentPath
 from modelward.core.roles import DEFAULT_PERMISSIONS, Action, PermissionTable, parse_role
 from modelward.errors import InputError
+
+if TYPE_CHECKING:
+    from modelward.services.context import RegistryContext
 
 CONFIG_FILE = "modelward.toml"
 _DURATION = re.compile(r"^\s*(\d{1,6})\s*([smhdw])\s*$")
@@ -51,28 +57,46 @@ def parse_duration(text: str, what: str = "duration") -> timedelta:
     return timedelta(**{_UNITS[match.group(2)]: amount})
 
 
-def load_gate_config(home: Path) -> GateConfig:
-    """The `[gate]` settings of the registry at `home` (defaults where absent)."""
-    file = home / CONFIG_FILE
-    section: dict[str, Any] = {}
-    if file.is_file():
-        try:
-            section = tomllib.loads(file.read_text(encoding="utf-8")).get("gate", {})
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as exc:
-            raise InputError(f"{file}: cannot read the configuration: {exc}") from exc
-        if not isinstance(section, dict):
-            raise InputError(f"{file}: [gate] must be a table")
-    environments = section.get("environments", list(DEFAULT_ENVIRONMENTS))
-    if not isinstance(environments, list):
-        raise InputError(f"{file}: [gate] environments must be a list of names")
-    path = EnvironmentPath(tuple(environments))
-    permissions = DEFAULT_PERMISSIONS
-    override_roles = section.get("override_roles")
-    if override_roles is not None:
-        if not isinstance(override_roles, list):
-            raise InputError(f"{file}: [gate] override_roles must be a list of roles")
-        permissions = permissions.with_roles_for(
-            Action.OVERRIDE, [parse_role(str(r)) for r in override_roles]
-        )
-    max_override = parse_duration(str(section.get("max_override", "7d")), "max_override")
+def load_gate_config(context: RegistryContext) -> GateConfig:
+    """The gate settings of the registry, read (and checked) from its database."""
+    with context.database.read() as conn:
+        return gate_config_in(conn)
+
+
+def gate_config_in(conn: Connection) -> GateConfig:
+    """The gate settings inside an open unit of work (defaults where never set)."""
+    from modelward.services.settings import setting_in
+
+    path = EnvironmentPath(tuple(setting_in(conn, "gate.environments")))
+    permissions = DEFAULT_PERMISSIONS.with_roles_for(
+        Action.OVERRIDE, [parse_role(str(r)) for r in setting_in(conn, "gate.override_roles")]
+    )
+    max_override = parse_duration(str(setting_in(conn, "gate.max_override")), "max_override")
     return GateConfig(path=path, permissions=permissions, max_override=max_override)
+
+
+# `modelward.toml` keys that used to hold security settings, and the setting that replaced each.
+_SECURITY_KEYS = {
+    ("scan", "allow"): "scan.allow",
+    ("gate", "environments"): "gate.environments",
+    ("gate", "override_roles"): "gate.override_roles",
+    ("gate", "max_override"): "gate.max_override",
+}
+
+
+def ignored_security_keys(home: Path) -> list[str]:
+    """Warnings for security keys still present in `home/modelward.toml` (which are ignored)."""
+    file = home / CONFIG_FILE
+    try:
+        data = tomllib.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return []
+    warnings = []
+    for (table, key), setting in _SECURITY_KEYS.items():
+        section = data.get(table)
+        if isinstance(section, dict) and key in section:
+            warnings.append(
+                f"{file}: [{table}] {key} is ignored: security settings are registry state; "
+                f"an admin sets it with `modelward settings set {setting} VALUE`"
+            )
+    return warnings

@@ -2,18 +2,26 @@
 (and malformed ones unless each malformed rule is explicitly accepted), and turn the report into
 the predicate of a signed scan attestation.
 
+The registry service runs the scanner on its private staged copy of the bundle (the bytes it
+then stores), and `bind_report_to_files` ties the report to those bytes: every stored file must
+appear in it with the sha256 the scanner read, equal to the manifest's digest. The allow-list
+comes from the registry's `scan.allow` setting only (never `modelward.toml`).
+
 Decides and describes; stores nothing and writes no ledger event (the registry service does).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from modelward.errors import DeniedError
 from modelward.storage.model_files import ModelFile
+
+BundleScanner = Callable[[Path, Sequence[ModelFile]], dict[str, Any]]
+"""Scans the staged bundle at the path (its files listed); returns the report or refuses."""
 
 SCAN_PREDICATE_TYPE = "https://modelward.dev/attestations/scan/v1"
 
@@ -37,7 +45,7 @@ def scan_for_push(
     """Scan exactly the files a push would store; return the report as a dict, or refuse."""
     from modelward.scanning import scan
 
-    report = scan(model_path, numeric=numeric, allow=allow)
+    report = scan(model_path, numeric=numeric, allow=allow, use_config=False, digests=True)
     if model_path.is_dir():
         wanted = {f.name for f in files}
         report = dataclasses.replace(
@@ -65,6 +73,55 @@ def scan_for_push(
             data,
         )
     data["accepted_malformed"] = sorted({f.rule_id for f in malformed})
+    return data
+
+
+def push_scanner(
+    *, allow: Sequence[str] = (), accept_malformed: Sequence[str] = (), numeric: bool = False
+) -> BundleScanner:
+    """The scanner a push runs: `scan_for_push` with the registry's allow-list additions."""
+
+    def run(model_path: Path, files: Sequence[ModelFile]) -> dict[str, Any]:
+        return scan_for_push(
+            model_path, files, accept_malformed=accept_malformed, numeric=numeric, allow=allow
+        )
+
+    return run
+
+
+def bind_report_to_files(report: Mapping[str, Any], digests: Mapping[str, str]) -> dict[str, Any]:
+    """The report with each file's sha256 checked against (or, where the scanner left it out,
+    set from) the digest of the bytes stored; `digests` maps manifest names to hex digests.
+
+    Refuses (ScanRefusedError) a report that misses a stored file or names other bytes: then
+    what was scanned is not what would be stored.
+    """
+    data = dict(report)
+    entries = [dict(e) for e in data.get("files", []) if isinstance(e, Mapping)]
+    by_path = {str(e.get("path")): e for e in entries}
+    if list(digests) == ["."] and len(entries) == 1:
+        by_path = {".": entries[0]}
+    problems = []
+    for name, digest in digests.items():
+        entry = by_path.get(name)
+        if entry is None:
+            problems.append(f"{name}: the scan report does not cover this file")
+            continue
+        scanned = entry.get("sha256")
+        if scanned is None:
+            entry["sha256"] = digest
+        elif scanned != digest:
+            problems.append(
+                f"{name}: the scanner read bytes hashing to sha256:{scanned}, "
+                f"the stored bytes hash to sha256:{digest}"
+            )
+    if problems:
+        raise ScanRefusedError(
+            "push refused: what was scanned is not what would be stored; nothing was stored",
+            problems,
+            data,
+        )
+    data["files"] = entries
     return data
 
 

@@ -242,6 +242,7 @@ class ProvenanceService:
 
     def provenance_facts(self, version: VersionRecord | str) -> dict[str, Any]:
         with self.ctx.database.read() as conn:
+            require(conn, self.actor, Action.VIEW)
             if isinstance(version, str):
                 from modelward.services.registry import resolve_in
 
@@ -258,6 +259,7 @@ class ProvenanceService:
 
     def lineage(self, uri: str, downstream: bool = False) -> dict[str, Any]:
         with self.ctx.database.read() as conn:
+            require(conn, self.actor, Action.VIEW)
             versions = lineage_records(conn)
             if uri.startswith("datasets:/"):
                 from modelward.provenance.lineage import downstream_of_dataset

@@ -38,7 +38,13 @@ from modelward.errors import (
 from modelward.services.bundle_signing import relative_ignores, verify_bundle
 from modelward.services.change import CHANGE_KIND, CHANGE_PREDICATE_TYPE, ChangeHook
 from modelward.services.context import RegistryContext, current_actor, utc_now
-from modelward.services.ingest import SCAN_PREDICATE_TYPE
+from modelward.services.ingest import (
+    SCAN_PREDICATE_TYPE,
+    BundleScanner,
+    bind_report_to_files,
+    push_scanner,
+)
+from modelward.services.settings import setting_in
 from modelward.services.users import require
 from modelward.signing.keys import Verifier
 from modelward.signing.oms import (
@@ -51,7 +57,8 @@ from modelward.storage.metadata.gate_repository import GateRepository
 from modelward.storage.metadata.ledger_repository import LedgerRepository, format_time
 from modelward.storage.metadata.provenance_repository import ProvenanceRepository
 from modelward.storage.metadata.registry_repository import RegistryRepository, VersionRecord
-from modelward.storage.model_files import ModelFile, list_model_files
+from modelward.storage.model_files import list_model_files
+from modelward.storage.staging import StagedFile, stage_bundle
 
 if TYPE_CHECKING:
     from modelward.services.provenance import PushProvenance
@@ -95,19 +102,22 @@ class RegistryService:
         description: str = "",
         signature_path: Path | None = None,
         public_key: Verifier | None = None,
-        scanner: Callable[[Path, list[ModelFile]], dict[str, Any]] | None = None,
+        scanner: BundleScanner | None = None,
+        accept_malformed: Sequence[str] = (),
         progress: ProgressCallback | None = None,
         change: ChangeHook | None = None,
         provenance: PushProvenance | None = None,
     ) -> PushResult:
         """Store the bundle and make it the next version of `name` (or report the existing one).
 
-        `scanner` runs after the files are listed and before anything is stored; it returns the
-        scan report (kept as a signed attestation) or raises DeniedError, in which case nothing
-        is stored and the refusal is written to the ledger. `change` classifies the file diff
-        against the previous version (kept as a signed "change" attestation). `provenance`
-        checks a training-provenance statement before anything is stored and keeps it with the
-        version, in the same transaction.
+        Every push is scanned. The files are read once, into a private staged copy; the scanner
+        (by default `push_scanner` with the registry's `scan.allow` setting and
+        `accept_malformed`; an injected one is run the same way) scans that copy, and its report
+        must name each file's sha256, equal to the digest stored. The report is kept as a signed
+        attestation; on DeniedError nothing is stored and the refusal is written to the ledger.
+        `change` classifies the file diff against the previous version (kept as a signed
+        "change" attestation). `provenance` checks a training-provenance statement before
+        anything is stored and keeps it with the version, in the same transaction.
         """
         validate_name(name, "model name")
         self._require(Action.PUSH)
@@ -126,21 +136,28 @@ class RegistryService:
             from modelward.services.bundle_signing import read_signature
 
             uploader = read_signature(signature_path)
-        scan_report: dict[str, Any] | None = None
-        if scanner is not None:
+        if scanner is None:
+            with self.ctx.database.read() as conn:
+                allow = setting_in(conn, "scan.allow")
+            scanner = push_scanner(allow=allow, accept_malformed=accept_malformed)
+        with stage_bundle(files, self.ctx.home / "staging", single_name=model_path.name) as staged:
+            staged_files = staged.model_files()
+            digests = {f.name: f.digest for f in staged.files}
             try:
-                scan_report = scanner(model_path, files)
+                scan_report = bind_report_to_files(scanner(staged.scan_path, staged_files), digests)
             except DeniedError as exc:
                 self.record_refusal(
                     name, str(exc), {"findings": exc.reasons[:50], "files": len(files)}
                 )
                 raise
-        if provenance is not None:
-            provenance.before_store(model_path, files)
-        digests = self._store_files(files, progress)
+            if uploader is not None and public_key is not None:
+                _check_uploader_covers(uploader, public_key, digests)
+            if provenance is not None:
+                provenance.before_store(staged.scan_path, staged_files)
+            stored = self._store_files(staged.files, progress)
         manifest = Manifest(
             model_name=name,
-            files=tuple(digests),
+            files=tuple(stored),
             serialization=Serialization(ignore_paths=tuple(sorted(ignores))),
         )
         registry_bundle = sign_manifest(manifest, self.ctx.signer)
@@ -186,10 +203,9 @@ class RegistryService:
             self._attest(repo, version_id, REGISTRY_SIGNATURE, registry_bundle, now)
             if uploader is not None:
                 self._attest(repo, version_id, UPLOADER_SIGNATURE, uploader, now)
-            if scan_report is not None:
-                self.add_statement(
-                    repo, version_id, "scan", SCAN_PREDICATE_TYPE, manifest, scan_report, now
-                )
+            self.add_statement(
+                repo, version_id, "scan", SCAN_PREDICATE_TYPE, manifest, scan_report, now
+            )
             if change_fact is not None:
                 self.add_statement(
                     repo, version_id, CHANGE_KIND, CHANGE_PREDICATE_TYPE, manifest, change_fact, now
@@ -247,13 +263,15 @@ class RegistryService:
             )
 
     def _store_files(
-        self, files: list[ModelFile], progress: ProgressCallback | None
+        self, files: list[StagedFile], progress: ProgressCallback | None
     ) -> list[FileDigest]:
-        def store(model_file: ModelFile) -> FileDigest:
-            info = self.ctx.blobs.put_file(model_file.path)
+        """Store the staged copies; each must still hash to what was staged (and scanned)."""
+
+        def store(staged: StagedFile) -> FileDigest:
+            info = self.ctx.blobs.put_file(staged.path, expected_digest=staged.digest)
             if progress is not None:
                 progress(info.size)
-            return FileDigest(model_file.name, "sha256", info.digest, info.size)
+            return FileDigest(staged.name, "sha256", info.digest, info.size)
 
         workers = min(len(files), os.cpu_count() or 1)
         # threads pay off only for large bundles; a small one is stored faster inline
@@ -266,16 +284,13 @@ class RegistryService:
         with self.ctx.database.read() as conn:
             require(conn, self.actor, action)
 
-    def set_alias(
-        self, name: str, alias: str, number: int, protected: Sequence[str] = ()
-    ) -> VersionRecord:
+    def set_alias(self, name: str, alias: str, number: int) -> VersionRecord:
+        """Point `name@alias` at version `number`; environment aliases (the registry's
+        `gate.environments`) are refused: they move only by promote or rollback."""
         validate_name(alias, "alias")
-        self._require(Action.PUSH)
-        if alias in protected:
-            raise InputError(
-                f"alias {alias!r} is an environment alias: it moves only by promote or rollback"
-            )
         with self.ctx.database.transaction() as conn:
+            require(conn, self.actor, Action.PUSH)
+            _refuse_environment_alias(conn, alias)
             repo = RegistryRepository(conn)
             record = repo.version(name, number)
             model_id = repo.require_model_id(name)
@@ -294,14 +309,12 @@ class RegistryService:
             repo.set_alias(model_id, alias, record.id, format_time(utc_now()), self.actor)
         return record
 
-    def delete_alias(self, name: str, alias: str, protected: Sequence[str] = ()) -> None:
+    def delete_alias(self, name: str, alias: str) -> None:
+        """Remove `name@alias`; environment aliases are refused as in `set_alias`."""
         validate_name(alias, "alias")
-        self._require(Action.PUSH)
-        if alias in protected:
-            raise InputError(
-                f"alias {alias!r} is an environment alias: it moves only by promote or rollback"
-            )
         with self.ctx.database.transaction() as conn:
+            require(conn, self.actor, Action.PUSH)
+            _refuse_environment_alias(conn, alias)
             repo = RegistryRepository(conn)
             model_id = repo.require_model_id(name)
             if not repo.delete_alias(model_id, alias):
@@ -319,15 +332,18 @@ class RegistryService:
     def resolve(self, uri: str | ModelURI) -> VersionRecord:
         parsed = parse_uri(uri) if isinstance(uri, str) else uri
         with self.ctx.database.read() as conn:
+            require(conn, self.actor, Action.VIEW)
             return resolve_in(RegistryRepository(conn), parsed)
 
     def list_models(self) -> list[dict[str, Any]]:
         with self.ctx.database.read() as conn:
+            require(conn, self.actor, Action.VIEW)
             return RegistryRepository(conn).list_models()
 
     def list_versions(self, name: str) -> list[dict[str, Any]]:
         validate_name(name, "model name")
         with self.ctx.database.read() as conn:
+            require(conn, self.actor, Action.VIEW)
             repo = RegistryRepository(conn)
             return [
                 {**v.to_dict(), "aliases": repo.aliases_of(v.id)} for v in repo.list_versions(name)
@@ -336,6 +352,7 @@ class RegistryService:
     def show(self, uri: str) -> dict[str, Any]:
         parsed = parse_uri(uri)
         with self.ctx.database.read() as conn:
+            require(conn, self.actor, Action.VIEW)
             repo = RegistryRepository(conn)
             record = resolve_in(repo, parsed)
             manifest = record.manifest()
@@ -364,6 +381,7 @@ class RegistryService:
 
     def attestations(self, record: VersionRecord, kind: str | None = None) -> list[Any]:
         with self.ctx.database.read() as conn:
+            require(conn, self.actor, Action.VIEW)
             return list(RegistryRepository(conn).attestations(record.id, kind))
 
     def pull(self, uri: str, out_dir: Path) -> VersionRecord:
@@ -492,6 +510,17 @@ class RegistryService:
         return report
 
 
+def _refuse_environment_alias(conn: Connection, alias: str) -> None:
+    from modelward.services.gate_config import gate_config_in
+
+    environments = gate_config_in(conn).environments
+    if alias in environments:
+        raise InputError(
+            f"alias {alias!r} is an environment alias (the promotion path is "
+            f"{' → '.join(environments)}): it moves only by promote or rollback"
+        )
+
+
 def resolve_in(repo: RegistryRepository, uri: ModelURI) -> VersionRecord:
     if uri.kind != "models":
         raise InputError(f"{uri} is not a model URI")
@@ -592,6 +621,19 @@ def _statement_of(document: dict[str, Any]) -> dict[str, Any]:
         return Statement.from_bytes(envelope.payload).to_dict()
     except ModelwardError:
         return {"unreadable": True}
+
+
+def _check_uploader_covers(
+    uploader: SignatureBundle, public_key: Verifier, digests: dict[str, str]
+) -> None:
+    """The uploader's signature must cover the staged bytes (not only the working tree)."""
+    signed = manifest_from_statement(verify_with_key(uploader, public_key))
+    for entry in signed.files:
+        if digests.get(entry.name) != entry.digest:
+            raise VerificationError(
+                f"{entry.name}: the stored bytes are not the ones the uploader signed "
+                "(the file changed during the push); nothing was stored"
+            )
 
 
 def _check_inside(root: Path, target: Path) -> None:

@@ -111,11 +111,12 @@ class ReleaseService:
     def __init__(self, context: RegistryContext, actor: str | None = None) -> None:
         self.ctx = context
         self.actor = actor or current_actor()
-        self.config: GateConfig = load_gate_config(context.home)
+        self.config: GateConfig = load_gate_config(context)
 
     def list(self, model: str, environment: str) -> list[dict[str, Any]]:
         self.config.path.index(environment)
         with self.ctx.database.read() as conn:
+            require(conn, self.actor, Action.VIEW)
             RegistryRepository(conn).require_model_id(model)
             rows = GateRepository(conn).releases(model, environment)
         last = len(rows) - 1

@@ -66,7 +66,7 @@ class UserService:
         """Add a user, or change an existing user's role (admin only); ledgered."""
         validate_name(name, "user name")
         role = _parse_role(role_name)
-        permissions = load_gate_config(self.ctx.home).permissions
+        permissions = load_gate_config(self.ctx).permissions
         now = utc_now()
         with self.ctx.database.transaction() as conn:
             require(conn, self.actor, Action.ADD_USER, permissions)
@@ -96,6 +96,6 @@ class UserService:
     def whoami(self) -> dict[str, Any]:
         with self.ctx.database.read() as conn:
             role = RegistryRepository(conn).user_role(self.actor)
-        permissions = load_gate_config(self.ctx.home).permissions
+        permissions = load_gate_config(self.ctx).permissions
         may = sorted(a.value for a in Action if permissions.allows([role], a)) if role else []
         return {"actor": self.actor, "role": role, "known": role is not None, "may": may}

@@ -53,7 +53,8 @@ def test_push_stores_every_file_by_digest_and_signs_the_manifest(
 
     shown = registry.service.show("models:/llama/1")
     assert shown["description"] == "first cut"
-    assert [a["kind"] for a in shown["attestations"]] == [REGISTRY_SIGNATURE]
+    # every push is scanned, even through the Python API with no scanner given
+    assert [a["kind"] for a in shown["attestations"]] == [REGISTRY_SIGNATURE, "scan"]
     signature = registry.service.attestations(result.version, REGISTRY_SIGNATURE)[0]
     bundle_doc = SignatureBundle.from_dict(json.loads(signature.document))
     signed = manifest_from_statement(
@@ -121,7 +122,7 @@ def test_an_uploader_signature_is_kept(registry: Registry, tmp_path: Path) -> No
         bundle, "llama", signature_path=sig, public_key=Verifier(uploader.public_key)
     )
     kinds = [a["kind"] for a in registry.service.show(result.version.uri)["attestations"]]
-    assert kinds == [REGISTRY_SIGNATURE, UPLOADER_SIGNATURE]
+    assert kinds == [REGISTRY_SIGNATURE, UPLOADER_SIGNATURE, "scan"]
     kept = registry.service.attestations(result.version, UPLOADER_SIGNATURE)[0]
     assert json.loads(kept.document) == json.loads(sig.read_text())
 
@@ -241,7 +242,7 @@ def test_uris_resolve_by_number_alias_and_digest(registry: Registry, tmp_path: P
 def test_environment_aliases_do_not_move_by_alias_set(registry: Registry, tmp_path: Path) -> None:
     registry.service.push(make_bundle(tmp_path / "one"), "llama")
     with pytest.raises(InputError, match="environment alias"):
-        registry.service.set_alias("llama", "production", 1, protected=("production",))
+        registry.service.set_alias("llama", "production", 1)
     with pytest.raises(NotFoundError):
         registry.service.resolve("models:/llama@production")
 

@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "audit",
     "scan",
     "users_cmds",
+    "settings_cmds",
     "policy_cmds",
     "gate_cmds",
     "releases_cmds",

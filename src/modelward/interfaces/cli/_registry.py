@@ -12,10 +12,12 @@ if TYPE_CHECKING:
 
 @contextmanager
 def registry_service() -> Iterator[RegistryService]:
+    from modelward.interfaces.cli._context import warn_ignored_config
     from modelward.services.context import open_registry
     from modelward.services.registry import RegistryService
 
     context = open_registry()
+    warn_ignored_config(context)
     try:
         yield RegistryService(context)
     finally:

@@ -40,10 +40,13 @@ def register(subparsers: Any) -> None:
 
 def _service() -> Any:
     from modelward.services.audit import AuditService
-    from modelward.services.context import open_registry
+    from modelward.services.context import current_actor, open_registry
 
     context = open_registry()
-    return context, AuditService(context.database, context.ledger_key, context.origin)
+    service = AuditService(
+        context.database, context.ledger_key, context.origin, actor=current_actor()
+    )
+    return context, service
 
 
 def _log(args: argparse.Namespace) -> int:

@@ -154,11 +154,7 @@ def _push(args: argparse.Namespace) -> int:
     from modelward.interfaces.cli._progress import ProgressBar, total_size
     from modelward.interfaces.cli._registry import registry_service
     from modelward.services.change import change_hook
-    from modelward.services.ingest import scan_for_push
     from modelward.signing.keys import Verifier, load_public_key
-
-    def scanner(model_path: Path, files: list[Any]) -> dict[str, Any]:
-        return scan_for_push(model_path, files, accept_malformed=args.accept_malformed)
 
     verifier = Verifier(load_public_key(Path(args.public_key))) if args.public_key else None
     provenance_keys = [verifier] if verifier else []
@@ -174,7 +170,7 @@ def _push(args: argparse.Namespace) -> int:
             description=args.description,
             signature_path=Path(args.signature) if args.signature else None,
             public_key=verifier,
-            scanner=scanner,
+            accept_malformed=args.accept_malformed,
             progress=progress,
             change=change_hook(args.change, args.compat) if args.change or args.compat else None,
             provenance=_provenance_hook(service, args.provenance, provenance_keys),
@@ -304,9 +300,7 @@ def _alias_set(args: argparse.Namespace) -> int:
     from modelward.interfaces.cli._registry import registry_service
 
     with registry_service() as service:
-        record = service.set_alias(
-            args.name, args.alias, args.number, protected=_protected_aliases()
-        )
+        record = service.set_alias(args.name, args.alias, args.number)
     if args.json:
         emit_json({"model": args.name, "alias": args.alias, "version": record.number})
     else:
@@ -318,19 +312,12 @@ def _alias_delete(args: argparse.Namespace) -> int:
     from modelward.interfaces.cli._registry import registry_service
 
     with registry_service() as service:
-        service.delete_alias(args.name, args.alias, protected=_protected_aliases())
+        service.delete_alias(args.name, args.alias)
     if args.json:
         emit_json({"model": args.name, "alias": args.alias, "deleted": True})
     else:
         emit(f"deleted models:/{args.name}@{args.alias}")
     return 0
-
-
-def _protected_aliases() -> tuple[str, ...]:
-    from modelward.services.context import home_dir
-    from modelward.services.gate_config import load_gate_config
-
-    return load_gate_config(home_dir()).environments
 
 
 def _fsck(args: argparse.Namespace) -> int:
