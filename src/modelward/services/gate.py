@@ -29,7 +29,7 @@ from modelward.policy.vsa import decision_from_statement, decision_statement, si
 from modelward.services.context import RegistryContext, current_actor, utc_now
 from modelward.services.gate_config import GateConfig, load_gate_config
 from modelward.services.gate_facts import gather_facts
-from modelward.services.registry import resolve_in
+from modelward.services.registry import RegistryService, resolve_in
 from modelward.services.releases import new_release_id, release_view, write_release
 from modelward.services.users import require
 from modelward.storage.metadata.gate_repository import GateRepository
@@ -308,7 +308,9 @@ class GateService:
                 raise InputError(f"{path}: the {what} is larger than 16 MiB")
             if path.name in stored:
                 raise InputError(f"two {what}s are named {path.name!r}")
-            stored[path.name] = "sha256:" + self.ctx.blobs.put_file(path).digest
+            # scanned like a bundle (a template is rendered by the serving stack): what is stored
+            # is the staged copy that was scanned
+            stored[path.name] = RegistryService(self.ctx, self.actor).store_scanned_file(path)
         return stored
 
     # -- decisions --------------------------------------------------------------------------

@@ -41,8 +41,10 @@ def scan_for_push(
     accept_malformed: Sequence[str] = (),
     numeric: bool = False,
     allow: Sequence[str] = (),
+    refusing: str = "push",
 ) -> dict[str, Any]:
-    """Scan exactly the files a push would store; return the report as a dict, or refuse."""
+    """Scan exactly the files a push would store; return the report as a dict, or refuse
+    (`refusing` names what is refused in the message: a push, a promotion)."""
     from modelward.scanning import scan
 
     report = scan(model_path, numeric=numeric, allow=allow, use_config=False, digests=True)
@@ -58,7 +60,7 @@ def scan_for_push(
     not_accepted = [f for f in malformed if f.rule_id not in set(accept_malformed)]
     if unsafe:
         raise ScanRefusedError(
-            f"push refused: the scan found unsafe content in {len({f.file for f in unsafe})} "
+            f"{refusing} refused: the scan found unsafe content in {len({f.file for f in unsafe})} "
             "file(s); nothing was stored",
             [_describe(f) for f in unsafe + not_accepted],
             data,
@@ -66,7 +68,7 @@ def scan_for_push(
     if not_accepted:
         rules = sorted({f.rule_id for f in not_accepted})
         raise ScanRefusedError(
-            "push refused: malformed files (accept them explicitly with "
+            f"{refusing} refused: malformed files (accept them explicitly with "
             + " ".join(f"--accept-malformed {r}" for r in rules)
             + "); nothing was stored",
             [_describe(f) for f in not_accepted],
@@ -77,13 +79,22 @@ def scan_for_push(
 
 
 def push_scanner(
-    *, allow: Sequence[str] = (), accept_malformed: Sequence[str] = (), numeric: bool = False
+    *,
+    allow: Sequence[str] = (),
+    accept_malformed: Sequence[str] = (),
+    numeric: bool = False,
+    refusing: str = "push",
 ) -> BundleScanner:
     """The scanner a push runs: `scan_for_push` with the registry's allow-list additions."""
 
     def run(model_path: Path, files: Sequence[ModelFile]) -> dict[str, Any]:
         return scan_for_push(
-            model_path, files, accept_malformed=accept_malformed, numeric=numeric, allow=allow
+            model_path,
+            files,
+            accept_malformed=accept_malformed,
+            numeric=numeric,
+            allow=allow,
+            refusing=refusing,
         )
 
     return run

@@ -280,6 +280,20 @@ class RegistryService:
         with ThreadPoolExecutor(max_workers=workers) as pool:
             return list(pool.map(store, files))
 
+    def store_scanned_file(self, path: Path) -> str:
+        """Scan one file a release carries (a prompt template, a policy file) and store the
+        very bytes scanned; returns `sha256:<digest>`. ScanRefusedError (nothing stored) when
+        the scan finds anything unsafe or malformed."""
+        files = list_model_files(Path(path))
+        with self.ctx.database.read() as conn:
+            allow = setting_in(conn, "scan.allow")
+        with stage_bundle(files, self.ctx.home / "staging", single_name=Path(path).name) as staged:
+            digests = {f.name: f.digest for f in staged.files}
+            scanner = push_scanner(allow=allow, refusing=f"storing {Path(path).name}")
+            bind_report_to_files(scanner(staged.scan_path, staged.model_files()), digests)
+            (stored,) = self._store_files(staged.files, None)
+        return "sha256:" + stored.digest
+
     def _require(self, action: Action) -> None:
         with self.ctx.database.read() as conn:
             require(conn, self.actor, action)

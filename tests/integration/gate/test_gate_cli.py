@@ -24,6 +24,7 @@ from modelward.provenance.evaluation import (
 from modelward.services.context import open_registry
 from modelward.services.registry import RegistryService
 from modelward.services.registry_init import initialize_registry
+from modelward.services.settings import SettingsService
 from modelward.services.users import UserService
 from modelward.storage.metadata.registry_repository import RegistryRepository
 
@@ -75,7 +76,6 @@ def write_bundle(folder: Path, weights: bytes, config: str = '{"layers": 2}') ->
 def gate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Run, Path]:
     home = tmp_path / "home"
     home.mkdir()
-    (home / "modelward.toml").write_text('[gate]\nenvironments = ["staging", "production"]\n')
 
     def run(actor: str, *args: str) -> subprocess.CompletedProcess[str]:
         return run_modelward(*args, env={"MODELWARD_HOME": str(home), "MODELWARD_ACTOR": actor})
@@ -96,6 +96,7 @@ def gate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Run, Path]:
             ("rev2", "reviewer"),
         ):
             users.add(name, role)
+        SettingsService(context, actor="alice").set("gate.environments", ["staging", "production"])
     finally:
         context.close()
     assert run("alice", "users", "add", "vic", "--role", "viewer").returncode == 0
