@@ -95,8 +95,10 @@ def ignored_security_keys(home: Path) -> list[str]:
     for (table, key), setting in _SECURITY_KEYS.items():
         section = data.get(table)
         if isinstance(section, dict) and key in section:
+            note = " (only the stand-alone `modelward scan` reads it)" if table == "scan" else ""
             warnings.append(
-                f"{file}: [{table}] {key} is ignored: security settings are registry state; "
-                f"an admin sets it with `modelward settings set {setting} VALUE`"
+                f"{file}: [{table}] {key} is ignored by the registry{note}: security settings "
+                f"are registry state; an admin sets it with `modelward settings set {setting} "
+                "VALUE`"
             )
     return warnings
