@@ -4,7 +4,8 @@ A push reads the caller's files exactly once, here. Everything after (the scan, 
 check, storing the blobs) reads the private, read-only copies, so the bytes scanned are the bytes
 hashed and stored: swapping a file in the working tree after it was staged changes nothing, and a
 file whose size, mtime or inode changes while it is copied is refused (ChangedDuringReadError).
-The folder (mode 0700) is removed when the `StagedBundle` is closed. Knows nothing of scanning,
+The folder (mode 0700) is removed when the `StagedBundle` is closed; folders a killed push left
+behind are removed by the next push once they are a day old. Knows nothing of scanning,
 blob stores or the database.
 """
 
@@ -15,6 +16,7 @@ import os
 import shutil
 import stat
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -28,6 +30,7 @@ from modelward.storage.model_files import ModelFile
 ProgressCallback = Callable[[int], None]
 _CHUNK = 8 << 20
 _PARALLEL_BYTES = 32 << 20
+STALE_SECONDS = 24 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,7 @@ def stage_bundle(
     """
     try:
         parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_stages(parent)
         root = Path(tempfile.mkdtemp(prefix="push-", suffix=".staging", dir=parent))
     except OSError as exc:
         raise storage_error_from_os_error(exc, f"creating a staging folder in {parent}") from exc
@@ -107,6 +111,25 @@ def stage_bundle(
     except BaseException:
         shutil.rmtree(root, ignore_errors=True)
         raise
+
+
+def remove_stale_stages(parent: Path, older_than_seconds: float = STALE_SECONDS) -> list[Path]:
+    """Remove staging folders a killed push left behind (untouched for longer than a day)."""
+    removed: list[Path] = []
+    now = time.time()
+    try:
+        entries = list(parent.glob("push-*.staging"))
+    except OSError:
+        return removed
+    for entry in entries:
+        try:
+            if now - entry.lstat().st_mtime < older_than_seconds:
+                continue
+        except OSError:
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+        removed.append(entry)
+    return removed
 
 
 def _safe_single_name(name: str) -> str:

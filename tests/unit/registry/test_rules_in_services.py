@@ -385,3 +385,18 @@ def test_a_setting_row_written_behind_modelwards_back_is_ignored_and_reported(
     SettingsService(registry.context).set("gate.max_override", "2d")
     registry.sql("UPDATE registry_settings SET value = '\"52w\"' WHERE key = 'gate.max_override'")
     assert load_gate_config(registry.context).max_override == timedelta(days=7)
+
+
+def test_staging_folders_are_removed_after_a_push_and_stale_ones_later(
+    registry: Registry, tmp_path: Path
+) -> None:
+    staging = registry.home / "staging"
+    staging.mkdir()
+    stale = staging / "push-killed.staging"
+    (stale / "bundle").mkdir(parents=True)
+    young = staging / "push-running.staging"
+    young.mkdir()
+    day_ago = stale.stat().st_mtime - 2 * 24 * 3600
+    os.utime(stale, (day_ago, day_ago))
+    registry.service.push(make_bundle(tmp_path / "bundle"), "llama")
+    assert sorted(p.name for p in staging.iterdir()) == ["push-running.staging"]
