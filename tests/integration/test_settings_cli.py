@@ -5,6 +5,7 @@ warning."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -49,6 +50,19 @@ def test_settings_show_and_set_by_an_admin_are_ledgered(cli: tuple[Run, Path]) -
     assert log[-1]["action"] == "settings.set"
     assert log[-1]["subject"] == "setting:gate.override_roles"
     assert run("alice", "audit", "verify").returncode == 0
+
+    # a setting rewritten behind modelward's back: ignored, reported, and caught by audit verify
+    conn = sqlite3.connect(_home / "registry.db")
+    conn.execute("UPDATE registry_settings SET value = '[\"trainer\"]'")
+    conn.commit()
+    conn.close()
+    shown = run("alice", "settings", "show", "--json")
+    assert "does not match its ledger event" in shown.stderr
+    roles = next(v for v in json.loads(shown.stdout) if v["key"] == "gate.override_roles")
+    assert (roles["value"], roles["source"]) == (["admin", "releaser"], "untrusted")
+    audit = run("alice", "audit", "verify")
+    assert audit.returncode == 1
+    assert "setting gate.override_roles (row 1) does not match its ledger event" in audit.stdout
 
 
 def test_settings_set_is_refused_for_non_admins_and_bad_values(cli: tuple[Run, Path]) -> None:

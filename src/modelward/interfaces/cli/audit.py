@@ -110,6 +110,7 @@ def _verify(args: argparse.Namespace) -> int:
 
     from modelward.errors import PathError
     from modelward.services.registry import registry_state_checks
+    from modelward.services.settings import settings_state_checks
 
     since = None
     if args.since:
@@ -119,7 +120,7 @@ def _verify(args: argparse.Namespace) -> int:
             raise PathError(f"{args.since}: cannot read the checkpoint: {exc}") from exc
     context, service = _service()
     try:
-        report = service.verify(since, state_checks=[registry_state_checks])
+        report = service.verify(since, state_checks=[registry_state_checks, settings_state_checks])
         blob_problems = _blob_problems(context)
     finally:
         context.close()
