@@ -19,6 +19,7 @@ from typing import Any
 
 from modelward.errors import DeniedError
 from modelward.storage.model_files import ModelFile
+from modelward.storage.staging import StagedBundle
 
 BundleScanner = Callable[[Path, Sequence[ModelFile]], dict[str, Any]]
 """Scans the staged bundle at the path (its files listed); returns the report or refuses."""
@@ -98,6 +99,12 @@ def push_scanner(
         )
 
     return run
+
+
+def scan_staged(staged: StagedBundle, scanner: BundleScanner) -> dict[str, Any]:
+    """Run `scanner` on the staged copy and tie its report to the staged (to be stored) bytes."""
+    report = scanner(staged.scan_path, staged.model_files())
+    return bind_report_to_files(report, {f.name: f.digest for f in staged.files})
 
 
 def bind_report_to_files(report: Mapping[str, Any], digests: Mapping[str, str]) -> dict[str, Any]:

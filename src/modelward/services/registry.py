@@ -41,8 +41,8 @@ from modelward.services.context import RegistryContext, current_actor, utc_now
 from modelward.services.ingest import (
     SCAN_PREDICATE_TYPE,
     BundleScanner,
-    bind_report_to_files,
     push_scanner,
+    scan_staged,
 )
 from modelward.services.settings import setting_in
 from modelward.services.users import require
@@ -58,7 +58,7 @@ from modelward.storage.metadata.ledger_repository import LedgerRepository, forma
 from modelward.storage.metadata.provenance_repository import ProvenanceRepository
 from modelward.storage.metadata.registry_repository import RegistryRepository, VersionRecord
 from modelward.storage.model_files import list_model_files
-from modelward.storage.staging import StagedFile, stage_bundle
+from modelward.storage.staging import StagedBundle, StagedFile, stage_bundle
 
 if TYPE_CHECKING:
     from modelward.services.provenance import PushProvenance
@@ -141,19 +141,17 @@ class RegistryService:
                 allow = setting_in(conn, "scan.allow")
             scanner = push_scanner(allow=allow, accept_malformed=accept_malformed)
         with stage_bundle(files, self.ctx.home / "staging", single_name=model_path.name) as staged:
-            staged_files = staged.model_files()
-            digests = {f.name: f.digest for f in staged.files}
             try:
-                scan_report = bind_report_to_files(scanner(staged.scan_path, staged_files), digests)
+                scan_report = scan_staged(staged, scanner)
             except DeniedError as exc:
                 self.record_refusal(
                     name, str(exc), {"findings": exc.reasons[:50], "files": len(files)}
                 )
                 raise
             if uploader is not None and public_key is not None:
-                _check_uploader_covers(uploader, public_key, digests)
+                _check_uploader_covers(uploader, public_key, staged)
             if provenance is not None:
-                provenance.before_store(staged.scan_path, staged_files)
+                provenance.before_store(staged.scan_path, staged.model_files())
             stored = self._store_files(staged.files, progress)
         manifest = Manifest(
             model_name=name,
@@ -288,9 +286,7 @@ class RegistryService:
         with self.ctx.database.read() as conn:
             allow = setting_in(conn, "scan.allow")
         with stage_bundle(files, self.ctx.home / "staging", single_name=Path(path).name) as staged:
-            digests = {f.name: f.digest for f in staged.files}
-            scanner = push_scanner(allow=allow, refusing=f"storing {Path(path).name}")
-            bind_report_to_files(scanner(staged.scan_path, staged.model_files()), digests)
+            scan_staged(staged, push_scanner(allow=allow, refusing=f"storing {Path(path).name}"))
             (stored,) = self._store_files(staged.files, None)
         return "sha256:" + stored.digest
 
@@ -638,9 +634,10 @@ def _statement_of(document: dict[str, Any]) -> dict[str, Any]:
 
 
 def _check_uploader_covers(
-    uploader: SignatureBundle, public_key: Verifier, digests: dict[str, str]
+    uploader: SignatureBundle, public_key: Verifier, staged: StagedBundle
 ) -> None:
     """The uploader's signature must cover the staged bytes (not only the working tree)."""
+    digests = {f.name: f.digest for f in staged.files}
     signed = manifest_from_statement(verify_with_key(uploader, public_key))
     for entry in signed.files:
         if digests.get(entry.name) != entry.digest:
