@@ -43,7 +43,10 @@ def _service() -> Any:
     from modelward.services.context import open_registry
 
     context = open_registry()
-    return context, AuditService(context.database, context.ledger_key, context.origin)
+    service = AuditService(
+        context.database, context.ledger_key, context.origin, keeper=context.keeper
+    )
+    return context, service
 
 
 def _log(args: argparse.Namespace) -> int:
@@ -107,6 +110,7 @@ def _verify(args: argparse.Namespace) -> int:
 
     from modelward.errors import PathError
     from modelward.services.registry import registry_state_checks
+    from modelward.services.state_integrity import state_integrity_check
 
     since = None
     if args.since:
@@ -116,7 +120,7 @@ def _verify(args: argparse.Namespace) -> int:
             raise PathError(f"{args.since}: cannot read the checkpoint: {exc}") from exc
     context, service = _service()
     try:
-        report = service.verify(since, state_checks=[registry_state_checks])
+        report = service.verify(since, state_checks=[registry_state_checks, state_integrity_check])
         blob_problems = _blob_problems(context)
     finally:
         context.close()
