@@ -43,7 +43,7 @@ from modelward.errors import (
     SignatureMismatchError,
 )
 from modelward.services.ledger_keeper import CHECKPOINT_AREA, LedgerKeeper, published_checkpoints
-from modelward.services.state_integrity import TRUST_START_ACTIONS
+from modelward.services.state_integrity import BASELINE_ACTION
 from modelward.storage.blobs.base import BlobStore
 from modelward.storage.metadata.database import Database
 from modelward.storage.metadata.ledger_repository import (
@@ -313,12 +313,10 @@ def _check_events(
             if bytes(stored_leaf) != leaf:
                 problems.add(f"event {seq}: stored fields do not hash to its recorded leaf")
             sealed = seal_ok(leaf, None if seal is None else bytes(seal))
-            if not started and sealed and action in TRUST_START_ACTIONS:
+            if not started and sealed and (seq == 0 or action == BASELINE_ACTION):
                 started = True
-                if action == "ledger.baseline":
+                if seq != 0:
                     baseline = (seq, details)
-                elif seq != 0:
-                    problems.add(f"event {seq}: a registry.init that is not the first event")
             elif started and not sealed:
                 problems.add(
                     f"event {seq}: "
@@ -330,8 +328,8 @@ def _check_events(
             append(leaf)
     if size and not started:
         problems.add(
-            "no event is sealed by the ledger key (neither registry.init nor ledger.baseline): "
-            "the ledger cannot be trusted"
+            "neither the first event nor a ledger.baseline is sealed by the ledger key: the "
+            "ledger cannot be trusted"
         )
     return leaves, baseline
 

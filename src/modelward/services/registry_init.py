@@ -38,7 +38,7 @@ from modelward.services.context import (
 )
 from modelward.services.ledger_keeper import LedgerKeeper
 from modelward.services.state_integrity import (
-    TRUST_START_ACTIONS,
+    BASELINE_ACTION,
     anchored_append,
     baseline_anchors,
     set_ledger_seqs,
@@ -60,7 +60,6 @@ from modelward.storage.metadata.ledger_repository import (
 )
 from modelward.storage.metadata.migrations import upgrade_to_head
 from modelward.storage.metadata.registry_repository import RegistryRepository
-
 
 _SQLITE_HEADER = b"SQLite format 3\x00"
 
@@ -156,7 +155,9 @@ def _refuse_unusable_database_file(url: str) -> None:
         with path.open("rb") as handle:
             header = handle.read(16)
     except OSError as exc:
-        raise PathError(f"{path}: cannot read the registry database: {exc.strerror or exc}") from exc
+        raise PathError(
+            f"{path}: cannot read the registry database: {exc.strerror or exc}"
+        ) from exc
     if not header:
         raise InputError(
             f"{path} is empty (zero bytes): the registry's database is lost or damaged; "
@@ -238,7 +239,7 @@ def write_baseline_if_needed(
         },
         anchors,
     )
-    event = ledger.append(actor, "ledger.baseline", "ledger", details, utc_now())
+    event = ledger.append(actor, BASELINE_ACTION, "ledger", details, utc_now())
     set_ledger_seqs(conn, keys, event.seq)
     repo.set_info("ledger_key_id", ledger_key_id)
     return event
@@ -247,5 +248,5 @@ def write_baseline_if_needed(
 def _sealed_trust_start(ledger: LedgerRepository, keeper: LedgerKeeper) -> bool:
     for event in ledger.events():
         if keeper.event_problem(event) is None:
-            return event.action in TRUST_START_ACTIONS
+            return event.seq == 0 or event.action == BASELINE_ACTION
     return False

@@ -29,6 +29,7 @@ from sqlalchemy.engine import Connection
 from modelward.core.anchors import Anchor, anchors_in, with_anchors
 from modelward.errors import NotFoundError, StorageError, VerificationError
 from modelward.services.ledger_keeper import LedgerKeeper
+from modelward.storage.metadata.gate_repository import ApprovalRow, GateRepository
 from modelward.storage.metadata.ledger_repository import (
     SEALER_INFO,
     LedgerEvent,
@@ -41,7 +42,7 @@ from modelward.storage.metadata.state_repository import (
     StateRow,
 )
 
-TRUST_START_ACTIONS = ("registry.init", "ledger.baseline")
+BASELINE_ACTION = "ledger.baseline"
 _WHAT = {
     "users": "user",
     "aliases": "alias",
@@ -219,6 +220,15 @@ def trusted_approval_keys(
     return good, problems
 
 
+def trusted_approvals(
+    conn: Connection, version_id: int, environment: str | None = None
+) -> list[ApprovalRow]:
+    """The approvals of a version that check out (`trusted_approval_keys`); the others are
+    dropped, so a rule counting approvals fails closed."""
+    good, _ = trusted_approval_keys(conn, version_id, environment)
+    return [a for a in GateRepository(conn).approvals(version_id, environment) if str(a.id) in good]
+
+
 def check_alias(conn: Connection, model: str, alias: str) -> None:
     """Refuse (VerificationError naming the alias) unless the alias row checks out as the
     current value of `models:/MODEL@ALIAS`."""
@@ -280,15 +290,15 @@ def _latest_anchored_key(conn: Connection, subject: str, table: str) -> str | No
 def trusted_events(
     conn: Connection, keeper: LedgerKeeper, size: int | None = None
 ) -> Iterable[LedgerEvent]:
-    """The events whose anchors count, in order: from the first sealed `registry.init` (seq 0)
-    or `ledger.baseline` (events before it are trusted at upgrade and anchor nothing), each
-    whose fields and seal check out."""
+    """The events whose anchors count, in order: from a sealed first event (`registry.init`) or
+    the sealed `ledger.baseline` (events before it were trusted at upgrade and anchor nothing),
+    each whose fields and seal check out."""
     started = False
     for event in LedgerRepository(conn).events(0, size):
         if keeper.event_problem(event) is not None:
             continue
         if not started:
-            started = event.action in TRUST_START_ACTIONS
+            started = event.seq == 0 or event.action == BASELINE_ACTION
             if not started:
                 continue
         yield event

@@ -21,8 +21,8 @@ from modelward.core.roles import parse_role as _parse_role
 from modelward.errors import InputError, PermissionDeniedError
 from modelward.services.context import RegistryContext, current_actor, utc_now
 from modelward.services.gate_config import load_gate_config
-from modelward.storage.metadata.gate_repository import GateRepository
 from modelward.services.state_integrity import anchored_append, trusted_role
+from modelward.storage.metadata.gate_repository import GateRepository
 from modelward.storage.metadata.ledger_repository import format_time
 from modelward.storage.metadata.registry_repository import RegistryRepository
 

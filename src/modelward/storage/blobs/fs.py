@@ -257,7 +257,6 @@ class FileBlobStore(BlobStore):
         fsync_directory(path.parent)
         return True
 
-
     # ------------------------------------------------------------------------ named records
 
     def _put_named_if_absent(self, area: str, name: str, data: bytes) -> bool:

@@ -103,6 +103,7 @@ class LedgerEvent:
             "details": self.details,
             "details_digest": self.details_digest,
             "leaf_hash": self.leaf_hash.hex(),
+            "seal": None if self.seal is None else self.seal.hex(),
         }
 
     @classmethod
@@ -117,6 +118,7 @@ class LedgerEvent:
                 details_json=canonical_json(data["details"]).decode("utf-8"),
                 details_digest=str(data["details_digest"]),
                 leaf_hash=bytes.fromhex(str(data["leaf_hash"])),
+                seal=None if data.get("seal") is None else bytes.fromhex(str(data["seal"])),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"not a ledger event record: {exc}") from exc

@@ -87,6 +87,10 @@ class RegistryRepository:
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
 
+    @property
+    def connection(self) -> Connection:
+        return self._conn
+
     # -- registry facts and users -----------------------------------------------------------
 
     def info(self) -> dict[str, str]:

@@ -137,9 +137,7 @@ _SPECS: dict[str, _Spec] = {
             _version_models.c.name.label("v_model"),
             versions.c.number.label("v_number"),
             versions.c.root_digest,
-        ).select_from(
-            _version_join(aliases).join(models, models.c.id == aliases.c.model_id)
-        ),
+        ).select_from(_version_join(aliases).join(models, models.c.id == aliases.c.model_id)),
         key_of=lambda r: f"{r.model}@{r.alias}",
         fields_of=lambda r: {
             "model": r.model,
@@ -321,6 +319,7 @@ class StateRepository:
     def set_ledger_seq(self, table: str, key: str, seq: int) -> None:
         """Record that event `seq` anchors the row `key` of `table`."""
         spec = _spec(table)
+        condition: ColumnElement[bool]
         if table == "aliases":
             model, _, alias = key.rpartition("@")
             model_id = select(models.c.id).where(models.c.name == model).scalar_subquery()
