@@ -147,6 +147,7 @@ class ReleaseService:
         now: datetime,
     ) -> RollbackResult:
         RegistryRepository(conn).require_model_id(model)
+        check_releases(conn, model, environment)  # never roll back to a row that fails
         history = [row.release for row in GateRepository(conn).releases(model, environment)]
         if not history:
             raise NotFoundError(f"models:/{model} has no release in {environment} to roll back")
