@@ -33,6 +33,7 @@ from modelward.errors import (
     ModelwardError,
     NotFoundError,
     PathError,
+    SignatureMismatchError,
     StorageError,
     VerificationError,
 )
@@ -428,6 +429,12 @@ class RegistryService:
         if not signatures:
             raise VerificationError(f"{record.uri}: the registry signature is missing")
         bundle = SignatureBundle.from_dict(json.loads(signatures[0].document))
+        pinned = self.ctx.registry_key_id
+        if bundle.public_key_hint is not None and bundle.public_key_hint != pinned:
+            raise SignatureMismatchError(
+                f"{record.uri}: the registry signature is by key {bundle.public_key_hint}, "
+                f"not by the registry's pinned key {pinned}"
+            )
         signed = manifest_from_statement(
             verify_with_key(bundle, Verifier(self.ctx.signer.public_key))
         )
