@@ -42,6 +42,7 @@ from modelward.errors import (
     ProofError,
     SignatureMismatchError,
 )
+from modelward.services.context import RegistryContext
 from modelward.services.ledger_keeper import CHECKPOINT_AREA, LedgerKeeper, published_checkpoints
 from modelward.services.state_integrity import BASELINE_ACTION
 from modelward.storage.blobs.base import BlobStore
@@ -172,6 +173,7 @@ class AuditService:
         *,
         blobs: BlobStore | None = None,
         keeper: LedgerKeeper | None = None,
+        retired_keys: Sequence[object] = (),
     ) -> None:
         self._db = database
         self._key = note_signer_key
@@ -179,6 +181,12 @@ class AuditService:
         self._blobs = blobs if blobs is not None else (keeper.blobs if keeper else None)
         self.keeper = keeper or LedgerKeeper(note_signer_key, origin, self._blobs, clock=clock)
         self.verifier = NoteVerifier.from_public_key(origin, note_signer_key.public_key())
+        # checkpoints signed before a `keys rotate --ledger` verify with the retired keys
+        self.retired = tuple(
+            NoteVerifier.from_public_key(origin, k)
+            for k in retired_keys
+            if isinstance(k, Ed25519PublicKey)
+        )
         self.origin = origin
 
     # -- reading and issuing ----------------------------------------------------------------
@@ -242,9 +250,10 @@ class AuditService:
             root = merkle.root_from_levels(levels, size) if size else merkle.EMPTY_ROOT
             if baseline is not None:
                 _check_baseline(baseline, levels, problems)
-            checked = _check_issued_checkpoints(repo, levels, size, verifier, problems)
+            verifiers = (verifier, *self.retired)
+            checked = _check_issued_checkpoints(repo, levels, size, verifiers, problems)
             if self._blobs is not None:
-                checked += _check_published(self._blobs, levels, size, verifier, problems)
+                checked += _check_published(self._blobs, levels, size, verifiers, problems)
             consistent = None
             if since_note is not None:
                 consistent = _check_since(
@@ -263,6 +272,18 @@ class AuditService:
             checkpoints_checked=checked,
             consistent_with_size=consistent,
             omitted_problems=problems.omitted,
+        )
+
+    @classmethod
+    def for_registry(cls, context: RegistryContext) -> AuditService:
+        """The audit service of an opened registry: its keeper (seals, published checkpoints)
+        and the ledger keys retired by `keys rotate`."""
+        return cls(
+            context.database,
+            context.ledger_key,
+            context.origin,
+            keeper=context.keeper,
+            retired_keys=list(context.retired_keys.get("ledger", {}).values()),
         )
 
     def _verifier_for(self, public_key: Ed25519PublicKey | NoteVerifier | None) -> NoteVerifier:
@@ -297,6 +318,7 @@ def _check_events(
     seal_ok = keeper.seal_ok
     started = False
     baseline: tuple[int, str] | None = None
+    provisional: list[str] = []
     for batch in repo.event_rows(0, size):
         for row in batch:
             seq, recorded_at, actor, action, subject, details, digest, stored_leaf, seal = row
@@ -324,9 +346,13 @@ def _check_events(
                     + " (appended or edited without the ledger key)"
                 )
             elif not started and seal is not None and not sealed:
-                problems.add(f"event {seq}: its seal is not the ledger key's")
+                # before a baseline: sealed by a rotated-out key (covered by the baseline's
+                # root), reported only if no baseline follows
+                provisional.append(f"event {seq}: its seal is not the ledger key's")
             append(leaf)
     if size and not started:
+        for problem in provisional:
+            problems.add(problem)
         problems.add(
             "neither the first event nor a ledger.baseline is sealed by the ledger key: the "
             "ledger cannot be trusted"
@@ -386,7 +412,7 @@ def _check_issued_checkpoints(
     repo: LedgerRepository,
     levels: list[list[bytes]],
     size: int,
-    verifier: NoteVerifier,
+    verifiers: Sequence[NoteVerifier],
     problems: _Problems,
 ) -> int:
     checked = 0
@@ -394,7 +420,7 @@ def _check_issued_checkpoints(
         checked += 1
         where = f"issued checkpoint #{stored.id} (size {stored.size})"
         try:
-            checkpoint = open_checkpoint(stored.note, verifier)
+            checkpoint = _open_with(stored.note, verifiers)
         except (NoteFormatError, SignatureMismatchError) as exc:
             problems.add(f"{where}: {exc}")
             continue
@@ -407,11 +433,24 @@ def _check_issued_checkpoints(
     return checked
 
 
+def _open_with(note: str | bytes, verifiers: Sequence[NoteVerifier]) -> Checkpoint:
+    """The checkpoint, signed by the first of `verifiers` (the current key, then retired ones);
+    the current key's error when none verifies."""
+    first: SignatureMismatchError | None = None
+    for verifier in verifiers:
+        try:
+            return open_checkpoint(note, verifier)
+        except SignatureMismatchError as exc:
+            first = first or exc
+    assert first is not None
+    raise first
+
+
 def _check_published(
     blobs: BlobStore,
     levels: list[list[bytes]],
     size: int,
-    verifier: NoteVerifier,
+    verifiers: Sequence[NoteVerifier],
     problems: _Problems,
 ) -> int:
     """Every checkpoint published outside the database: the log must extend each one."""
@@ -423,7 +462,7 @@ def _check_published(
     for _, name in published:
         where = f"published checkpoint {CHECKPOINT_AREA}/{name}"
         try:
-            checkpoint = open_checkpoint(blobs.get_named(CHECKPOINT_AREA, name), verifier)
+            checkpoint = _open_with(blobs.get_named(CHECKPOINT_AREA, name), verifiers)
         except (NoteFormatError, SignatureMismatchError) as exc:
             problems.add(f"{where}: {exc}")
             continue

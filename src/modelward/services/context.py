@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import getpass
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -31,7 +31,7 @@ from modelward.services.ledger_keeper import (
     SETTING_CHECKPOINT_SECONDS,
     LedgerKeeper,
 )
-from modelward.signing.keys import Signer, key_hint, load_private_key
+from modelward.signing.keys import PublicKey, Signer, key_hint, load_private_key
 from modelward.storage.blobs import BlobStore
 from modelward.storage.blobs.url import open_blob_store
 from modelward.storage.metadata.database import Database
@@ -80,6 +80,8 @@ class RegistryContext:
     ledger_key: ed25519.Ed25519PrivateKey
     origin: str
     keeper: LedgerKeeper | None = None
+    # public keys replaced by `keys rotate`, by kind ("registry", "ledger") and key id
+    retired_keys: dict[str, dict[str, PublicKey]] = field(default_factory=dict)
 
     @property
     def registry_key_id(self) -> str:
@@ -159,7 +161,10 @@ def open_registry(home: Path | None = None) -> RegistryContext:
     keeper = LedgerKeeper(ledger_key, origin, blobs)
     database.connection_info[SEALER_INFO] = keeper
     _configure_checkpoints(database, keeper)
-    return RegistryContext(home, database, blobs, signer, ledger_key, origin, keeper)
+    from modelward.services.key_rotation import retired_public_keys
+
+    retired = {which: retired_public_keys(home, info, which) for which in ("registry", "ledger")}
+    return RegistryContext(home, database, blobs, signer, ledger_key, origin, keeper, retired)
 
 
 def check_pinned_keys(info: dict[str, str], registry_key_id: str, ledger_key_id: str) -> None:

@@ -429,15 +429,17 @@ class RegistryService:
         if not signatures:
             raise VerificationError(f"{record.uri}: the registry signature is missing")
         bundle = SignatureBundle.from_dict(json.loads(signatures[0].document))
-        pinned = self.ctx.registry_key_id
-        if bundle.public_key_hint is not None and bundle.public_key_hint != pinned:
-            raise SignatureMismatchError(
-                f"{record.uri}: the registry signature is by key {bundle.public_key_hint}, "
-                f"not by the registry's pinned key {pinned}"
-            )
-        signed = manifest_from_statement(
-            verify_with_key(bundle, Verifier(self.ctx.signer.public_key))
-        )
+        pinned, hint = self.ctx.registry_key_id, bundle.public_key_hint
+        key = self.ctx.signer.public_key
+        if hint is not None and hint != pinned:
+            retired = self.ctx.retired_keys.get("registry", {})
+            if hint not in retired:
+                raise SignatureMismatchError(
+                    f"{record.uri}: the registry signature is by key {hint}, not by the "
+                    f"registry's pinned key {pinned}"
+                )
+            key = retired[hint]  # signed before a `keys rotate`
+        signed = manifest_from_statement(verify_with_key(bundle, Verifier(key)))
         if signed.root_digest != record.root_digest or signed.digests() != manifest.digests():
             raise VerificationError(f"{record.uri}: the registry signature covers other files")
         return manifest

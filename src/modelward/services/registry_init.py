@@ -116,7 +116,7 @@ def initialize_registry(home: Path | None = None) -> InitResult:
                 repo.set_info("origin", origin)
                 repo.set_info("created_at", format_time(now))
                 repo.set_info("registry_key_id", registry_key_id)
-                repo.set_info("ledger_key_id", ledger_key_id)
+                repo.replace_info("ledger_key_id", ledger_key_id)
                 repo.add_user(actor, "admin", format_time(now), actor)
                 anchored_append(
                     conn,
@@ -241,7 +241,7 @@ def write_baseline_if_needed(
     )
     event = ledger.append(actor, BASELINE_ACTION, "ledger", details, utc_now())
     set_ledger_seqs(conn, keys, event.seq)
-    repo.set_info("ledger_key_id", ledger_key_id)
+    repo.replace_info("ledger_key_id", ledger_key_id)
     return event
 
 

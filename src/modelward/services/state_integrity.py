@@ -312,7 +312,9 @@ def state_integrity_check(conn: Connection) -> list[str]:
         return ["registry state cannot be checked without the ledger key"]
     expected: dict[tuple[str, str], str] = {}
     pushed: dict[tuple[str, int], int] = {}
+    pinned: dict[str, tuple[object, int]] = {}
     for event in trusted_events(conn, keeper):
+        _track_pinned_keys(event, pinned)
         for anchor in anchors_in(event.details):
             if anchor.digest is None:
                 expected.pop((anchor.table, anchor.key), None)
@@ -328,6 +330,13 @@ def state_integrity_check(conn: Connection) -> list[str]:
                 if isinstance(entry, list) and len(entry) == 2:
                     pushed[(str(entry[0]), int(entry[1]))] = event.seq
     problems = _compare_rows(StateRepository(conn), expected)
+    info = RegistryRepository(conn).info()
+    for which, (key_id, seq) in sorted(pinned.items()):
+        if key_id is not None and info.get(f"{which}_key_id") != key_id:
+            problems.append(
+                f"the {which} key id the registry pins ({info.get(f'{which}_key_id')}) is not "
+                f"the one the ledger recorded ({key_id}, event #{seq})"
+            )
     present = {(r.model, r.number) for r in RegistryRepository(conn).all_versions()}
     for (model, number), seq in sorted(pushed.items()):
         if (model, number) not in present:
@@ -336,6 +345,18 @@ def state_integrity_check(conn: Connection) -> list[str]:
                 "recorded it)"
             )
     return problems
+
+
+def _track_pinned_keys(event: LedgerEvent, pinned: dict[str, tuple[object, int]]) -> None:
+    """The key ids the ledger pins: set by registry.init and ledger.baseline, moved by
+    keys.rotate."""
+    details = event.details
+    if event.seq == 0 or event.action == BASELINE_ACTION:
+        for which in ("registry", "ledger"):
+            if details.get(f"{which}_key_id") is not None:
+                pinned[which] = (details.get(f"{which}_key_id"), event.seq)
+    elif event.action == "keys.rotate" and details.get("which") in ("registry", "ledger"):
+        pinned[str(details["which"])] = (details.get("new_key_id"), event.seq)
 
 
 def _compare_rows(state: StateRepository, expected: dict[tuple[str, str], str]) -> list[str]:

@@ -4,6 +4,7 @@ upgraded, and the checkpoints published outside the database catching a rewritte
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,12 +14,13 @@ from tests.unit.registry.bundles import make_bundle
 from modelward.errors import InputError, PermissionDeniedError, SignatureMismatchError
 from modelward.services.audit import AuditService
 from modelward.services.context import open_registry
+from modelward.services.key_rotation import rotate_key, rotation_statement
 from modelward.services.ledger_keeper import LedgerKeeper
-from modelward.services.registry import registry_state_checks
+from modelward.services.registry import RegistryService, registry_state_checks
 from modelward.services.registry_init import initialize_registry
 from modelward.services.state_integrity import state_integrity_check
 from modelward.services.users import UserService
-from modelward.signing.keys import generate_private_key, key_hint, write_key_pair
+from modelward.signing.keys import Verifier, generate_private_key, key_hint, write_key_pair
 from modelward.storage.metadata.database import Database
 from modelward.storage.metadata.ledger_repository import LedgerRepository, NewEvent
 
@@ -28,9 +30,7 @@ from .conftest import Registry
 def _problems(registry: Registry) -> list[str]:
     context = open_registry(registry.home)
     try:
-        audit = AuditService(
-            context.database, context.ledger_key, context.origin, keeper=context.keeper
-        )
+        audit = AuditService.for_registry(context)
         report = audit.verify(state_checks=[registry_state_checks, state_integrity_check])
         return list(report.problems)
     finally:
@@ -172,3 +172,55 @@ def test_a_rewritten_ledger_without_its_checkpoint_rows_fails_on_the_published_c
     assert problems, "a recomputed ledger passed"
     assert all("published checkpoint checkpoints/" in p for p in problems), problems
     assert any("the ledger was rewritten" in p for p in problems)
+
+
+def test_rotating_both_keys_keeps_old_signatures_and_checkpoints_verifying(
+    registry: Registry, tmp_path: Path
+) -> None:
+    registry.service.push(make_bundle(tmp_path / "b1", seed=1), "llama")
+    old_registry_id = registry.context.registry_key_id
+    result = rotate_key(registry.context, "registry")
+    assert (result.old_key_id, result.which) == (old_registry_id, "registry")
+    rotation = registry.events()[result.seq]
+    assert rotation.action == "keys.rotate" and rotation.seal is not None
+    # the rotation is signed by the old key over the new key id
+    statement = rotation_statement(registry.context.origin, "registry", old_registry_id,
+                                   result.new_key_id)  # fmt: skip
+    old_key = registry.context.signer.public_key
+    Verifier(old_key).verify(base64.b64decode(rotation.details["signature"]), statement)
+
+    context = open_registry(registry.home)
+    try:
+        assert context.registry_key_id == result.new_key_id
+        service = RegistryService(context)
+        assert service.pull("models:/llama/1", tmp_path / "out1").number == 1
+        ledger = rotate_key(context, "ledger")
+    finally:
+        context.close()
+    assert registry.events()[ledger.seq + 1].action == "ledger.baseline"
+    assert _problems(registry) == []
+    context = open_registry(registry.home)
+    try:
+        assert context.ledger_key_id == ledger.new_key_id
+        UserService(context).add("bob", "viewer")
+        service = RegistryService(context)
+        service.push(make_bundle(tmp_path / "b2", seed=2), "llama")
+        assert service.pull("models:/llama/2", tmp_path / "out2").number == 2
+    finally:
+        context.close()
+    assert _problems(registry) == []
+
+
+def test_rotation_needs_an_admin(registry: Registry) -> None:
+    UserService(registry.context).add("bob", "releaser")
+    with pytest.raises(PermissionDeniedError):
+        rotate_key(registry.context, "ledger", actor="bob")
+    assert open_registry(registry.home).ledger_key_id == registry.context.ledger_key_id
+
+
+def test_replaced_keys_with_registry_info_edited_too_fail_the_audit(registry: Registry) -> None:
+    pinned = registry.context.registry_key_id
+    found = _replace_key(registry.home, "registry.key", "ecdsa-p256")
+    registry.sql("UPDATE registry_info SET value = ? WHERE key = 'registry_key_id'", (found,))
+    problems = _problems(registry)  # opens: registry_info now agrees with the files
+    assert any(found in p and pinned in p and "the ledger recorded" in p for p in problems)

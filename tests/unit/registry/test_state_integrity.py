@@ -46,12 +46,7 @@ rules:
 
 
 def _verify(registry: Registry) -> list[str]:
-    audit = AuditService(
-        registry.context.database,
-        registry.context.ledger_key,
-        registry.context.origin,
-        keeper=registry.context.keeper,
-    )
+    audit = AuditService.for_registry(registry.context)
     report = audit.verify(state_checks=[registry_state_checks, state_integrity_check])
     return list(report.problems)
 

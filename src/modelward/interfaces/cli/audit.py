@@ -43,9 +43,7 @@ def _service() -> Any:
     from modelward.services.context import open_registry
 
     context = open_registry()
-    service = AuditService(
-        context.database, context.ledger_key, context.origin, keeper=context.keeper
-    )
+    service = AuditService.for_registry(context)
     return context, service
 
 

@@ -97,6 +97,12 @@ class RegistryRepository:
         rows = self._conn.execute(select(registry_info.c.key, registry_info.c.value))
         return {key: value for key, value in rows}
 
+    def replace_info(self, key: str, value: str) -> None:
+        """Set a registry fact, replacing its value if it has one (pinned key ids move on
+        `keys rotate`)."""
+        self._conn.execute(delete(registry_info).where(registry_info.c.key == key))
+        self.set_info(key, value)
+
     def set_info(self, key: str, value: str) -> None:
         self._conn.execute(insert(registry_info).values(key=key, value=value))
 
