@@ -72,6 +72,8 @@ class InitResult:
     created: bool
     admin: str
     registry_key_id: str
+    ledger_key_id: str = ""
+    baseline_seq: int | None = None  # the ledger.baseline written by this upgrade
 
 
 def initialize_registry(home: Path | None = None) -> InitResult:
@@ -110,6 +112,7 @@ def initialize_registry(home: Path | None = None) -> InitResult:
             upgrade_to_head(conn)
             repo = RegistryRepository(conn)
             created = not repo.info()
+            baseline = None
             if created:
                 now = utc_now()
                 repo.set_info("registry_id", origin.removeprefix("modelward/"))
@@ -132,7 +135,9 @@ def initialize_registry(home: Path | None = None) -> InitResult:
                     rows=[("users", actor)],
                 )
             else:
-                write_baseline_if_needed(conn, keeper, actor, registry_key_id, ledger_key_id)
+                baseline = write_baseline_if_needed(
+                    conn, keeper, actor, registry_key_id, ledger_key_id
+                )
             admin = next((n for n, r in repo.list_users() if r == "admin"), actor)
     finally:
         database.dispose()
@@ -140,7 +145,16 @@ def initialize_registry(home: Path | None = None) -> InitResult:
         db_file = Path(url[len("sqlite:///") :])
         if db_file.exists():
             os.chmod(db_file, 0o600)
-    return InitResult(home, url, blobs_url, created, admin, registry_key_id)
+    return InitResult(
+        home,
+        url,
+        blobs_url,
+        created,
+        admin,
+        registry_key_id,
+        ledger_key_id,
+        None if baseline is None else baseline.seq,
+    )
 
 
 def _refuse_unusable_database_file(url: str) -> None:
