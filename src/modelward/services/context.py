@@ -152,6 +152,11 @@ def open_registry(home: Path | None = None) -> RegistryContext:
 
         with database.read() as conn:
             info = RegistryRepository(conn).info()
+        if "ledger_key_id" not in info:
+            raise RegistryNotFoundError(
+                "this registry's ledger is from before event seals and pinned keys: run "
+                "`modelward init` to upgrade it (it writes a sealed ledger.baseline event)"
+            )
         check_pinned_keys(info, key_hint(signer.public_key), key_hint(ledger_key.public_key()))
         origin = info.get("origin", "modelward")
         blobs = open_blob_store(blob_url(home))

@@ -236,6 +236,8 @@ def write_baseline_if_needed(
     ledger = LedgerRepository(conn)
     size = ledger.size()
     if size == 0 or _sealed_trust_start(ledger, keeper):
+        if "ledger_key_id" not in RegistryRepository(conn).info():
+            RegistryRepository(conn).replace_info("ledger_key_id", ledger_key_id)
         return None
     positions = merkle.frontier_positions(size)
     root = merkle.root_from_nodes(size, merkle.reader_from_mapping(ledger.nodes(positions)))

@@ -11,7 +11,12 @@ from pathlib import Path
 import pytest
 from tests.unit.registry.bundles import make_bundle
 
-from modelward.errors import InputError, PermissionDeniedError, SignatureMismatchError
+from modelward.errors import (
+    InputError,
+    PermissionDeniedError,
+    RegistryNotFoundError,
+    SignatureMismatchError,
+)
 from modelward.services.audit import AuditService
 from modelward.services.context import open_registry
 from modelward.services.key_rotation import rotate_key, rotation_statement
@@ -113,10 +118,14 @@ def test_upgrading_an_older_registry_writes_a_sealed_baseline(
     registry.service.set_alias("llama", "champion", 1)
     UserService(registry.context).add("bob", "reviewer")
     _simulate_a_registry_from_before_seals(registry)
-    # nothing unsealed is trusted until the upgrade
+    # nothing unsealed is trusted until the upgrade, and opening says to run init
     with pytest.raises(PermissionDeniedError):
         UserService(registry.context).add("carol", "viewer")
-    assert any("ledger cannot be trusted" in p for p in _problems(registry))
+    with pytest.raises(RegistryNotFoundError, match="run `modelward init`"):
+        open_registry(registry.home)
+    audit = AuditService.for_registry(registry.context)
+    report = audit.verify(state_checks=[state_integrity_check])
+    assert any("ledger cannot be trusted" in p for p in report.problems)
 
     size = len(registry.events())
     initialize_registry(registry.home)
