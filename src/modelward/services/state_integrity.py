@@ -254,6 +254,18 @@ def check_releases(conn: Connection, model: str, environment: str) -> None:
         raise _untrusted(f"{subject}: its release rows were deleted")
 
 
+def latest_drill_problem(conn: Connection, model: str, environment: str) -> str | None:
+    """Why the newest drill row of the model in the environment cannot be trusted (edited,
+    inserted, or an older row left after newer ones were deleted), or None (also when there is
+    no drill at all)."""
+    subject = f"models:/{model}@{environment}"
+    key = StateRepository(conn).latest_drill_key(model, environment)
+    if key is None:
+        latest = _latest_anchored_key(conn, subject, "gate_drills")
+        return None if latest is None else f"{describe('gate_drills', latest)} was deleted"
+    return verify_current(conn, "gate_drills", key, subject)
+
+
 def trusted_setting(conn: Connection, name: str) -> str | None:
     """The current value (canonical JSON text) of registry setting `name`, None when never set;
     VerificationError when its row fails (subject `setting:NAME`)."""

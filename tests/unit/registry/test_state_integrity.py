@@ -18,9 +18,11 @@ from modelward.core.roles import Action
 from modelward.errors import PermissionDeniedError, VerificationError
 from modelward.services.audit import AuditService
 from modelward.services.gate import GateService
+from modelward.services.gate_facts import gather_facts
 from modelward.services.registry import registry_state_checks
 from modelward.services.releases import ReleaseService
 from modelward.services.state_integrity import (
+    latest_drill_problem,
     state_integrity_check,
     trusted_approvals,
     trusted_role,
@@ -295,3 +297,31 @@ def test_checkpoints_are_issued_and_published_without_asking(
 def _db_checkpoints(registry: Registry) -> list[StoredCheckpoint]:
     with registry.context.database.read() as conn:
         return list(LedgerRepository(conn).checkpoints())
+
+
+def test_a_passing_drill_inserted_with_sql_does_not_count(
+    registry: Registry, tmp_path: Path
+) -> None:
+    registry.service.push(make_bundle(tmp_path / "b1", seed=1), "llama")
+    gate = GateService(registry.context)
+    first = gate.config.environments[0]
+    report = json.dumps({"at": datetime.now(UTC).isoformat(), "passed": True, "steps": []})
+    registry.sql(
+        "INSERT INTO gate_drills (model, environment, passed, report, created_at, created_by) "
+        "VALUES ('llama', ?, 1, ?, 'now', 'alice')",
+        (first, report),
+    )
+    with registry.context.database.read() as conn:
+        assert latest_drill_problem(conn, "llama", first) is not None
+        record = registry.service.resolve("models:/llama/1")
+        gathered = gather_facts(
+            registry.context,
+            conn,
+            record,
+            "production",
+            gate.config.path,
+            risk_tier=None,
+            now=datetime.now(UTC),
+        )
+    assert gathered.facts["rollback_drill"] is None  # absent: a rule needing it fails closed
+    assert _has(_verify(registry), "drill 1: not in the ledger")

@@ -357,6 +357,16 @@ class StateRepository:
         ).scalar()
         return None if found is None else str(found)
 
+    def latest_drill_key(self, model: str, environment: str) -> str | None:
+        """The key (row id) of the newest drill of `model` in `environment`."""
+        found = self._conn.execute(
+            select(gate_drills.c.id)
+            .where(gate_drills.c.model == model, gate_drills.c.environment == environment)
+            .order_by(gate_drills.c.id.desc())
+            .limit(1)
+        ).scalar()
+        return None if found is None else str(found)
+
     def approval_keys(self, version_id: int, environment: str | None = None) -> list[str]:
         query = select(gate_approvals.c.id).where(gate_approvals.c.version_id == version_id)
         if environment is not None:
