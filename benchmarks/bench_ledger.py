@@ -21,9 +21,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from modelward.core import merkle
 from modelward.core.checkpoint import open_checkpoint
 from modelward.services.audit import AuditService, verify_proof_file
+from modelward.services.ledger_keeper import LedgerKeeper
 from modelward.storage.metadata import schema
 from modelward.storage.metadata.database import Database
-from modelward.storage.metadata.ledger_repository import LedgerRepository, NewEvent
+from modelward.storage.metadata.ledger_repository import SEALER_INFO, LedgerRepository, NewEvent
 
 TARGET_APPENDS_PER_S = 2_000
 TARGET_PROOF_MS = 5.0
@@ -41,9 +42,15 @@ def _event(i: int) -> NewEvent:
     )
 
 
+LEDGER_KEY = Ed25519PrivateKey.generate()
+ORIGIN = "bench.modelward/ledger"
+
+
 def _open(path: Path) -> Database:
+    """A database whose appends are sealed and checkpointed as `open_registry` sets it up."""
     db = Database(f"sqlite:///{path}")
     schema.metadata.create_all(db.engine)
+    db.connection_info[SEALER_INFO] = LedgerKeeper(LEDGER_KEY, ORIGIN)
     return db
 
 
@@ -181,7 +188,7 @@ def main() -> None:
         folder = Path(tmp)
         bench_appends(folder)
         db = build_large(folder, args.events - 1)
-        audit = AuditService(db, Ed25519PrivateKey.generate(), "bench.modelward/ledger")
+        audit = AuditService(db, LEDGER_KEY, ORIGIN)
         older = audit.checkpoint()
         with db.transaction() as conn:
             LedgerRepository(conn).append_many([_event(args.events - 1)])

@@ -268,6 +268,28 @@ class BlobStoreContract:
         assert store.put_bytes(b"orphan") == orphan
         assert store.get_bytes(orphan.digest) == b"orphan"
 
+    def test_named_records_are_append_only(self, harness: StoreHarness) -> None:
+        store = harness.store
+        assert store.list_named("checkpoints") == []
+        assert store.put_named("checkpoints", "0000000000000002-ab.note", b"second") is True
+        assert store.put_named("checkpoints", "0000000000000001-cd.note", b"first") is True
+        # never overwritten: the first write wins and the call says it wrote nothing
+        assert store.put_named("checkpoints", "0000000000000001-cd.note", b"forged") is False
+        assert store.get_named("checkpoints", "0000000000000001-cd.note") == b"first"
+        assert store.list_named("checkpoints") == [
+            "0000000000000001-cd.note",
+            "0000000000000002-ab.note",
+        ]
+        # records are not blobs, and blobs are not records
+        blob = store.put_bytes(b"a blob")
+        assert list(store.list_digests()) == [blob.digest]
+        assert store.list_incomplete(older_than_seconds=0) == []
+        with pytest.raises(NotFoundError):
+            store.get_named("checkpoints", "missing.note")
+        for area, name in (("keys", "x"), ("checkpoints", "../escape"), ("checkpoints", "")):
+            with pytest.raises(InputError):
+                store.put_named(area, name, b"x")
+
 
 def overwrite_file(path: Path, data: bytes) -> None:
     """Replace a read-only blob file's bytes in place (same inode), as tampering would."""

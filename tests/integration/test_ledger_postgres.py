@@ -20,6 +20,7 @@ from tests.unit.storage.test_ledger import (
     scenario_deletions_are_reported,
     scenario_state_checks_and_inputs,
     scenario_tampering_is_reported,
+    sealed,
     service,
 )
 
@@ -42,7 +43,7 @@ def make_db() -> Iterator[Callable[[], Database]]:
         db = Database(f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}")
         created.append((name, db))
         schema.metadata.create_all(db.engine)
-        return db
+        return sealed(db)
 
     yield make
     for name, db in created:

@@ -3,8 +3,11 @@
 Events are appended by the services that change state, with
 `LedgerRepository(conn).append(...)` inside their own `Database.transaction()`; this service never
 appends. `verify` recomputes every leaf from the stored event fields, every stored Merkle node and
-the root, checks every issued checkpoint (signature and root), proves consistency with an older
-checkpoint the caller holds, and runs the state checks other services hand in. A tampered log is
+the root, checks every event's seal (from the sealed `registry.init`, or the `ledger.baseline`
+written when an older registry was upgraded), checks every issued checkpoint in the database and
+every one published in the blob store's `checkpoints/` (signature and root: the log must extend
+each), proves consistency with an older checkpoint the caller holds, and runs the state checks
+other services hand in. A tampered log is
 reported in the `AuditReport`, never raised; only malformed input (an unreadable checkpoint file)
 raises. `verify_proof_file` checks an exported tlog-proof offline, without a database.
 """
@@ -29,7 +32,6 @@ from modelward.core.checkpoint import (
     parse_checkpoint_body,
     parse_signed_note,
     parse_tlog_proof,
-    sign_checkpoint,
     verify_tlog_proof,
 )
 from modelward.errors import (
@@ -40,6 +42,10 @@ from modelward.errors import (
     ProofError,
     SignatureMismatchError,
 )
+from modelward.services.context import RegistryContext
+from modelward.services.ledger_keeper import CHECKPOINT_AREA, LedgerKeeper, published_checkpoints
+from modelward.services.state_integrity import BASELINE_ACTION
+from modelward.storage.blobs.base import BlobStore
 from modelward.storage.metadata.database import Database
 from modelward.storage.metadata.ledger_repository import (
     LedgerEvent,
@@ -164,7 +170,11 @@ class AuditService:
         note_signer_key: Ed25519PrivateKey,
         origin: str,
         clock: Callable[[], datetime] = _utc_now,
+        *,
         actor: str | None = None,
+        blobs: BlobStore | None = None,
+        keeper: LedgerKeeper | None = None,
+        retired_keys: Sequence[object] = (),
     ) -> None:
         # With an actor (the CLI and any registry edge), reading the log needs the `view` role;
         # without one this is a bare ledger reader for code that already holds the database.
@@ -172,7 +182,15 @@ class AuditService:
         self._db = database
         self._key = note_signer_key
         self._clock = clock
+        self._blobs = blobs if blobs is not None else (keeper.blobs if keeper else None)
+        self.keeper = keeper or LedgerKeeper(note_signer_key, origin, self._blobs, clock=clock)
         self.verifier = NoteVerifier.from_public_key(origin, note_signer_key.public_key())
+        # checkpoints signed before a `keys rotate --ledger` verify with the retired keys
+        self.retired = tuple(
+            NoteVerifier.from_public_key(origin, k)
+            for k in retired_keys
+            if isinstance(k, Ed25519PublicKey)
+        )
         self.origin = origin
 
     # -- reading and issuing ----------------------------------------------------------------
@@ -212,13 +230,7 @@ class AuditService:
         return verify_proof_file(text, self.verifier, event_leaf_data, self.origin)
 
     def _issue_checkpoint(self, repo: LedgerRepository) -> tuple[str, Checkpoint]:
-        size = repo.size()
-        root = merkle.root_from_nodes(size, _batch_reader(repo, merkle.frontier_positions(size)))
-        checkpoint = Checkpoint(self.origin, size, root)
-        note = sign_checkpoint(checkpoint, self.origin, self._key)
-        if not any(stored.note == note for stored in repo.checkpoint_at(size)):
-            repo.record_checkpoint(size, root, note, self._clock())
-        return note, checkpoint
+        return self.keeper.issue(repo, self._clock())
 
     # -- verification ----------------------------------------------------------------------
 
@@ -241,11 +253,16 @@ class AuditService:
             repo = LedgerRepository(conn)
             repo.begin_snapshot()
             size = repo.size()
-            leaves = _check_events(repo, size, problems)
+            leaves, baseline = _check_events(repo, size, self.keeper, problems)
             levels = merkle.complete_levels(leaves) if leaves else [[]]
             _check_stored_nodes(repo, levels, problems)
             root = merkle.root_from_levels(levels, size) if size else merkle.EMPTY_ROOT
-            checked = _check_issued_checkpoints(repo, levels, size, verifier, problems)
+            if baseline is not None:
+                _check_baseline(baseline, levels, problems)
+            verifiers = (verifier, *self.retired)
+            checked = _check_issued_checkpoints(repo, levels, size, verifiers, problems)
+            if self._blobs is not None:
+                checked += _check_published(self._blobs, levels, size, verifiers, problems)
             consistent = None
             if since_note is not None:
                 consistent = _check_since(
@@ -264,6 +281,19 @@ class AuditService:
             checkpoints_checked=checked,
             consistent_with_size=consistent,
             omitted_problems=problems.omitted,
+        )
+
+    @classmethod
+    def for_registry(cls, context: RegistryContext, actor: str | None = None) -> AuditService:
+        """The audit service of an opened registry: its keeper (seals, published checkpoints)
+        and the ledger keys retired by `keys rotate`."""
+        return cls(
+            context.database,
+            context.ledger_key,
+            context.origin,
+            actor=actor,
+            keeper=context.keeper,
+            retired_keys=list(context.retired_keys.get("ledger", {}).values()),
         )
 
     def _verifier_for(self, public_key: Ed25519PublicKey | NoteVerifier | None) -> NoteVerifier:
@@ -286,14 +316,22 @@ def _stored_inclusion_proof(repo: LedgerRepository, index: int, size: int) -> li
     return merkle.inclusion_proof(index, size, reader)
 
 
-def _check_events(repo: LedgerRepository, size: int, problems: _Problems) -> list[bytes]:
-    """Recompute every leaf from the stored fields; returns the recomputed leaf hashes."""
+def _check_events(
+    repo: LedgerRepository, size: int, keeper: LedgerKeeper, problems: _Problems
+) -> tuple[list[bytes], tuple[int, str] | None]:
+    """Recompute every leaf from the stored fields and check every seal; returns the
+    recomputed leaf hashes and the (seq, details) of the `ledger.baseline` trust starts at."""
     leaves: list[bytes] = []
     append = leaves.append
     sha256 = hashlib.sha256
     leaf_hash = merkle.leaf_hash
+    seal_ok = keeper.seal_ok
+    started = False
+    baseline: tuple[int, str] | None = None
+    provisional: list[str] = []
     for batch in repo.event_rows(0, size):
-        for seq, recorded_at, actor, action, subject, details, digest, stored_leaf in batch:
+        for row in batch:
+            seq, recorded_at, actor, action, subject, details, digest, stored_leaf, seal = row
             while len(leaves) < seq:
                 problems.add(f"event {len(leaves)} is missing")
                 append(_MISSING_LEAF)
@@ -306,8 +344,51 @@ def _check_events(repo: LedgerRepository, size: int, problems: _Problems) -> lis
                 leaf = _MISSING_LEAF
             if bytes(stored_leaf) != leaf:
                 problems.add(f"event {seq}: stored fields do not hash to its recorded leaf")
+            sealed = seal_ok(leaf, None if seal is None else bytes(seal))
+            if not started and sealed and (seq == 0 or action == BASELINE_ACTION):
+                started = True
+                if seq != 0:
+                    baseline = (seq, details)
+            elif started and not sealed:
+                problems.add(
+                    f"event {seq}: "
+                    + ("carries no seal" if seal is None else "its seal is not the ledger key's")
+                    + " (appended or edited without the ledger key)"
+                )
+            elif not started and seal is not None and not sealed:
+                # before a baseline: sealed by a rotated-out key (covered by the baseline's
+                # root), reported only if no baseline follows
+                provisional.append(f"event {seq}: its seal is not the ledger key's")
             append(leaf)
-    return leaves
+    if size and not started:
+        for problem in provisional:
+            problems.add(problem)
+        problems.add(
+            "neither the first event nor a ledger.baseline is sealed by the ledger key: the "
+            "ledger cannot be trusted"
+        )
+    return leaves, baseline
+
+
+def _check_baseline(
+    baseline: tuple[int, str], levels: list[list[bytes]], problems: _Problems
+) -> None:
+    """The `ledger.baseline` recorded the tree before it: its size is its seq and its root the
+    root of the events before it."""
+    import json
+
+    seq, details_json = baseline
+    try:
+        details = json.loads(details_json)
+        size, root_hex = int(details["size"]), str(details["root_hash"])
+    except (ValueError, KeyError, TypeError):
+        problems.add(f"event {seq}: the ledger baseline does not record a size and a root")
+        return
+    if size != seq or _root_at(levels, size).hex() != root_hex:
+        problems.add(
+            f"event {seq}: the events before the ledger baseline no longer hash to the root "
+            "it recorded"
+        )
 
 
 def _check_stored_nodes(
@@ -341,7 +422,7 @@ def _check_issued_checkpoints(
     repo: LedgerRepository,
     levels: list[list[bytes]],
     size: int,
-    verifier: NoteVerifier,
+    verifiers: Sequence[NoteVerifier],
     problems: _Problems,
 ) -> int:
     checked = 0
@@ -349,7 +430,7 @@ def _check_issued_checkpoints(
         checked += 1
         where = f"issued checkpoint #{stored.id} (size {stored.size})"
         try:
-            checkpoint = open_checkpoint(stored.note, verifier)
+            checkpoint = _open_with(stored.note, verifiers)
         except (NoteFormatError, SignatureMismatchError) as exc:
             problems.add(f"{where}: {exc}")
             continue
@@ -360,6 +441,55 @@ def _check_issued_checkpoints(
         elif _root_at(levels, checkpoint.size) != checkpoint.root_hash:
             problems.add(f"{where}: the events no longer hash to its signed root")
     return checked
+
+
+def _open_with(note: str | bytes, verifiers: Sequence[NoteVerifier]) -> Checkpoint:
+    """The checkpoint, signed by the first of `verifiers` (the current key, then retired ones);
+    the current key's error when none verifies."""
+    first: SignatureMismatchError | None = None
+    for verifier in verifiers:
+        try:
+            return open_checkpoint(note, verifier)
+        except SignatureMismatchError as exc:
+            first = first or exc
+    assert first is not None
+    raise first
+
+
+def _check_published(
+    blobs: BlobStore,
+    levels: list[list[bytes]],
+    size: int,
+    verifiers: Sequence[NoteVerifier],
+    problems: _Problems,
+) -> int:
+    """Every checkpoint published outside the database: the log must extend each one."""
+    try:
+        published = published_checkpoints(blobs)
+    except ModelwardError as exc:
+        problems.add(f"cannot read the published checkpoints: {exc}")
+        return 0
+    for _, name in published:
+        where = f"published checkpoint {CHECKPOINT_AREA}/{name}"
+        try:
+            checkpoint = _open_with(blobs.get_named(CHECKPOINT_AREA, name), verifiers)
+        except (NoteFormatError, SignatureMismatchError) as exc:
+            problems.add(f"{where}: {exc}")
+            continue
+        except ModelwardError as exc:
+            problems.add(f"{where}: cannot be read: {exc}")
+            continue
+        if checkpoint.size > size:
+            problems.add(
+                f"{where} has {checkpoint.size} events but the log has only {size}: events were "
+                "removed"
+            )
+        elif _root_at(levels, checkpoint.size) != checkpoint.root_hash:
+            problems.add(
+                f"{where} (size {checkpoint.size}): the log is not an extension of it (the "
+                "ledger was rewritten)"
+            )
+    return len(published)
 
 
 def _check_since(

@@ -50,9 +50,10 @@ from modelward.services.provenance import (
     training_run_in,
 )
 from modelward.services.registry import RegistryService, resolve_in
+from modelward.services.state_integrity import anchored_append
 from modelward.services.users import require
 from modelward.signing.keys import Verifier
-from modelward.storage.metadata.ledger_repository import LedgerRepository, format_time
+from modelward.storage.metadata.ledger_repository import format_time
 from modelward.storage.metadata.provenance_repository import ProvenanceRepository
 from modelward.storage.metadata.registry_repository import RegistryRepository, VersionRecord
 from modelward.storage.model_files import hash_model
@@ -130,7 +131,7 @@ class EvidenceService:
                 ProvenanceRepository(conn).dataset_version(name, number)
             manifest = record.manifest()
             now = format_time(utc_now())
-            self.registry.add_statement(
+            attestation_id = self.registry.add_statement(
                 repo,
                 record.id,
                 EVALUATION_KIND,
@@ -139,7 +140,8 @@ class EvidenceService:
                 evaluation.to_predicate(),
                 now,
             )
-            LedgerRepository(conn).append(
+            anchored_append(
+                conn,
                 self.actor,
                 "evaluation.attach",
                 record.uri,
@@ -152,6 +154,7 @@ class EvidenceService:
                     "metrics": dict(results.metrics),
                 },
                 utc_now(),
+                rows=[("attestations", str(attestation_id))],
             )
         return {
             "uri": record.uri,
@@ -245,7 +248,7 @@ class EvidenceService:
                 checker=self.actor,
                 provenance_digest=provenance[0].digest if provenance else None,
             )
-            self.registry.add_statement(
+            attestation_id = self.registry.add_statement(
                 repo,
                 record.id,
                 REPRODUCTION_KIND,
@@ -254,7 +257,8 @@ class EvidenceService:
                 reproduction.to_predicate(),
                 format_time(utc_now()),
             )
-            LedgerRepository(conn).append(
+            anchored_append(
+                conn,
                 self.actor,
                 "reproduction.check",
                 record.uri,
@@ -267,6 +271,7 @@ class EvidenceService:
                     "differences": result.describe()[:100],
                 },
                 utc_now(),
+                rows=[("attestations", str(attestation_id))],
             )
         return result
 

@@ -31,9 +31,10 @@ from modelward.services.gate_config import GateConfig, load_gate_config
 from modelward.services.gate_facts import gather_facts
 from modelward.services.registry import RegistryService, resolve_in
 from modelward.services.releases import new_release_id, release_view, write_release
+from modelward.services.state_integrity import anchored_append, check_current_policy
 from modelward.services.users import require
 from modelward.storage.metadata.gate_repository import GateRepository
-from modelward.storage.metadata.ledger_repository import LedgerRepository, format_time
+from modelward.storage.metadata.ledger_repository import format_time
 from modelward.storage.metadata.registry_repository import RegistryRepository
 
 MAX_ATTACHED_FILE = 16 * 1024 * 1024
@@ -108,15 +109,17 @@ class GateService:
         with self.ctx.database.transaction() as conn:
             require(conn, self.actor, Action.SET_POLICY, self.config.permissions)
             decoded = text.decode("utf-8")
-            GateRepository(conn).add_policy(
+            policy_id = GateRepository(conn).add_policy(
                 environment, policy.digest, decoded, format_time(now), self.actor
             )
-            LedgerRepository(conn).append(
+            anchored_append(
+                conn,
                 self.actor,
                 "policy.set",
                 f"policy:{environment}",
                 {"environment": environment, "digest": policy.digest, "rules": len(policy.rules)},
                 now,
+                rows=[("gate_policies", str(policy_id))],
             )
         return {"environment": environment, "digest": policy.digest, "rules": len(policy.rules)}
 
@@ -125,6 +128,7 @@ class GateService:
         with self.ctx.database.read() as conn:
             require(conn, self.actor, Action.VIEW)
             row = GateRepository(conn).current_policy(environment)
+            check_current_policy(conn, environment)  # a row that fails refuses: fail closed
         text, source = (row.text, "set") if row else (self._default_text(environment), "default")
         policy = policy_from_text(text, environment, self.engine)
         return {
@@ -159,10 +163,11 @@ class GateService:
             require(conn, self.actor, Action.APPROVE, self.config.permissions)
             record = resolve_in(RegistryRepository(conn), parse_uri(uri))
             check_approval(self.actor, record.created_by)
-            GateRepository(conn).add_approval(
+            approval_id = GateRepository(conn).add_approval(
                 record.id, environment, self.actor, comment, sign_off, format_time(now)
             )
-            LedgerRepository(conn).append(
+            anchored_append(
+                conn,
                 self.actor,
                 "approval.add",
                 record.uri,
@@ -175,6 +180,7 @@ class GateService:
                     "comment": comment,
                 },
                 now,
+                rows=[("gate_approvals", str(approval_id))],
             )
         return {
             "uri": record.uri,
@@ -259,7 +265,7 @@ class GateService:
             )
         with self.ctx.database.transaction() as conn:
             require(conn, self.actor, action, self.config.permissions)
-            GateRepository(conn).add_decision(
+            decision_id = GateRepository(conn).add_decision(
                 version_id=record.id,
                 environment=environment,
                 allowed=decision.allowed,
@@ -272,7 +278,8 @@ class GateService:
                 at=format_time(now),
                 by=self.actor,
             )
-            LedgerRepository(conn).append(
+            anchored_append(
+                conn,
                 self.actor,
                 "gate.override" if decision.overridden else "gate.decision",
                 record.uri,
@@ -288,6 +295,7 @@ class GateService:
                     "override": decision.override.to_dict() if decision.override else None,
                 },
                 now,
+                rows=[("gate_decisions", str(decision_id))],
             )
             if release is not None:
                 expected = seen if expected_release_id is _UNSET else expected_release_id

@@ -28,6 +28,7 @@ from modelward.errors import ModelwardError
 from modelward.policy.facts import Approval, CurrentVersion, DrillOutcome, Metric, build_facts
 from modelward.services.change import CHANGE_KIND
 from modelward.services.context import RegistryContext
+from modelward.services.state_integrity import latest_drill_problem, trusted_approvals
 from modelward.signing.keys import Verifier
 from modelward.signing.oms import SignatureBundle, verify_with_key
 from modelward.storage.metadata.gate_repository import GateRepository
@@ -87,6 +88,8 @@ def gather_facts(
         )
     drill_row = gate.latest_drill(record.model, path.environments[0])
     drill = None
+    if latest_drill_problem(conn, record.model, path.environments[0]) is not None:
+        drill_row = None  # a drill row that fails its ledger check is absent: fail closed
     if drill_row is not None:
         drill = DrillOutcome(
             passed=drill_row.passed,
@@ -117,7 +120,7 @@ def gather_facts(
         current=current_version,
         approvals=[
             Approval(a.reviewer, parse_timestamp(a.created_at, "approval time"), a.sign_off)
-            for a in gate.approvals(record.id, environment)
+            for a in trusted_approvals(conn, record.id, environment)
         ],
         rollback_drill=drill,
     )

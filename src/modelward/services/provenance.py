@@ -50,9 +50,9 @@ from modelward.services.datasets import (
     lineage_records,
     parse_dataset_uri,
 )
+from modelward.services.state_integrity import anchored_append
 from modelward.services.users import require
 from modelward.signing.keys import Signer, Verifier, load_private_key, load_public_key
-from modelward.storage.metadata.ledger_repository import LedgerRepository
 from modelward.storage.metadata.provenance_repository import ProvenanceRepository
 from modelward.storage.metadata.registry_repository import RegistryRepository, VersionRecord
 from modelward.storage.model_files import ModelFile, hash_files
@@ -151,13 +151,16 @@ class PushProvenance:
         envelope = parse_envelope(self.document)
         document = json.dumps(envelope.to_dict(), sort_keys=True)
         digest = hashlib.sha256(document.encode("utf-8")).hexdigest()
-        repo.add_attestation(version_id, PROVENANCE_KIND, document, digest, now, actor)
+        attestation_id = repo.add_attestation(
+            version_id, PROVENANCE_KIND, document, digest, now, actor
+        )
         base = self.run.base_model.reference if self.run.base_model else None
         ProvenanceRepository(conn).link_provenance(
             version_id, digest, base, self.signer_key, dataset_ids
         )
         record = repo.version_by_id(version_id)
-        LedgerRepository(conn).append(
+        anchored_append(
+            conn,
             actor,
             "provenance.attach",
             record.uri,
@@ -172,6 +175,7 @@ class PushProvenance:
                 "invocation_id": self.run.invocation_id,
             },
             utc_now(),
+            rows=[("attestations", str(attestation_id))],
         )
 
 

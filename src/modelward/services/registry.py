@@ -33,6 +33,8 @@ from modelward.errors import (
     ModelwardError,
     NotFoundError,
     PathError,
+    SignatureMismatchError,
+    StorageError,
     VerificationError,
 )
 from modelward.services.bundle_signing import relative_ignores, verify_bundle
@@ -45,6 +47,7 @@ from modelward.services.ingest import (
     scan_staged,
 )
 from modelward.services.settings import setting_in
+from modelward.services.state_integrity import anchored_append, check_alias
 from modelward.services.users import require
 from modelward.signing.keys import Verifier
 from modelward.signing.oms import (
@@ -174,7 +177,41 @@ class RegistryService:
             if change is not None:
                 previous = repo.version(name, number - 1).manifest() if number > 1 else None
                 change_fact = change(previous, manifest)
-            event = LedgerRepository(conn).append(
+            ledger = LedgerRepository(conn)
+            push_seq = ledger.size()  # this transaction holds the write lock: the event's seq
+            version_id = repo.insert_version(
+                model_id,
+                number,
+                manifest,
+                manifest_json,
+                description,
+                now,
+                self.actor,
+                push_seq,
+            )
+            attested = [self._attest(repo, version_id, REGISTRY_SIGNATURE, registry_bundle, now)]
+            if uploader is not None:
+                attested.append(self._attest(repo, version_id, UPLOADER_SIGNATURE, uploader, now))
+            if scan_report is not None:
+                attested.append(
+                    self.add_statement(
+                        repo, version_id, "scan", SCAN_PREDICATE_TYPE, manifest, scan_report, now
+                    )
+                )
+            if change_fact is not None:
+                attested.append(
+                    self.add_statement(
+                        repo,
+                        version_id,
+                        CHANGE_KIND,
+                        CHANGE_PREDICATE_TYPE,
+                        manifest,
+                        change_fact,
+                        now,
+                    )
+                )
+            event = anchored_append(
+                conn,
                 self.actor,
                 "version.push",
                 f"models:/{name}/{number}",
@@ -187,27 +224,10 @@ class RegistryService:
                     "uploader_key": uploader.public_key_hint if uploader else None,
                 },
                 utc_now(),
+                rows=[("attestations", str(att_id)) for att_id in attested],
             )
-            version_id = repo.insert_version(
-                model_id,
-                number,
-                manifest,
-                manifest_json,
-                description,
-                now,
-                self.actor,
-                event.seq,
-            )
-            self._attest(repo, version_id, REGISTRY_SIGNATURE, registry_bundle, now)
-            if uploader is not None:
-                self._attest(repo, version_id, UPLOADER_SIGNATURE, uploader, now)
-            self.add_statement(
-                repo, version_id, "scan", SCAN_PREDICATE_TYPE, manifest, scan_report, now
-            )
-            if change_fact is not None:
-                self.add_statement(
-                    repo, version_id, CHANGE_KIND, CHANGE_PREDICATE_TYPE, manifest, change_fact, now
-                )
+            if event.seq != push_seq:
+                raise StorageError("the ledger moved during a push; nothing was changed")
             if provenance is not None:
                 provenance.store(conn, repo, version_id, manifest, now, self.actor)
             record = repo.version_by_id(version_id)
@@ -220,9 +240,9 @@ class RegistryService:
         kind: str,
         bundle: SignatureBundle,
         now: str,
-    ) -> None:
+    ) -> int:
         document = json.dumps(bundle.to_dict(), sort_keys=True)
-        repo.add_attestation(version_id, kind, document, _sha256(document), now, self.actor)
+        return repo.add_attestation(version_id, kind, document, _sha256(document), now, self.actor)
 
     def add_statement(
         self,
@@ -233,8 +253,9 @@ class RegistryService:
         manifest: Manifest,
         predicate: dict[str, Any],
         now: str,
-    ) -> None:
-        """Store an in-toto statement about the version, DSSE-signed with the registry key."""
+    ) -> int:
+        """Store an in-toto statement about the version, DSSE-signed with the registry key;
+        returns the attestation's id (the caller's ledger event anchors it)."""
         statement = Statement(
             subjects=(Subject.of(manifest.model_name, sha256=manifest.root_digest),),
             predicate_type=predicate_type,
@@ -247,7 +268,7 @@ class RegistryService:
             keyid=self.ctx.signer.keyid,
         )
         document = json.dumps(envelope.to_dict(), sort_keys=True)
-        repo.add_attestation(version_id, kind, document, _sha256(document), now, self.actor)
+        return repo.add_attestation(version_id, kind, document, _sha256(document), now, self.actor)
 
     def record_refusal(self, name: str, reason: str, details: dict[str, Any]) -> None:
         """Write a refused push to the ledger (nothing else is stored)."""
@@ -304,7 +325,9 @@ class RegistryService:
             repo = RegistryRepository(conn)
             record = repo.version(name, number)
             model_id = repo.require_model_id(name)
-            LedgerRepository(conn).append(
+            repo.set_alias(model_id, alias, record.id, format_time(utc_now()), self.actor)
+            anchored_append(
+                conn,
                 self.actor,
                 "alias.set",
                 f"models:/{name}@{alias}",
@@ -315,8 +338,8 @@ class RegistryService:
                     "root_digest": record.root_digest,
                 },
                 utc_now(),
+                rows=[("aliases", f"{name}@{alias}")],
             )
-            repo.set_alias(model_id, alias, record.id, format_time(utc_now()), self.actor)
         return record
 
     def delete_alias(self, name: str, alias: str) -> None:
@@ -329,12 +352,14 @@ class RegistryService:
             model_id = repo.require_model_id(name)
             if not repo.delete_alias(model_id, alias):
                 raise NotFoundError(f"model {name!r} has no alias {alias!r}")
-            LedgerRepository(conn).append(
+            anchored_append(
+                conn,
                 self.actor,
                 "alias.delete",
                 f"models:/{name}@{alias}",
                 {"model": name, "alias": alias},
                 utc_now(),
+                removed=[("aliases", f"{name}@{alias}")],
             )
 
     # -- reading ----------------------------------------------------------------------------
@@ -433,9 +458,17 @@ class RegistryService:
         if not signatures:
             raise VerificationError(f"{record.uri}: the registry signature is missing")
         bundle = SignatureBundle.from_dict(json.loads(signatures[0].document))
-        signed = manifest_from_statement(
-            verify_with_key(bundle, Verifier(self.ctx.signer.public_key))
-        )
+        pinned, hint = self.ctx.registry_key_id, bundle.public_key_hint
+        key = self.ctx.signer.public_key
+        if hint is not None and hint != pinned:
+            retired = self.ctx.retired_keys.get("registry", {})
+            if hint not in retired:
+                raise SignatureMismatchError(
+                    f"{record.uri}: the registry signature is by key {hint}, not by the "
+                    f"registry's pinned key {pinned}"
+                )
+            key = retired[hint]  # signed before a `keys rotate`
+        signed = manifest_from_statement(verify_with_key(bundle, Verifier(key)))
         if signed.root_digest != record.root_digest or signed.digests() != manifest.digests():
             raise VerificationError(f"{record.uri}: the registry signature covers other files")
         return manifest
@@ -541,7 +574,9 @@ def resolve_in(repo: RegistryRepository, uri: ModelURI) -> VersionRecord:
         return matches[0]
     assert uri.name is not None
     if uri.alias is not None:
-        return repo.alias_target(uri.name, uri.alias)
+        target = repo.alias_target(uri.name, uri.alias)
+        check_alias(repo.connection, uri.name, uri.alias)  # a moved alias is refused
+        return target
     assert uri.version is not None
     return repo.version(uri.name, uri.version)
 

@@ -30,9 +30,10 @@ from modelward.core.roles import Action
 from modelward.errors import ConflictError, InputError, NotFoundError
 from modelward.services.context import RegistryContext, current_actor, utc_now
 from modelward.services.gate_config import GateConfig, load_gate_config
+from modelward.services.state_integrity import anchored_append, check_releases
 from modelward.services.users import require
 from modelward.storage.metadata.gate_repository import GateRepository
-from modelward.storage.metadata.ledger_repository import LedgerRepository, format_time
+from modelward.storage.metadata.ledger_repository import format_time
 from modelward.storage.metadata.registry_repository import RegistryRepository
 
 
@@ -69,6 +70,8 @@ def write_release(
     """Insert `release` and move the environment alias, if the environment did not move since
     the caller looked (its current release id is still `expected_current`)."""
     gate = GateRepository(conn)
+    # every release row of this model and environment must check out against the ledger
+    check_releases(conn, release.model, release.environment)
     current = gate.current_release(release.model, release.environment)
     current_id = current.release.release_id if current else None
     if current_id != expected_current:
@@ -81,7 +84,11 @@ def write_release(
     record = repo.version(release.model, release.version)
     model_id = repo.require_model_id(release.model)
     gate.add_release(release, record.id, kind)
-    LedgerRepository(conn).append(
+    repo.set_alias(
+        model_id, release.environment, record.id, format_time(release.created_at), release.actor
+    )
+    anchored_append(
+        conn,
         release.actor,
         "release.rollback" if kind == "rollback" else "release.create",
         f"models:/{release.model}@{release.environment}",
@@ -97,9 +104,10 @@ def write_release(
             "override": release.override.to_dict() if release.override else None,
         },
         release.created_at,
-    )
-    repo.set_alias(
-        model_id, release.environment, record.id, format_time(release.created_at), release.actor
+        rows=[
+            ("gate_releases", release.release_id),
+            ("aliases", f"{release.model}@{release.environment}"),
+        ],
     )
 
 
@@ -140,6 +148,7 @@ class ReleaseService:
         now: datetime,
     ) -> RollbackResult:
         RegistryRepository(conn).require_model_id(model)
+        check_releases(conn, model, environment)  # never roll back to a row that fails
         history = [row.release for row in GateRepository(conn).releases(model, environment)]
         if not history:
             raise NotFoundError(f"models:/{model} has no release in {environment} to roll back")
@@ -181,10 +190,11 @@ class ReleaseService:
                 release_id=back.replaced.release_id,
             )
             data = report.to_dict()
-            GateRepository(conn).add_drill(
+            drill_id = GateRepository(conn).add_drill(
                 model, environment, report.passed, data, format_time(now), self.actor
             )
-            LedgerRepository(conn).append(
+            anchored_append(
+                conn,
                 self.actor,
                 "drill.record",
                 f"models:/{model}@{environment}",
@@ -196,6 +206,7 @@ class ReleaseService:
                     "steps": [s.to_dict() for s in report.steps],
                 },
                 now,
+                rows=[("gate_drills", str(drill_id))],
             )
         return {
             **data,

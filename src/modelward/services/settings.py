@@ -29,8 +29,15 @@ from modelward.core.canonical import canonical_json
 from modelward.core.names import validate_name
 from modelward.core.release import DEFAULT_ENVIRONMENTS, EnvironmentPath
 from modelward.core.roles import Action, Role, parse_role
-from modelward.errors import InputError, ModelwardError, NotFoundError, PermissionDeniedError
+from modelward.errors import (
+    InputError,
+    ModelwardError,
+    NotFoundError,
+    PermissionDeniedError,
+    VerificationError,
+)
 from modelward.services.context import RegistryContext, current_actor, utc_now
+from modelward.services.state_integrity import trusted_setting, verify_current
 from modelward.services.users import require, role_of
 from modelward.storage.metadata.ledger_repository import LedgerRepository, format_time
 from modelward.storage.metadata.settings_repository import SettingRow, SettingsRepository
@@ -188,8 +195,14 @@ def view_in(conn: Connection, key: str) -> SettingView:
     spec = spec_of(key)
     row = SettingsRepository(conn).latest(key)
     if row is None:
+        try:
+            trusted_setting(conn, key)  # refuses when rows the ledger anchored were deleted
+        except VerificationError as exc:
+            return SettingView(key, spec.default, "untrusted", None, None, None, str(exc))
         return SettingView(key, spec.default, "default", None, None, None)
-    problem = row_anchor_problem(conn, row)
+    problem = row_anchor_problem(conn, row) or verify_current(
+        conn, SETTINGS_TABLE, str(row.id), f"setting:{key}"
+    )
     if problem is None:
         try:
             value = spec.validate(json.loads(row.value))

@@ -2,7 +2,9 @@
 
 `require` is the one authorisation check every service calls inside its unit of work: an actor
 the registry does not know is refused with a hint on how to add them, and a known actor whose
-role does not allow the action is refused naming the roles that would. The actor who ran
+role does not allow the action is refused naming the roles that would. The role is read only
+from a users row that checks out against its sealed ledger event (`state_integrity`); a row
+inserted or edited behind modelward's back is refused. The actor who ran
 `modelward init` is the first admin.
 """
 
@@ -19,8 +21,9 @@ from modelward.core.roles import parse_role as _parse_role
 from modelward.errors import InputError, PermissionDeniedError
 from modelward.services.context import RegistryContext, current_actor, utc_now
 from modelward.services.gate_config import load_gate_config
+from modelward.services.state_integrity import anchored_append, trusted_role
 from modelward.storage.metadata.gate_repository import GateRepository
-from modelward.storage.metadata.ledger_repository import LedgerRepository, format_time
+from modelward.storage.metadata.ledger_repository import format_time
 from modelward.storage.metadata.registry_repository import RegistryRepository
 
 
@@ -32,8 +35,14 @@ def unknown_actor_error(actor: str) -> PermissionDeniedError:
 
 
 def role_of(conn: Connection, actor: str) -> Role:
-    """The actor's role; PermissionDeniedError when the registry does not know them."""
-    role = RegistryRepository(conn).user_role(actor)
+    """The actor's role; PermissionDeniedError when the registry does not know them, or when
+    their users row fails its ledger check (it is then treated as absent: verify before trust)."""
+    role, problem = trusted_role(conn, actor)
+    if problem is not None:
+        raise PermissionDeniedError(
+            f"actor {actor!r} is refused: {problem}; the row is treated as absent "
+            "(`modelward audit verify` lists what changed)"
+        )
     if role is None:
         raise unknown_actor_error(actor)
     return _parse_role(role)
@@ -80,12 +89,14 @@ class UserService:
                 repo.add_user(name, role.value, format_time(now), self.actor)
             else:
                 GateRepository(conn).set_user_role(name, role.value)
-            LedgerRepository(conn).append(
+            anchored_append(
+                conn,
                 self.actor,
                 "user.add" if existing is None else "user.role",
                 f"user:{name}",
                 {"user": name, "role": role.value, "previous_role": existing},
                 now,
+                rows=[("users", name)],
             )
         return UserInfo(name, role.value)
 
@@ -95,7 +106,7 @@ class UserService:
 
     def whoami(self) -> dict[str, Any]:
         with self.ctx.database.read() as conn:
-            role = RegistryRepository(conn).user_role(self.actor)
+            role, _problem = trusted_role(conn, self.actor)
         permissions = load_gate_config(self.ctx).permissions
         may = sorted(a.value for a in Action if permissions.allows([role], a)) if role else []
         return {"actor": self.actor, "role": role, "known": role is not None, "may": may}

@@ -25,6 +25,7 @@ from modelward.services.context import open_registry
 from modelward.services.registry import RegistryService
 from modelward.services.registry_init import initialize_registry
 from modelward.services.settings import SettingsService
+from modelward.services.state_integrity import anchored_append
 from modelward.services.users import UserService
 from modelward.storage.metadata.registry_repository import RegistryRepository
 
@@ -120,7 +121,7 @@ def attach_evaluation(home: Path, uri_version: int, accuracy: float) -> None:
         with context.database.transaction() as conn:
             repo = RegistryRepository(conn)
             record = repo.version("llama", uri_version)
-            service.add_statement(
+            attestation_id = service.add_statement(
                 repo,
                 record.id,
                 "evaluation",
@@ -128,6 +129,15 @@ def attach_evaluation(home: Path, uri_version: int, accuracy: float) -> None:
                 record.manifest(),
                 evaluation.to_predicate(),
                 record.created_at,
+            )
+            anchored_append(
+                conn,
+                "alice",
+                "evaluation.attach",
+                record.uri,
+                {"model": "llama", "version": uri_version},
+                datetime.now(UTC),
+                rows=[("attestations", str(attestation_id))],
             )
     finally:
         context.close()

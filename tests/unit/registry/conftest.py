@@ -15,6 +15,7 @@ from modelward.services.audit import AuditReport, AuditService
 from modelward.services.context import RegistryContext, open_registry
 from modelward.services.registry import RegistryService, registry_state_checks
 from modelward.services.registry_init import initialize_registry
+from modelward.services.state_integrity import state_integrity_check
 from modelward.storage.metadata.ledger_repository import LedgerEvent
 
 ACTOR = "alice"
@@ -59,10 +60,12 @@ class Registry:
             conn.close()
 
     def audit(self) -> AuditService:
-        return AuditService(self.context.database, self.context.ledger_key, self.context.origin)
+        return AuditService.for_registry(self.context)
 
     def audit_verify(self, since: str | None = None) -> AuditReport:
-        return self.audit().verify(since, state_checks=[registry_state_checks])
+        return self.audit().verify(
+            since, state_checks=[registry_state_checks, state_integrity_check]
+        )
 
     def events(self) -> list[LedgerEvent]:
         return self.audit().log()

@@ -400,3 +400,16 @@ def test_staging_folders_are_removed_after_a_push_and_stale_ones_later(
     os.utime(stale, (day_ago, day_ago))
     registry.service.push(make_bundle(tmp_path / "bundle"), "llama")
     assert sorted(p.name for p in staging.iterdir()) == ["push-running.staging"]
+
+
+def test_a_deleted_setting_row_does_not_bring_back_an_older_value(registry: Registry) -> None:
+    service = SettingsService(registry.context)
+    service.set("gate.max_override", "1d")
+    service.set("gate.max_override", "2d")
+    registry.sql("DELETE FROM registry_settings WHERE id = (SELECT MAX(id) FROM registry_settings)")
+    view = service.get("gate.max_override")
+    assert view.source == "untrusted" and "is not the current one" in str(view.problem)
+    assert view.value == "7d"  # the default, not the older "1d"
+    registry.sql("DELETE FROM registry_settings")
+    view = service.get("gate.max_override")
+    assert view.source == "untrusted" and "deleted" in str(view.problem)

@@ -26,9 +26,11 @@ from modelward.errors import (
     SignatureMismatchError,
 )
 from modelward.services.audit import AuditReport, AuditService, verify_proof_file
+from modelward.services.ledger_keeper import LedgerKeeper
 from modelward.storage.metadata import schema
 from modelward.storage.metadata.database import Database
 from modelward.storage.metadata.ledger_repository import (
+    SEALER_INFO,
     LedgerEvent,
     LedgerRepository,
     NewEvent,
@@ -42,6 +44,26 @@ T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
 def _at(i: int) -> datetime:
     return T0 + timedelta(seconds=i)
+
+
+class SealOnly:
+    """Seals appended events with the ledger key, issuing no checkpoints of its own (these
+    tests issue them)."""
+
+    def __init__(self, key: Ed25519PrivateKey = KEY) -> None:
+        self._keeper = LedgerKeeper(key, ORIGIN)
+
+    def seal(self, leaf_hash: bytes) -> bytes:
+        return self._keeper.seal(leaf_hash)
+
+    def appended(self, repo: LedgerRepository, events: object) -> None:
+        pass
+
+
+def sealed(db: Database) -> Database:
+    """`db` with appended events sealed by KEY, as `open_registry` sets it up."""
+    db.connection_info[SEALER_INFO] = SealOnly()
+    return db
 
 
 def append_events(db: Database, count: int, start: int = 0, actor: str = "alice") -> None:
@@ -150,7 +172,8 @@ def scenario_consistent_rewrite_is_reported(db: Database) -> None:
     tamper(db, "UPDATE ledger_events SET actor = 'mallory', leaf_hash = :h WHERE seq = 6", h=leaf)
     report = audit.verify()
     assert not report.ok
-    assert not _has(report, "event 6")
+    assert not _has(report, "event 6: stored fields")
+    assert _has(report, "event 6: its seal is not the ledger key's")
     assert _has(report, "tree node (level 1, index 3) does not match events")
     assert _has(report, "the events no longer hash to its signed root")
 
@@ -247,7 +270,7 @@ def scenario_state_checks_and_inputs(db: Database) -> None:
 def _sqlite(path: Path) -> Database:
     db = Database(f"sqlite:///{path}")
     schema.metadata.create_all(db.engine)
-    return db
+    return sealed(db)
 
 
 @pytest.fixture

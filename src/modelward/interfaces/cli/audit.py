@@ -43,9 +43,7 @@ def _service() -> Any:
     from modelward.services.context import current_actor, open_registry
 
     context = open_registry()
-    service = AuditService(
-        context.database, context.ledger_key, context.origin, actor=current_actor()
-    )
+    service = AuditService.for_registry(context, actor=current_actor())
     return context, service
 
 
@@ -111,6 +109,7 @@ def _verify(args: argparse.Namespace) -> int:
     from modelward.errors import PathError
     from modelward.services.registry import registry_state_checks
     from modelward.services.settings import settings_state_checks
+    from modelward.services.state_integrity import state_integrity_check
 
     since = None
     if args.since:
@@ -120,7 +119,10 @@ def _verify(args: argparse.Namespace) -> int:
             raise PathError(f"{args.since}: cannot read the checkpoint: {exc}") from exc
     context, service = _service()
     try:
-        report = service.verify(since, state_checks=[registry_state_checks, settings_state_checks])
+        report = service.verify(
+            since,
+            state_checks=[registry_state_checks, settings_state_checks, state_integrity_check],
+        )
         blob_problems = _blob_problems(context)
     finally:
         context.close()

@@ -1,4 +1,5 @@
-"""`modelward keys generate`: create a signing key pair."""
+"""`modelward keys generate`: create a signing key pair; `modelward keys rotate`: replace the
+registry's signing key or its ledger key (a ledgered event signed by the old key)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,14 @@ def register(subparsers: Any) -> None:
     )
     add_json_flag(generate)
     generate.set_defaults(handler=_generate)
+    rotate = verbs.add_parser(
+        "rotate", help="replace the registry's signing key or its ledger key (admin)"
+    )
+    which = rotate.add_mutually_exclusive_group(required=True)
+    which.add_argument("--registry", action="store_true", help="the registry's signing key")
+    which.add_argument("--ledger", action="store_true", help="the ledger's key")
+    add_json_flag(rotate)
+    rotate.set_defaults(handler=_rotate)
 
 
 def read_passphrase(confirm: bool) -> bytes | None:
@@ -67,4 +76,20 @@ def _generate(args: argparse.Namespace) -> int:
         emit_json(data)
     else:
         emit(f"wrote {args.type} private key {out} and public key {pub}")
+    return 0
+
+
+def _rotate(args: argparse.Namespace) -> int:
+    from modelward.interfaces.cli._context import registry_context
+    from modelward.services.key_rotation import rotate_key
+
+    with registry_context() as context:
+        result = rotate_key(context, "registry" if args.registry else "ledger")
+    if args.json:
+        emit_json(result.to_dict())
+    else:
+        emit(
+            f"rotated the {result.which} key: {result.old_key_id} -> {result.new_key_id} "
+            f"(ledger event #{result.seq}; the old public key is kept in keys/retired/)"
+        )
     return 0

@@ -132,6 +132,8 @@ def _init(args: argparse.Namespace) -> int:
         "created": result.created,
         "admin": result.admin,
         "registry_key_id": result.registry_key_id,
+        "ledger_key_id": result.ledger_key_id,
+        "baseline_seq": result.baseline_seq,
     }
     if args.json:
         emit_json(data)
@@ -139,6 +141,11 @@ def _init(args: argparse.Namespace) -> int:
         emit(f"created a registry in {result.home} (admin: {result.admin})")
     else:
         emit(f"the registry in {result.home} exists; its schema is now up to date")
+        if result.baseline_seq is not None:
+            emit(
+                f"sealed the ledger: event #{result.baseline_seq} (ledger.baseline) anchors "
+                "every existing row; what came before it is trusted as it was at this upgrade"
+            )
     return 0
 
 

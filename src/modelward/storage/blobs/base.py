@@ -10,6 +10,10 @@
   `DigestMismatchError` naming the digest when the bytes do not match (a backend may vouch for a
   blob it verified earlier through a cache, as the filesystem store does unless it is strict).
 
+Besides blobs, a store keeps append-only *named records* in fixed areas (`checkpoints/`: the
+ledger's signed checkpoints, published outside the database): `put_named` writes a record only
+if no record of that name exists, and nothing ever overwrites or deletes one.
+
 Streaming readers can only know the bytes were right once they reach the end: a caller of
 `read_chunks` or `open` must consume everything before trusting any of it. `get_bytes` and
 `copy_to` do that for the caller.
@@ -49,6 +53,9 @@ MAX_CHUNK_SIZE = 8 * 1024 * 1024
 DEFAULT_CHUNK_SIZE = MIN_CHUNK_SIZE
 
 _HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
+NAMED_AREAS = frozenset({"checkpoints"})
+_RECORD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
+MAX_NAMED_RECORD = 1024 * 1024
 _NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
@@ -431,7 +438,39 @@ class BlobStore(ABC):
         """
         return self._remove(validate_digest(digest))
 
+    # -------------------------------------------------------------------- named records
+
+    def put_named(self, area: str, name: str, data: bytes) -> bool:
+        """Store `data` as record `name` in `area` unless a record of that name exists (it is
+        never overwritten); True when this call wrote it."""
+        _check_record(area, name)
+        if len(data) > MAX_NAMED_RECORD:
+            raise InputError(f"record {area}/{name} is larger than {MAX_NAMED_RECORD} bytes")
+        return self._put_named_if_absent(area, name, bytes(data))
+
+    def list_named(self, area: str) -> list[str]:
+        """The names of the records in `area`, sorted (names that break the rules are skipped)."""
+        _check_record(area, "x")
+        return sorted(n for n in self._list_named(area) if _RECORD_NAME.fullmatch(n))
+
+    def get_named(self, area: str, name: str) -> bytes:
+        """The record `name` of `area`; NotFoundError if there is none."""
+        _check_record(area, name)
+        return self._get_named(area, name)
+
     # ---------------------------------------------------------------------------------- hooks
+
+    def _put_named_if_absent(self, area: str, name: str, data: bytes) -> bool:
+        """Hook: write the record atomically unless it exists; True when written."""
+        raise StorageError(f"{type(self).__name__} keeps no named records")
+
+    def _list_named(self, area: str) -> Iterable[str]:
+        """Hook: the names of the records in `area`."""
+        raise StorageError(f"{type(self).__name__} keeps no named records")
+
+    def _get_named(self, area: str, name: str) -> bytes:
+        """Hook: a record's bytes; NotFoundError if absent."""
+        raise StorageError(f"{type(self).__name__} keeps no named records")
 
     def _modified_at(self, digest: str) -> float | None:
         """Hook: the blob's last store time; None when the backend cannot tell."""
@@ -480,6 +519,17 @@ class BlobStore(ABC):
 
     @abstractmethod
     def _remove(self, digest: str) -> bool: ...
+
+
+def _check_record(area: str, name: str) -> None:
+    if area not in NAMED_AREAS:
+        raise InputError(f"{area!r} is not a record area of a blob store")
+    if not isinstance(name, str) or not _RECORD_NAME.fullmatch(name):
+        raise InputError(f"{name!r} is not a valid record name")
+
+
+def record_not_found(area: str, name: str) -> NotFoundError:
+    return NotFoundError(f"no record {area}/{name} in the blob store")
 
 
 def not_found(digest: str) -> NotFoundError:

@@ -36,6 +36,7 @@ from modelward.storage.blobs.base import (
     RawBlob,
     fsync_directory,
     not_found,
+    record_not_found,
     remove_quietly,
     storage_error_from_os_error,
     write_all,
@@ -255,6 +256,46 @@ class FileBlobStore(BlobStore):
             raise StorageError(f"cannot remove blob sha256:{digest}: {exc}") from exc
         fsync_directory(path.parent)
         return True
+
+    # ------------------------------------------------------------------------ named records
+
+    def _put_named_if_absent(self, area: str, name: str, data: bytes) -> bool:
+        directory = self.root / area
+        final = directory / name
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            temp = directory / f".{uuid.uuid4().hex}{_TEMP_SUFFIX}"
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                write_all(fd, data)
+                os.fchmod(fd, 0o444)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            try:
+                os.link(temp, final)  # fails if the name exists: never overwrites
+                written = True
+            except FileExistsError:
+                written = False
+            finally:
+                remove_quietly(temp)
+            fsync_directory(directory)
+        except OSError as exc:
+            raise storage_error_from_os_error(exc, f"writing record {area}/{name}") from exc
+        return written
+
+    def _list_named(self, area: str) -> Iterable[str]:
+        for entry in _entries(self.root / area):
+            if not entry.name.startswith(".") and entry.is_file(follow_symlinks=False):
+                yield entry.name
+
+    def _get_named(self, area: str, name: str) -> bytes:
+        try:
+            return (self.root / area / name).read_bytes()
+        except FileNotFoundError as exc:
+            raise record_not_found(area, name) from exc
+        except OSError as exc:
+            raise storage_error_from_os_error(exc, f"reading record {area}/{name}") from exc
 
 
 def _write_chunk(fd: int, chunk: bytes) -> None:

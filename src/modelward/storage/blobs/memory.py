@@ -19,6 +19,7 @@ from modelward.storage.blobs.base import (
     IncompleteUpload,
     RawBlob,
     not_found,
+    record_not_found,
     validate_digest,
 )
 
@@ -42,6 +43,7 @@ class MemoryBlobStore(BlobStore):
         self._blobs: dict[str, bytes] = {}
         self._stored_at: dict[str, float] = {}
         self._temps: dict[str, tuple[bytes, float]] = {}
+        self._records: dict[tuple[str, str], bytes] = {}
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -115,3 +117,20 @@ class MemoryBlobStore(BlobStore):
     def _remove(self, digest: str) -> bool:
         with self._lock:
             return self._blobs.pop(digest, None) is not None
+
+    def _put_named_if_absent(self, area: str, name: str, data: bytes) -> bool:
+        with self._lock:
+            if (area, name) in self._records:
+                return False
+            self._records[(area, name)] = data
+            return True
+
+    def _list_named(self, area: str) -> Iterable[str]:
+        with self._lock:
+            return [n for a, n in self._records if a == area]
+
+    def _get_named(self, area: str, name: str) -> bytes:
+        with self._lock:
+            if (area, name) not in self._records:
+                raise record_not_found(area, name)
+            return self._records[(area, name)]

@@ -34,6 +34,7 @@ from modelward.storage.blobs.base import (
     IncompleteUpload,
     RawBlob,
     not_found,
+    record_not_found,
 )
 
 if TYPE_CHECKING:
@@ -389,3 +390,36 @@ class S3BlobStore(BlobStore):
                 raise self._failure(exc, f"removing blob sha256:{digest}") from exc
             raise
         return True
+
+    # ------------------------------------------------------------------------ named records
+
+    def _put_named_if_absent(self, area: str, name: str, data: bytes) -> bool:
+        try:
+            self._client.put_object(
+                Bucket=self.bucket, Key=self._key(f"{area}/{name}"), Body=data, IfNoneMatch="*"
+            )
+        except Exception as exc:
+            if _error_code(exc) in _ALREADY_EXISTS_CODES | _CONFLICT_CODES:
+                return False
+            if _is_boto_error(exc):
+                raise self._failure(exc, f"writing record {area}/{name}") from exc
+            raise
+        return True
+
+    def _list_named(self, area: str) -> Iterable[str]:
+        for item in self._list_keys(f"{area}/"):
+            parts = self._relative(item["Key"]).split("/")
+            if len(parts) == 2:
+                yield parts[1]
+
+    def _get_named(self, area: str, name: str) -> bytes:
+        try:
+            response = self._client.get_object(Bucket=self.bucket, Key=self._key(f"{area}/{name}"))
+            data: bytes = response["Body"].read()
+        except Exception as exc:
+            if _error_code(exc) in _NOT_FOUND_CODES:
+                raise record_not_found(area, name) from exc
+            if _is_boto_error(exc):
+                raise self._failure(exc, f"reading record {area}/{name}") from exc
+            raise
+        return data

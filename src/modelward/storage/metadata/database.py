@@ -5,6 +5,11 @@ SQLite runs in WAL mode with a busy timeout, and every write transaction starts 
 `BEGIN IMMEDIATE`, so writers are serialised by the database itself (never by a process lock).
 On PostgreSQL, writers that must be serialised (the ledger sequence, version numbers) take a
 transaction-scoped advisory lock through `serialize_writes()`. Does not know any table.
+
+`connection_info` is put into every connection's `info` (the ledger sealer travels that way to
+`LedgerRepository`), and callables a transaction appends to `conn.info[AFTER_COMMIT]` run once
+it has committed (publishing a checkpoint outside the database, say); they never run after a
+rollback, and their errors do not undo the commit.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from modelward.errors import DependencyError, StorageError
 # The advisory-lock key that serialises ledger appends and version allocation on PostgreSQL.
 WRITE_LOCK_KEY = 0x6D77_6C65  # "mwle"
 _BUSY_TIMEOUT_MS = 30_000
+AFTER_COMMIT = "modelward.after_commit"
 
 
 class Database:
@@ -33,6 +39,7 @@ class Database:
         self.url = url
         self.dialect = url.split(":", 1)[0].split("+", 1)[0]
         self.engine = _make_engine(url)
+        self.connection_info: dict[str, Any] = {}
 
     @property
     def is_sqlite(self) -> bool:
@@ -43,6 +50,7 @@ class Database:
         """A write transaction: commits on success, rolls back on any error."""
         try:
             with self.engine.connect() as conn:
+                self._prepare(conn)
                 if self.is_sqlite:
                     conn.exec_driver_sql("BEGIN IMMEDIATE")
                 else:
@@ -57,6 +65,9 @@ class Database:
                     conn.rollback()
                     raise
                 conn.commit()
+                callbacks = conn.info.pop(AFTER_COMMIT, [])
+            for callback in callbacks:
+                callback()
         except OperationalError as exc:
             raise StorageError(_describe(exc)) from exc
         except DBAPIError as exc:
@@ -67,12 +78,17 @@ class Database:
         """A read-only transaction (rolled back at the end)."""
         try:
             with self.engine.connect() as conn:
+                self._prepare(conn)
                 yield conn
                 conn.rollback()
         except OperationalError as exc:
             raise StorageError(_describe(exc)) from exc
         except DBAPIError as exc:
             raise StorageError(_describe(exc)) from exc
+
+    def _prepare(self, conn: Connection) -> None:
+        conn.info.pop(AFTER_COMMIT, None)
+        conn.info.update(self.connection_info)
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -43,6 +43,7 @@ class ApprovalRow:
     comment: str
     sign_off: bool
     created_at: str
+    id: int = 0
 
 
 @dataclass(frozen=True)
@@ -89,12 +90,13 @@ class GateRepository:
 
     # -- policies ---------------------------------------------------------------------------
 
-    def add_policy(self, environment: str, digest: str, text: str, at: str, by: str) -> None:
-        self._conn.execute(
+    def add_policy(self, environment: str, digest: str, text: str, at: str, by: str) -> int:
+        result = self._conn.execute(
             insert(gate_policies).values(
                 environment=environment, digest=digest, text=text, created_at=at, created_by=by
             )
         )
+        return _inserted_id(result.inserted_primary_key)
 
     def current_policy(self, environment: str) -> PolicyRow | None:
         row = self._conn.execute(
@@ -121,8 +123,8 @@ class GateRepository:
         comment: str,
         sign_off: bool,
         at: str,
-    ) -> None:
-        self._conn.execute(
+    ) -> int:
+        result = self._conn.execute(
             insert(gate_approvals).values(
                 version_id=version_id,
                 environment=environment,
@@ -132,6 +134,7 @@ class GateRepository:
                 created_at=at,
             )
         )
+        return _inserted_id(result.inserted_primary_key)
 
     def approvals(self, version_id: int, environment: str | None = None) -> list[ApprovalRow]:
         query = select(
@@ -141,11 +144,12 @@ class GateRepository:
             gate_approvals.c.comment,
             gate_approvals.c.sign_off,
             gate_approvals.c.created_at,
+            gate_approvals.c.id,
         ).where(gate_approvals.c.version_id == version_id)
         if environment is not None:
             query = query.where(gate_approvals.c.environment == environment)
         rows = self._conn.execute(query.order_by(gate_approvals.c.id))
-        return [ApprovalRow(v, e, r, c, bool(s), a) for v, e, r, c, s, a in rows]
+        return [ApprovalRow(v, e, r, c, bool(s), a, int(i)) for v, e, r, c, s, a, i in rows]
 
     # -- decisions --------------------------------------------------------------------------
 
@@ -274,8 +278,8 @@ class GateRepository:
 
     def add_drill(
         self, model: str, environment: str, passed: bool, report: dict[str, Any], at: str, by: str
-    ) -> None:
-        self._conn.execute(
+    ) -> int:
+        result = self._conn.execute(
             insert(gate_drills).values(
                 model=model,
                 environment=environment,
@@ -285,6 +289,7 @@ class GateRepository:
                 created_by=by,
             )
         )
+        return _inserted_id(result.inserted_primary_key)
 
     def latest_drill(self, model: str, environment: str) -> DrillRow | None:
         row = self._conn.execute(
@@ -303,3 +308,8 @@ class GateRepository:
         if row is None:
             return None
         return DrillRow(row[0], row[1], bool(row[2]), json.loads(row[3]), row[4], row[5])
+
+
+def _inserted_id(key: Any) -> int:
+    assert key is not None
+    return int(key[0])

@@ -5,6 +5,11 @@ for writes): the sequence number is the current size read inside that transactio
 Database serialises (SQLite `BEGIN IMMEDIATE`, PostgreSQL advisory lock), and the primary key on
 `seq` refuses a duplicate even if a caller forgot the lock. Nothing is cached between calls.
 
+Each appended event gets a *seal* (an HMAC of its leaf hash) from a `LedgerSealer` the caller
+hands in, or, by default, the one the `Database` put on the connection (`SEALER_INFO`); the
+sealer is also told after every append, so it can issue a checkpoint in the same transaction.
+This module holds no key: it stores what the sealer returns.
+
 Also defines `LedgerEvent` and the canonical leaf of an event. Does not sign, verify or commit.
 """
 
@@ -16,7 +21,7 @@ import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Select, and_, bindparam, func, insert, or_, select
 from sqlalchemy.engine import Connection
@@ -31,6 +36,7 @@ from modelward.storage.metadata.ledger_tables import (
 )
 
 LEAF_TYPE = "modelward.ledger.event/v1"
+SEALER_INFO = "modelward.ledger_sealer"
 DEFAULT_BATCH = 10_000
 _MAX_TEXT = 4096
 
@@ -75,6 +81,7 @@ class LedgerEvent:
     details_json: str
     details_digest: str
     leaf_hash: bytes
+    seal: bytes | None = None
 
     @property
     def details(self) -> dict[str, Any]:
@@ -96,6 +103,7 @@ class LedgerEvent:
             "details": self.details,
             "details_digest": self.details_digest,
             "leaf_hash": self.leaf_hash.hex(),
+            "seal": None if self.seal is None else self.seal.hex(),
         }
 
     @classmethod
@@ -110,6 +118,7 @@ class LedgerEvent:
                 details_json=canonical_json(data["details"]).decode("utf-8"),
                 details_digest=str(data["details_digest"]),
                 leaf_hash=bytes.fromhex(str(data["leaf_hash"])),
+                seal=None if data.get("seal") is None else bytes.fromhex(str(data["seal"])),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"not a ledger event record: {exc}") from exc
@@ -161,18 +170,35 @@ _EVENT_COLUMNS = (
     ledger_events.c.details,
     ledger_events.c.details_digest,
     ledger_events.c.leaf_hash,
+    ledger_events.c.seal,
 )
 
 
 def _event_from_row(row: Sequence[Any]) -> LedgerEvent:
-    return LedgerEvent(int(row[0]), row[1], row[2], row[3], row[4], row[5], row[6], bytes(row[7]))
+    seal = None if row[8] is None else bytes(row[8])
+    return LedgerEvent(
+        int(row[0]), row[1], row[2], row[3], row[4], row[5], row[6], bytes(row[7]), seal
+    )
+
+
+class LedgerSealer(Protocol):
+    """Seals events as they are appended and hears of every append (see the module docstring)."""
+
+    def seal(self, leaf_hash: bytes) -> bytes: ...
+
+    def appended(self, repo: LedgerRepository, events: Sequence[LedgerEvent]) -> None: ...
 
 
 class LedgerRepository:
     """The ledger's storage, bound to one connection (and so to one transaction)."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, sealer: LedgerSealer | None = None) -> None:
         self._conn = conn
+        self._sealer: LedgerSealer | None = sealer or conn.info.get(SEALER_INFO)
+
+    @property
+    def connection(self) -> Connection:
+        return self._conn
 
     # -- writing --------------------------------------------------------------------------
 
@@ -217,8 +243,9 @@ class LedgerRepository:
             )
             for level, idx, value in edge.append(leaf)[1:]:
                 node_rows.append({"level": level, "idx": idx, "hash": value})
+            seal = None if self._sealer is None else self._sealer.seal(leaf)
             event = LedgerEvent(
-                seq, recorded_at, actor, action, subject, details_json, digest, leaf
+                seq, recorded_at, actor, action, subject, details_json, digest, leaf, seal
             )
             events.append(event)
             event_rows.append(
@@ -231,12 +258,15 @@ class LedgerRepository:
                     "details": details_json,
                     "details_digest": digest,
                     "leaf_hash": leaf,
+                    "seal": seal,
                 }
             )
         if event_rows:
             self._conn.execute(insert(ledger_events), event_rows)
         if node_rows:
             self._conn.execute(insert(ledger_nodes), node_rows)
+        if events and self._sealer is not None:
+            self._sealer.appended(self, events)
         return events
 
     def _current_edge(self) -> merkle.CompactRange:
@@ -290,11 +320,20 @@ class LedgerRepository:
         for batch in self._event_batches(start, stop, batch_size):
             yield from (_event_from_row(row) for row in batch)
 
+    def subject_events(self, subject: str, after_seq: int = -1) -> list[LedgerEvent]:
+        """The events about `subject` with seq > `after_seq`, newest first (the subject index)."""
+        rows = self._conn.execute(
+            select(*_EVENT_COLUMNS)
+            .where(ledger_events.c.subject == subject, ledger_events.c.seq > after_seq)
+            .order_by(ledger_events.c.seq.desc())
+        )
+        return [_event_from_row(row) for row in rows]
+
     def event_rows(
         self, start: int = 0, stop: int | None = None, batch_size: int = DEFAULT_BATCH
     ) -> Iterator[Sequence[Sequence[Any]]]:
         """Raw event rows in batches: (seq, recorded_at, actor, action, subject, details,
-        details_digest, leaf_hash); for whole-log verification."""
+        details_digest, leaf_hash, seal); for whole-log verification."""
         return self._event_batches(start, stop, batch_size)
 
     def _event_batches(

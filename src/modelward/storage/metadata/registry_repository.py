@@ -87,11 +87,21 @@ class RegistryRepository:
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
 
+    @property
+    def connection(self) -> Connection:
+        return self._conn
+
     # -- registry facts and users -----------------------------------------------------------
 
     def info(self) -> dict[str, str]:
         rows = self._conn.execute(select(registry_info.c.key, registry_info.c.value))
         return {key: value for key, value in rows}
+
+    def replace_info(self, key: str, value: str) -> None:
+        """Set a registry fact, replacing its value if it has one (pinned key ids move on
+        `keys rotate`)."""
+        self._conn.execute(delete(registry_info).where(registry_info.c.key == key))
+        self.set_info(key, value)
 
     def set_info(self, key: str, value: str) -> None:
         self._conn.execute(insert(registry_info).values(key=key, value=value))
