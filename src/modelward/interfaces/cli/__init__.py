@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "users_cmds",
     "policy_cmds",
     "gate_cmds",
+    "facts_cmds",
     "releases_cmds",
     "datasets",
     "provenance",

@@ -1,4 +1,5 @@
-"""`modelward keys generate`: create a signing key pair."""
+"""`modelward keys generate`: create a signing key pair; `keys trust/untrust/trusted` (the
+registry's trusted uploader keys) live in `trust_cmds`."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ PASSPHRASE_ENV = "MODELWARD_KEY_PASSPHRASE"
 
 
 def register(subparsers: Any) -> None:
-    keys = subparsers.add_parser("keys", help="create signing keys")
+    keys = subparsers.add_parser("keys", help="create signing keys; trust uploader keys")
     verbs = keys.add_subparsers(dest="verb", metavar="VERB")
     verbs.required = True
     generate = verbs.add_parser("generate", help="write a private key and PATH.pub")
@@ -24,6 +25,10 @@ def register(subparsers: Any) -> None:
     )
     add_json_flag(generate)
     generate.set_defaults(handler=_generate)
+
+    from modelward.interfaces.cli.trust_cmds import register_key_trust
+
+    register_key_trust(verbs)
 
 
 def read_passphrase(confirm: bool) -> bytes | None:
