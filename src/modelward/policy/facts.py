@@ -125,8 +125,9 @@ def build_facts(
     count. `provenance_present` None means unknown; `provenance_missing` names the required
     provenance fields found missing, `provenance_required` the fields required. `datasets` is
     None when no verified provenance names the training data. `evidence_problems` lists the
-    stored evidence that failed verification and was treated as absent. Approvals are reduced to one per reviewer (the latest).
-    `change` is the dict from `modelward.core.change_class.ChangeReport.to_fact()`.
+    stored evidence that failed verification and was treated as absent. Approvals are reduced
+    to one per reviewer (the latest). `change` is the dict from
+    `modelward.core.change_class.ChangeReport.to_fact()`.
     """
     _check_text(environment, "environment")
     _check_text(model, "model")
@@ -210,9 +211,14 @@ def _datasets(datasets: DatasetEligibility | None) -> dict[str, Any] | None:
     for uri in datasets.uris:
         _check_text(uri, "dataset URI")
     ineligible = {
-        uri: [str(r) for r in reasons] for uri, reasons in sorted((datasets.ineligible or {}).items())
+        uri: [str(r) for r in reasons]
+        for uri, reasons in sorted((datasets.ineligible or {}).items())
     }
-    return {"uris": sorted(set(datasets.uris)), "eligible": not ineligible, "ineligible": ineligible}
+    return {
+        "uris": sorted(set(datasets.uris)),
+        "eligible": not ineligible,
+        "ineligible": ineligible,
+    }
 
 
 def _evaluations(metrics: Mapping[str, Metric] | None) -> dict[str, Any] | None:

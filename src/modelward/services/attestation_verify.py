@@ -124,9 +124,12 @@ class CheckedAttestations:
         return found[-1] if found else None
 
     def result_of(self, record_id: int) -> VerifiedAttestation | AttestationProblem | None:
-        for item in [*self.verified, *self.problems]:
-            if item.record.id == record_id:
-                return item
+        for verified in self.verified:
+            if verified.record.id == record_id:
+                return verified
+        for problem in self.problems:
+            if problem.record.id == record_id:
+                return problem
         return None
 
 
@@ -153,7 +156,9 @@ class AttestationVerifier:
             return cls(registry_key, (), [f"trusted keys are not used: {exc}"])
         return cls(registry_key, keys)
 
-    def check(self, record: AttestationRecord, root_digest: str) -> VerifiedAttestation | AttestationProblem:
+    def check(
+        self, record: AttestationRecord, root_digest: str
+    ) -> VerifiedAttestation | AttestationProblem:
         try:
             return self._check(record, root_digest)
         except _Refused as exc:
@@ -195,7 +200,9 @@ class AttestationVerifier:
         subjects = [s.digest_for("sha256") for s in statement.subjects]
         if root_digest not in subjects:
             shown = ", ".join(f"sha256:{d}" for d in subjects if d) or "no sha256 digest"
-            raise _Refused(f"the statement is about {shown}, not this version (sha256:{root_digest})")
+            raise _Refused(
+                f"the statement is about {shown}, not this version (sha256:{root_digest})"
+            )
         return VerifiedAttestation(record, statement, envelope, signer.verifier.keyid, signer.name)
 
     def _check_oms(
@@ -212,7 +219,9 @@ class AttestationVerifier:
             if not candidates:
                 shown = f"key {hint[:16]}…" if hint else "an unnamed key"
                 if hint == self.registry.verifier.keyid:
-                    raise _Refused("signed with the registry's own key, which is not an uploader key")
+                    raise _Refused(
+                        "signed with the registry's own key, which is not an uploader key"
+                    )
                 raise _Refused(f"signed with {shown}, which is not trusted (modelward keys trust)")
         statement: Statement | None = None
         signer: NamedKey | None = None
@@ -231,7 +240,9 @@ class AttestationVerifier:
                 f"the signature covers sha256:{signed.root_digest}, not this version "
                 f"(sha256:{root_digest})"
             )
-        return VerifiedAttestation(record, statement, bundle.envelope, signer.verifier.keyid, signer.name)
+        return VerifiedAttestation(
+            record, statement, bundle.envelope, signer.verifier.keyid, signer.name
+        )
 
 
 def _dsse_signer(envelope: Envelope, keys: Sequence[NamedKey]) -> NamedKey | None:

@@ -32,6 +32,7 @@ from modelward.errors import (
     NotFoundError,
     PathError,
 )
+from modelward.policy.facts import DatasetEligibility
 from modelward.provenance._attestations import parse_envelope
 from modelward.provenance.lineage import LineageNode, VersionLineage, upstream
 from modelward.provenance.run_capture import track_run
@@ -44,7 +45,6 @@ from modelward.provenance.slsa import (
     training_run_of,
     verify_provenance,
 )
-from modelward.policy.facts import DatasetEligibility
 from modelward.services.attestation_verify import AttestationVerifier, CheckedAttestations
 from modelward.services.context import RegistryContext, current_actor, utc_now
 from modelward.services.datasets import (

@@ -80,9 +80,7 @@ def verified_setting(conn: Connection, key: str) -> SettingRecord | None:
             f"setting {key!r}: its ledger event #{record.ledger_seq} is missing"
         ) from exc
     expected = setting_anchor(record)
-    anchored = [
-        a for a in anchors_in(event.details) if a.table == SETTINGS_TABLE and a.key == key
-    ]
+    anchored = [a for a in anchors_in(event.details) if a.table == SETTINGS_TABLE and a.key == key]
     if event.subject != setting_subject(key) or not anchored:
         raise VerificationError(
             f"setting {key!r}: ledger event #{record.ledger_seq} does not anchor it"
@@ -116,7 +114,9 @@ class SettingsService:
         """Every current setting (or those of `keys`), each verified."""
         with self.ctx.database.read() as conn:
             role_of(conn, self.actor)
-            names = sorted(keys) if keys is not None else sorted(SettingsRepository(conn).all_latest())
+            names = (
+                sorted(keys) if keys is not None else sorted(SettingsRepository(conn).all_latest())
+            )
             found = {}
             for key in names:
                 record = verified_setting(conn, key)

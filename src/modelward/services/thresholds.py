@@ -178,8 +178,12 @@ class ThresholdService:
             metrics = change(current)
             value = {"metrics": {k: metrics[k].to_dict() for k in sorted(metrics)}}
             record = set_in(
-                conn, self.actor, THRESHOLDS_PREFIX + suite, value,
-                now_text=format_time(now), now=now,
+                conn,
+                self.actor,
+                THRESHOLDS_PREFIX + suite,
+                value,
+                now_text=format_time(now),
+                now=now,
             )
         return SuiteThresholds(suite, metrics, record.created_at, record.created_by)
 

@@ -105,7 +105,9 @@ class TrustedKeyService:
                 trusted_by=self.actor,
             )
             value = {"keys": [k.to_dict() for k in [*keys, added]]}
-            set_in(conn, self.actor, TRUSTED_KEYS_SETTING, value, now_text=format_time(now), now=now)
+            set_in(
+                conn, self.actor, TRUSTED_KEYS_SETTING, value, now_text=format_time(now), now=now
+            )
         return added
 
     def untrust(self, key_id_or_name: str) -> TrustedKey:
@@ -124,7 +126,9 @@ class TrustedKeyService:
                 raise InputError(f"{key_id_or_name!r} matches several trusted keys; give more")
             removed = matches[0]
             value = {"keys": [k.to_dict() for k in keys if k.key_id != removed.key_id]}
-            set_in(conn, self.actor, TRUSTED_KEYS_SETTING, value, now_text=format_time(now), now=now)
+            set_in(
+                conn, self.actor, TRUSTED_KEYS_SETTING, value, now_text=format_time(now), now=now
+            )
         return removed
 
     def list(self) -> list[TrustedKey]:

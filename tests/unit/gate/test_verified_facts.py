@@ -51,7 +51,6 @@ from modelward.services.trusted_keys import TrustedKeyService
 from modelward.services.users import UserService
 from modelward.signing.keys import Signer, Verifier, generate_private_key, public_key_pem
 from modelward.storage.metadata.ledger_repository import LedgerRepository
-from modelward.storage.metadata.registry_repository import RegistryRepository
 from modelward.storage.model_files import list_model_files
 
 ADMIN = "alice"
@@ -163,9 +162,13 @@ def test_forged_scan_attestations_are_reported_and_ignored(reg: Reg, tmp_path: P
         # signed by a key that is not the registry's
         Envelope.sign(IN_TOTO_PAYLOAD_TYPE, payload, mallory.sign, mallory.keyid),
         # a garbage signature claiming the registry's key id
-        Envelope(IN_TOTO_PAYLOAD_TYPE, payload, Envelope.sign(
-            IN_TOTO_PAYLOAD_TYPE, payload, mallory.sign, reg.ctx.signer.keyid
-        ).signatures),
+        Envelope(
+            IN_TOTO_PAYLOAD_TYPE,
+            payload,
+            Envelope.sign(
+                IN_TOTO_PAYLOAD_TYPE, payload, mallory.sign, reg.ctx.signer.keyid
+            ).signatures,
+        ),
         # genuinely signed by the registry, but about other bytes
         Envelope.sign(
             IN_TOTO_PAYLOAD_TYPE,
@@ -225,7 +228,9 @@ def test_show_attestations_out_exports_only_verified_envelopes(reg: Reg, tmp_pat
     record = RegistryService(reg.ctx, actor=ADMIN).resolve(uri)
     mallory = Signer(generate_private_key("ed25519"))
     payload = _statement_about(record.root_digest, SCAN_PREDICATE_TYPE, CLEAN_SCAN)
-    _insert_attestation(reg, uri, "scan", Envelope.sign(IN_TOTO_PAYLOAD_TYPE, payload, mallory.sign))
+    _insert_attestation(
+        reg, uri, "scan", Envelope.sign(IN_TOTO_PAYLOAD_TYPE, payload, mallory.sign)
+    )
     out = tmp_path / "out"
     result = AttestationExportService(reg.ctx, actor="rita").export(uri, out)
     assert [w["kind"] for w in result.written] == ["registry-signature"]
@@ -417,7 +422,11 @@ def _dataset(reg: Reg, tmp_path: Path) -> DatasetUse:
     folder.mkdir()
     (folder / "train.jsonl").write_text('{"text": "a"}\n')
     added = DatasetService(reg.ctx, actor="bob").add(
-        folder, name="chats", license_id="CC-BY-4.0", source="https://example.org", consent="granted"
+        folder,
+        name="chats",
+        license_id="CC-BY-4.0",
+        source="https://example.org",
+        consent="granted",
     )
     return DatasetUse(added.record.uri, added.record.manifest_digest)
 

@@ -39,10 +39,8 @@ def render_facts(facts: dict[str, Any]) -> None:
     emit(f"  deployed in: {', '.join(candidate['deployed_in']) or '-'}")
     signatures = facts["signatures"] or {}
     trusted = ", ".join(k[:16] + "…" for k in signatures.get("key_ids", [])) or "none"
-    emit(
-        f"  signatures: registry {'verified' if signatures.get('registry_signed') else 'NOT verified'}"
-        f"; trusted keys: {trusted}"
-    )
+    registry = "verified" if signatures.get("registry_signed") else "NOT verified"
+    emit(f"  signatures: registry {registry}; trusted keys: {trusted}")
     for item in signatures.get("unverified", []):
         emit(f"    not counted: {item}")
     scan = facts["scan"]
@@ -74,6 +72,9 @@ def render_facts(facts: dict[str, Any]) -> None:
             emit(f"  metric {name} = {metric['value']:g} ({metric['suite'] or '-'}; {bar})")
     emit(f"  approvals: {', '.join(a['reviewer'] for a in facts['approvals']) or 'none'}")
     drill = facts["rollback_drill"]
-    emit(f"  rollback drill: {('passed' if drill['passed'] else 'FAILED') + ' at ' + drill['at'] if drill else 'none'}")
+    if drill is None:
+        emit("  rollback drill: none")
+    else:
+        emit(f"  rollback drill: {'passed' if drill['passed'] else 'FAILED'} at {drill['at']}")
     for problem in facts.get("evidence_problems", []):
         emit(f"  evidence not used: {problem}")

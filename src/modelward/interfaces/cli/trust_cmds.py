@@ -147,7 +147,11 @@ def _thresholds_set(args: argparse.Namespace) -> int:
             raise InputError("give --metric NAME with --min X, --max X or --direction, or --file")
         with registry_context() as context:
             result = ThresholdService(context).set_metric(
-                args.suite, args.metric, minimum=args.min, maximum=args.max, direction=args.direction
+                args.suite,
+                args.metric,
+                minimum=args.min,
+                maximum=args.max,
+                direction=args.direction,
             )
     _render_thresholds(args, [result.to_dict()])
     return 0

@@ -78,7 +78,9 @@ _COLUMNS = (
 
 def _record(row: Any) -> SettingRecord:
     seq = row[5]
-    return SettingRecord(int(row[0]), row[1], row[2], row[3], row[4], None if seq is None else int(seq))
+    return SettingRecord(
+        int(row[0]), row[1], row[2], row[3], row[4], None if seq is None else int(seq)
+    )
 
 
 class SettingsRepository:
