@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -274,3 +274,26 @@ def verified_attestations_in(
     verifier = AttestationVerifier.for_registry(conn, registry_key)
     records = RegistryRepository(conn).attestations(version_id)
     return verifier, verifier.check_all(records, root_digest)
+
+
+def attestation_state_check(registry_key: Verifier) -> Callable[[Connection], list[str]]:
+    """An `audit verify` state check: every stored attestation of every version must verify.
+    An uploader signature by a key nobody trusted is not tampering and is not reported."""
+
+    def check(conn: Connection) -> list[str]:
+        from modelward.storage.metadata.registry_repository import RegistryRepository
+
+        repo = RegistryRepository(conn)
+        verifier = AttestationVerifier.for_registry(conn, registry_key)
+        problems = list(verifier.setting_problems)
+        for version in repo.all_versions():
+            checked = verifier.check_all(repo.attestations(version.id), version.root_digest)
+            for problem in checked.problems:
+                if problem.kind == UPLOADER_SIGNATURE and problem.reason.endswith(
+                    "(modelward keys trust)"
+                ):
+                    continue
+                problems.append(f"{version.uri}: {problem.describe()}")
+        return problems
+
+    return check

@@ -90,6 +90,10 @@ def test_forged_scan_attestations_do_not_turn_deny_into_allow(
     assert len(exported["skipped"]) == 3
     assert sorted(p.name for p in out.iterdir()) == [exported["written"][0]["file"]]
 
+    audit = reg.run("audit", "verify")
+    assert audit.returncode == 1, audit.stdout
+    assert "attestation" in audit.stdout and "does not verify with the registry key" in audit.stdout
+
     # the control: what the registry key really signed about these bytes is used
     _insert(
         reg,

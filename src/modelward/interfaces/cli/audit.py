@@ -116,7 +116,11 @@ def _verify(args: argparse.Namespace) -> int:
             raise PathError(f"{args.since}: cannot read the checkpoint: {exc}") from exc
     context, service = _service()
     try:
-        report = service.verify(since, state_checks=[registry_state_checks])
+        from modelward.services.attestation_verify import attestation_state_check
+        from modelward.signing.keys import Verifier
+
+        attestations = attestation_state_check(Verifier(context.signer.public_key))
+        report = service.verify(since, state_checks=[registry_state_checks, attestations])
         blob_problems = _blob_problems(context)
     finally:
         context.close()
