@@ -106,8 +106,8 @@ def gather_facts(
             release_id=drill_row.report.get("release_id"),
         )
     provenance = provenance_facts_in(conn, record, verifier, checked=checked)
-    provenance_att = checked.latest(PROVENANCE_KIND)
-    used(provenance_att)
+    for provenance_att in checked.of_kind(PROVENANCE_KIND)[:1]:  # the one the facts came from
+        used(provenance_att)
     facts = build_facts(
         time=now,
         environment=environment,
