@@ -296,7 +296,7 @@ class DatasetService:
                 ],
             }
 
-    def _verified_lineage(self, conn: Connection) -> list[VersionLineage]:
+    def _verified_lineage(self, conn: Connection) -> Sequence[VersionLineage]:
         """Versions with the datasets their verified provenance names (see `provenance`)."""
         from modelward.services.attestation_verify import AttestationVerifier
         from modelward.services.provenance import verified_lineage_records
