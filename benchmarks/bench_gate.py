@@ -22,7 +22,14 @@ from typing import Any
 from modelward.core.change_class import classify_change
 from modelward.core.policy import evaluate
 from modelward.policy.cel_engine import CelEngine
-from modelward.policy.facts import Approval, CurrentVersion, DrillOutcome, Metric, build_facts
+from modelward.policy.facts import (
+    Approval,
+    CurrentVersion,
+    DatasetEligibility,
+    DrillOutcome,
+    Metric,
+    build_facts,
+)
 from modelward.policy.loader import load_default_policy
 
 TARGET_PER_SECOND = 2000.0
@@ -57,10 +64,12 @@ def realistic_facts(risk_tier: str, drill_age_days: int) -> dict[str, Any]:
         risk_tier=risk_tier,
         change=change,
         verified_key_ids=("release-key-1",),
+        registry_signed=True,
         scan_verdict="clean",
         scan_findings=0,
         scanned_at=NOW - timedelta(days=3),
         provenance_present=True,
+        datasets=DatasetEligibility(("datasets:/support-chats/3",), {}),
         metrics={name: Metric(v, t, hib) for name, (v, t, hib) in METRICS.items()},
         current=CurrentVersion(
             model="support-assistant",
@@ -125,12 +134,15 @@ def bench_promote(count: int) -> None:
     import tempfile
     from pathlib import Path
 
+    from modelward.services.bundle_signing import sign_bundle
     from modelward.services.context import open_registry
     from modelward.services.gate import GateService
     from modelward.services.ingest import scan_for_push
     from modelward.services.registry import RegistryService
     from modelward.services.registry_init import initialize_registry
+    from modelward.services.trusted_keys import TrustedKeyService
     from modelward.services.users import UserService
+    from modelward.signing.keys import Signer, Verifier, generate_private_key, public_key_pem
 
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "home"
@@ -140,6 +152,9 @@ def bench_promote(count: int) -> None:
         initialize_registry(home)
         context = open_registry(home)
         UserService(context, "admin").add("trainer", "trainer")
+        uploader = Signer(generate_private_key("ecdsa-p256"))
+        TrustedKeyService(context, "admin").trust(public_key_pem(uploader.public_key), "bench")
+        signature = Path(tmp) / "bundle.sig"
         bundle = Path(tmp) / "bundle"
         bundle.mkdir()
         header = b'{"w":{"dtype":"U8","shape":[4],"data_offsets":[0,4]}}'
@@ -148,8 +163,13 @@ def bench_promote(count: int) -> None:
             (bundle / "model.safetensors").write_bytes(
                 struct.pack("<Q", len(header)) + header + i.to_bytes(4, "big")
             )
+            sign_bundle(bundle, uploader, signature_path=signature)
             pushed = RegistryService(context, "trainer").push(
-                bundle, "bench", scanner=lambda path, files: scan_for_push(path, files)
+                bundle,
+                "bench",
+                scanner=lambda path, files: scan_for_push(path, files),
+                signature_path=signature,
+                public_key=Verifier(uploader.public_key),
             )
             uris.append(pushed.version.uri)
         gate = GateService(context, "admin")

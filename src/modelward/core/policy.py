@@ -448,8 +448,41 @@ def _evaluate_rule(
         passed = _run(rule.expression, "expression", facts, engine, bound)
     except _RuleFailure as failure:
         return RuleResult(rule.id, False, rule.severity, rule.message, failure.detail)
-    detail = "" if passed else "expression is false"
+    detail = "" if passed else _false_detail(rule.expression, facts)
     return RuleResult(rule.id, passed, rule.severity, rule.message, detail)
+
+
+_MAX_SHOWN = 400
+
+
+def _false_detail(expression: str, facts: Mapping[str, Any]) -> str:
+    """'expression is false', plus the plain values (scalars, short lists of scalars) the
+    expression read, so a deny says which fact made it fail (e.g. which fields are missing)."""
+    shown = []
+    for path, value in _present_paths(expression, facts):
+        if isinstance(value, Mapping):
+            continue
+        if isinstance(value, (list, tuple)):
+            if len(value) > 20 or any(isinstance(v, (Mapping, list, tuple)) for v in value):
+                continue
+            text = "[" + ", ".join(_plain(v) for v in value) + "]"
+        else:
+            text = _plain(value)
+        shown.append(f"{'.'.join(path)} = {text}")
+    suffix = "; facts read: " + ", ".join(shown) if shown else ""
+    if len(suffix) > _MAX_SHOWN:
+        suffix = suffix[: _MAX_SHOWN - 1] + "…"
+    return "expression is false" + suffix
+
+
+def _plain(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return str(_quote(value))
+    return repr(value)
 
 
 def _run(

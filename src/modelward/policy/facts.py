@@ -25,21 +25,42 @@ SCAN_VERDICTS = ("clean", "unsafe", "malformed", "error")
 
 @dataclass(frozen=True)
 class Metric:
-    """One evaluation metric; `threshold` is the pass mark the evaluation suite declared."""
+    """One evaluation metric. `threshold` and `higher_is_better` are the pass mark and direction
+    a reviewer set for the suite (None / True when none was set); `declared_*` is what the
+    evaluation file itself claimed, shown for information and never used by the default rules."""
 
     value: float
     threshold: float | None = None
     higher_is_better: bool = True
+    suite: str | None = None
+    declared_threshold: float | None = None
+    declared_higher_is_better: bool | None = None
 
     def to_fact(self, name: str) -> dict[str, Any]:
         _check_number(self.value, f"metric {name!r} value")
         if self.threshold is not None:
             _check_number(self.threshold, f"metric {name!r} threshold")
+        if self.declared_threshold is not None:
+            _check_number(self.declared_threshold, f"metric {name!r} declared threshold")
         return {
             "value": self.value,
             "threshold": self.threshold,
             "higher_is_better": bool(self.higher_is_better),
+            "suite": self.suite,
+            "declared": {
+                "threshold": self.declared_threshold,
+                "higher_is_better": self.declared_higher_is_better,
+            },
         }
+
+
+@dataclass(frozen=True)
+class DatasetEligibility:
+    """The datasets a version's verified provenance names, and why any is not eligible today
+    (withdrawn consent, expired retention, ...)."""
+
+    uris: tuple[str, ...] = ()
+    ineligible: Mapping[str, Sequence[str]] | None = None
 
 
 @dataclass(frozen=True)
@@ -90,13 +111,23 @@ def build_facts(
     current: CurrentVersion | None = None,
     approvals: Sequence[Approval] = (),
     rollback_drill: DrillOutcome | None = None,
+    registry_signed: bool | None = None,
+    unverified_signatures: Sequence[str] = (),
+    provenance_required: Sequence[str] | None = None,
+    datasets: DatasetEligibility | None = None,
+    evidence_problems: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Assemble one candidate's facts. Unknowns become null; InputError on malformed input.
 
-    `verified_key_ids` lists the keys whose signatures over `digest` the caller verified (None:
-    not checked). `provenance_present` None means unknown; `provenance_missing` names the
-    provenance fields found missing. Approvals are reduced to one per reviewer (the latest).
-    `change` is the dict from `modelward.core.change_class.ChangeReport.to_fact()`.
+    `verified_key_ids` lists the trusted keys (never the registry's own) whose signatures over
+    `digest` the caller verified (None: not checked); `registry_signed` says whether the
+    registry's own signature verified; `unverified_signatures` describes signatures that did not
+    count. `provenance_present` None means unknown; `provenance_missing` names the required
+    provenance fields found missing, `provenance_required` the fields required. `datasets` is
+    None when no verified provenance names the training data. `evidence_problems` lists the
+    stored evidence that failed verification and was treated as absent. Approvals are reduced
+    to one per reviewer (the latest). `change` is the dict from
+    `modelward.core.change_class.ChangeReport.to_fact()`.
     """
     _check_text(environment, "environment")
     _check_text(model, "model")
@@ -122,23 +153,32 @@ def build_facts(
         },
         "risk_tier": risk_tier,
         "change": dict(change) if change is not None else None,
-        "signatures": _signatures(verified_key_ids),
+        "signatures": _signatures(verified_key_ids, registry_signed, unverified_signatures),
         "scan": _scan(scan_verdict, scan_findings, scanned_at),
-        "provenance": _provenance(provenance_present, provenance_missing),
+        "provenance": _provenance(provenance_present, provenance_missing, provenance_required),
+        "datasets": _datasets(datasets),
         "evaluations": _evaluations(metrics),
         "current": _current(current),
         "approvals": _approvals(approvals),
         "rollback_drill": _drill(rollback_drill),
+        "evidence_problems": [str(p) for p in evidence_problems],
     }
 
 
-def _signatures(key_ids: Sequence[str] | None) -> dict[str, Any] | None:
+def _signatures(
+    key_ids: Sequence[str] | None, registry_signed: bool | None, unverified: Sequence[str]
+) -> dict[str, Any] | None:
     if key_ids is None:
         return None
     for key_id in key_ids:
         _check_text(key_id, "signature key id")
     ids = sorted(set(key_ids))
-    return {"verified": bool(ids), "key_ids": ids}
+    return {
+        "verified": bool(ids),
+        "key_ids": ids,
+        "registry_signed": registry_signed,
+        "unverified": [str(u) for u in unverified],
+    }
 
 
 def _scan(verdict: str | None, findings: int | None, at: datetime | None) -> dict[str, Any] | None:
@@ -151,11 +191,34 @@ def _scan(verdict: str | None, findings: int | None, at: datetime | None) -> dic
     }
 
 
-def _provenance(present: bool | None, missing: Sequence[str]) -> dict[str, Any] | None:
+def _provenance(
+    present: bool | None, missing: Sequence[str], required: Sequence[str] | None
+) -> dict[str, Any] | None:
     if present is None:
         return None
     gaps = sorted(set(missing)) if present else ["provenance"]
-    return {"present": present, "complete": present and not gaps, "missing": gaps}
+    return {
+        "present": present,
+        "complete": present and not gaps,
+        "missing": gaps,
+        "required": sorted(set(required)) if required is not None else None,
+    }
+
+
+def _datasets(datasets: DatasetEligibility | None) -> dict[str, Any] | None:
+    if datasets is None:
+        return None
+    for uri in datasets.uris:
+        _check_text(uri, "dataset URI")
+    ineligible = {
+        uri: [str(r) for r in reasons]
+        for uri, reasons in sorted((datasets.ineligible or {}).items())
+    }
+    return {
+        "uris": sorted(set(datasets.uris)),
+        "eligible": not ineligible,
+        "ineligible": ineligible,
+    }
 
 
 def _evaluations(metrics: Mapping[str, Metric] | None) -> dict[str, Any] | None:
@@ -163,7 +226,10 @@ def _evaluations(metrics: Mapping[str, Metric] | None) -> dict[str, Any] | None:
         return None
     for name in metrics:
         _check_text(name, "metric name")
-    return {"metrics": {name: metrics[name].to_fact(name) for name in sorted(metrics)}}
+    return {
+        "metrics": {name: metrics[name].to_fact(name) for name in sorted(metrics)},
+        "unthresholded": sorted(name for name in metrics if metrics[name].threshold is None),
+    }
 
 
 def _current(current: CurrentVersion | None) -> dict[str, Any] | None:
@@ -238,9 +304,18 @@ _METRICS = {
                     "value": {"type": "number"},
                     "threshold": {"type": ["number", "null"]},
                     "higher_is_better": {"type": "boolean"},
+                    "suite": {"type": ["string", "null"]},
+                    "declared": {
+                        "type": "object",
+                        "properties": {
+                            "threshold": {"type": ["number", "null"]},
+                            "higher_is_better": {"type": ["boolean", "null"]},
+                        },
+                    },
                 },
             },
-        }
+        },
+        "unthresholded": {"type": "array", "items": {"type": "string"}},
     },
 }
 
@@ -263,6 +338,8 @@ FACTS_SCHEMA: dict[str, Any] = {
         "current",
         "approvals",
         "rollback_drill",
+        "datasets",
+        "evidence_problems",
     ],
     "properties": {
         "schema_version": {"const": FACTS_SCHEMA_VERSION},
@@ -319,6 +396,8 @@ FACTS_SCHEMA: dict[str, Any] = {
                 "properties": {
                     "verified": {"type": "boolean"},
                     "key_ids": {"type": "array", "items": {"type": "string"}},
+                    "registry_signed": {"type": ["boolean", "null"]},
+                    "unverified": {"type": "array", "items": {"type": "string"}},
                 },
             }
         ),
@@ -341,9 +420,25 @@ FACTS_SCHEMA: dict[str, Any] = {
                     "present": {"type": "boolean"},
                     "complete": {"type": "boolean"},
                     "missing": {"type": "array", "items": {"type": "string"}},
+                    "required": {"type": ["array", "null"], "items": {"type": "string"}},
                 },
             }
         ),
+        "datasets": _nullable(
+            {
+                "type": "object",
+                "required": ["uris", "eligible", "ineligible"],
+                "properties": {
+                    "uris": {"type": "array", "items": {"type": "string"}},
+                    "eligible": {"type": "boolean"},
+                    "ineligible": {
+                        "type": "object",
+                        "additionalProperties": {"type": "array", "items": {"type": "string"}},
+                    },
+                },
+            }
+        ),
+        "evidence_problems": {"type": "array", "items": {"type": "string"}},
         "evaluations": _nullable(_METRICS),
         "current": _nullable(
             {

@@ -87,7 +87,8 @@ def effective_manifest(repo: ProvenanceRepository, record: DatasetVersionRecord)
 
 
 def lineage_records(conn: Connection) -> list[VersionLineage]:
-    """Every model version with the datasets and base model its provenance names."""
+    """Every model version with the datasets and base model its provenance links name (rows,
+    not verified: readers use `services.provenance.verified_lineage_records`)."""
     registry = RegistryRepository(conn)
     links = ProvenanceRepository(conn).all_version_provenance()
     aliases: dict[tuple[str, int], list[str]] = {}
@@ -278,7 +279,7 @@ class DatasetService:
             record = repo.dataset_version(name, number)
             manifest = effective_manifest(repo, record)
             verdict = eligibility(manifest, today())
-            downstream = downstream_of_dataset(record.uri, lineage_records(conn))
+            downstream = downstream_of_dataset(record.uri, self._verified_lineage(conn))
             return {
                 **record.to_dict(),
                 "manifest": stored_manifest(record).to_dict(),
@@ -296,6 +297,15 @@ class DatasetService:
                     for v in downstream
                 ],
             }
+
+    def _verified_lineage(self, conn: Connection) -> Sequence[VersionLineage]:
+        """Versions with the datasets their verified provenance names (see `provenance`)."""
+        from modelward.services.attestation_verify import AttestationVerifier
+        from modelward.services.provenance import verified_lineage_records
+        from modelward.signing.keys import Verifier
+
+        verifier = AttestationVerifier.for_registry(conn, Verifier(self.ctx.signer.public_key))
+        return verified_lineage_records(conn, verifier)[0]
 
     def prove(self, ref: str, record: str) -> dict[str, Any]:
         """An inclusion proof of the record at FILE:LINE_OR_ROW (or LINE_OR_ROW when the version

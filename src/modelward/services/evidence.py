@@ -34,7 +34,6 @@ from modelward.provenance.evaluation import (
     compare,
     parse_results,
     validate_suite,
-    verify_evaluation,
 )
 from modelward.provenance.reproduce import (
     REPRODUCTION_V1,
@@ -42,6 +41,7 @@ from modelward.provenance.reproduce import (
     ReproductionResult,
     compare_file_digests,
 )
+from modelward.services.attestation_verify import AttestationVerifier, VerifiedAttestation
 from modelward.services.context import RegistryContext, current_actor, utc_now
 from modelward.services.datasets import effective_manifest, parse_dataset_uri
 from modelward.services.provenance import (
@@ -66,12 +66,18 @@ _PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "ftp_proxy")
 def evaluations_in(
     conn: Connection, record: VersionRecord, registry_key: Verifier
 ) -> list[dict[str, Any]]:
-    """Every evaluation of the version, each verified against the registry key and root."""
+    """Every evaluation of the version, each checked by the attestation verifier (registry key,
+    predicate type, subject = the version's root digest); a bad one is listed unverified."""
+    verifier = AttestationVerifier.for_registry(conn, registry_key)
     found = []
     for att in RegistryRepository(conn).attestations(record.id, EVALUATION_KIND):
         entry: dict[str, Any] = {"digest": att.digest, "attached_by": att.created_by}
+        checked = verifier.check(att, record.root_digest)
+        if not isinstance(checked, VerifiedAttestation):
+            found.append({**entry, "verified": False, "error": checked.reason})
+            continue
         try:
-            evaluation = verify_evaluation(att.document, [registry_key], record.root_digest)
+            evaluation = Evaluation.from_predicate(checked.predicate)
         except ModelwardError as exc:
             found.append({**entry, "verified": False, "error": str(exc)})
             continue
@@ -92,9 +98,10 @@ def evaluations_in(
 
 
 def evidence_in(conn: Connection, record: VersionRecord, registry_key: Verifier) -> dict[str, Any]:
-    """What `show` adds to a version: provenance facts and verified evaluations."""
+    """What `show` adds to a version: verified provenance facts and verified evaluations."""
+    verifier = AttestationVerifier.for_registry(conn, registry_key)
     return {
-        "provenance": provenance_facts_in(conn, record),
+        "provenance": provenance_facts_in(conn, record, verifier),
         "evaluations": evaluations_in(conn, record, registry_key),
     }
 
@@ -241,12 +248,16 @@ class EvidenceService:
         with self.ctx.database.transaction() as conn:
             require(conn, self.actor, Action.ATTACH_PROVENANCE)
             repo = RegistryRepository(conn)
-            provenance = repo.attestations(record.id, PROVENANCE_KIND)
+            provenance = (
+                AttestationVerifier.for_registry(conn, self.key)
+                .check_all(repo.attestations(record.id, PROVENANCE_KIND), record.root_digest)
+                .of_kind(PROVENANCE_KIND)
+            )
             reproduction = Reproduction(
                 result=result,
                 checked_on=utc_now(),
                 checker=self.actor,
-                provenance_digest=provenance[0].digest if provenance else None,
+                provenance_digest=provenance[0].record.digest if provenance else None,
             )
             attestation_id = self.registry.add_statement(
                 repo,
@@ -291,14 +302,15 @@ class EvidenceService:
             require(conn, self.actor, Action.VIEW)
             record = resolve_in(RegistryRepository(conn), parse_uri(uri))
             manifest = self.registry._checked_manifest(record)
-            link = ProvenanceRepository(conn).version_provenance(record.id)
             repo = ProvenanceRepository(conn)
+            verifier = AttestationVerifier.for_registry(conn, self.key)
+            # Only verified provenance names the datasets and base model in the BOM.
+            run = training_run_in(conn, record.id, verifier)
             datasets = []
-            for dataset_uri in link.datasets if link else ():
-                name, number = parse_dataset_uri(dataset_uri)
+            for use in run.datasets if run else ():
+                name, number = parse_dataset_uri(use.uri)
                 stored = repo.dataset_version(name, number)
-                datasets.append(BomDataset(dataset_uri, effective_manifest(repo, stored)))
-            run = training_run_in(conn, record.id)
+                datasets.append(BomDataset(use.uri, effective_manifest(repo, stored)))
             evaluations = evaluations_in(conn, record, self.key)
         metrics = [
             BomMetric(name=name, value=value, suite=e["suite"])

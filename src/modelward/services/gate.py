@@ -306,6 +306,23 @@ class GateService:
                 write_release(conn, release, kind, expected)
         return PromoteResult(record.uri, decision, release, gathered.facts, decision_digest)
 
+    def facts(self, uri: str, environment: str, risk_tier: str | None = None) -> dict[str, Any]:
+        """The facts a promotion of `uri` to `environment` would see now; nothing is stored."""
+        self.config.path.index(environment)
+        with self.ctx.database.read() as conn:
+            require(conn, self.actor, Action.VIEW, self.config.permissions)
+            record = resolve_in(RegistryRepository(conn), parse_uri(uri))
+            gathered = gather_facts(
+                self.ctx,
+                conn,
+                record,
+                environment,
+                self.config.path,
+                risk_tier=risk_tier,
+                now=utc_now(),
+            )
+        return gathered.facts
+
     def _store_files(self, paths: list[Path], what: str) -> dict[str, str]:
         stored: dict[str, str] = {}
         for path in paths:

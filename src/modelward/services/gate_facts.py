@@ -1,18 +1,19 @@
-"""Gathering one candidate's facts from the registry: signatures (re-verified), the scan
-attestation, provenance, evaluations, the version deployed in the target environment, approvals,
-the latest rollback drill, the change report, risk tier and time.
+"""Gathering one candidate's facts from the registry: signatures, the scan attestation,
+provenance and dataset eligibility, evaluations against the reviewer-set thresholds, the version
+deployed in the target environment, approvals, the latest rollback drill, the change report,
+risk tier and time.
 
-Reads through repositories on a connection the calling service owns; builds the document with
-`modelward.policy.facts.build_facts`. Writes nothing. Evaluation metrics come from attestations
-of kind "evaluation" (in-toto test-result with a `modelwardEvaluation` field); a suite declares
-pass marks in `configuration.thresholds` (name → number) and metrics where lower is better in
-`configuration.lower_is_better` (a list of names).
+Every attestation is checked by `AttestationVerifier` first (signature by the registry key, or
+a trusted key for uploader signatures and provenance, and subject = the version's root digest);
+one that fails is listed in `evidence_problems` and treated as absent, so rules fail closed.
+Evaluation thresholds and directions come from `eval thresholds` (registry settings), never from
+the evaluation file, whose own values are shown as `declared`. Reads through repositories on a
+connection the calling service owns; builds the document with `build_facts`. Writes nothing.
 """
 
 from __future__ import annotations
 
-import importlib
-import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,23 +21,26 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from modelward.core.dsse import Envelope
-from modelward.core.intoto import Statement
 from modelward.core.policy import parse_timestamp
 from modelward.core.release import EnvironmentPath, Release
 from modelward.errors import ModelwardError
 from modelward.policy.facts import Approval, CurrentVersion, DrillOutcome, Metric, build_facts
+from modelward.services.attestation_verify import (
+    OMS_KINDS,
+    PROVENANCE_KIND,
+    REGISTRY_SIGNATURE,
+    UPLOADER_SIGNATURE,
+    AttestationVerifier,
+    VerifiedAttestation,
+)
 from modelward.services.change import CHANGE_KIND
 from modelward.services.context import RegistryContext
+from modelward.services.provenance import dataset_eligibility, provenance_facts_in
 from modelward.services.state_integrity import latest_drill_problem, trusted_approvals
+from modelward.services.thresholds import SuiteThresholds, suite_thresholds_in
 from modelward.signing.keys import Verifier
-from modelward.signing.oms import SignatureBundle, verify_with_key
 from modelward.storage.metadata.gate_repository import GateRepository
-from modelward.storage.metadata.registry_repository import (
-    AttestationRecord,
-    RegistryRepository,
-    VersionRecord,
-)
+from modelward.storage.metadata.registry_repository import RegistryRepository, VersionRecord
 
 EVALUATION_KIND = "evaluation"
 SCAN_KIND = "scan"
@@ -61,30 +65,37 @@ def gather_facts(
 ) -> GatheredFacts:
     repo = RegistryRepository(conn)
     gate = GateRepository(conn)
-    attestations = repo.attestations(record.id)
+    verifier = AttestationVerifier.for_registry(conn, Verifier(ctx.signer.public_key))
+    checked = verifier.check_all(repo.attestations(record.id), record.root_digest)
+    problems = [*verifier.setting_problems, *(p.describe() for p in checked.problems)]
     inputs: list[tuple[str, str]] = []
+    thresholds = _ThresholdCache(conn)
 
-    def latest(kind: str) -> tuple[dict[str, Any] | None, AttestationRecord | None]:
-        for att in reversed(attestations):
-            if att.kind == kind:
-                predicate = _predicate(att)
-                if predicate is not None:
-                    inputs.append((f"attestation:{att.id}:{kind}", "sha256:" + att.digest))
-                    return predicate, att
-        return None, None
+    def used(att: VerifiedAttestation | None) -> dict[str, Any] | None:
+        if att is None:
+            return None
+        inputs.append((att.uri, "sha256:" + att.record.digest))
+        return att.predicate
 
-    scan, scan_att = latest(SCAN_KIND)
-    change, _ = latest(CHANGE_KIND)
+    scan_att = checked.latest(SCAN_KIND)
+    scan = used(scan_att)
+    change = used(checked.latest(CHANGE_KIND))
+    uploader = checked.of_kind(UPLOADER_SIGNATURE)
+    for att in uploader:
+        used(att)
     current_releases = gate.current_releases_of_model(record.model)
     current = current_releases.get(environment)
     current_version = None
     if current is not None:
         current_record = repo.version(record.model, current.version)
+        current_checked = verifier.check_all(
+            repo.attestations(current_record.id, EVALUATION_KIND), current_record.root_digest
+        )
         current_version = CurrentVersion(
             model=record.model,
             version=current.version,
             digest=current.bundle_digest,
-            metrics=_metrics(repo.attestations(current_record.id, EVALUATION_KIND), []),
+            metrics=_metrics(current_checked.of_kind(EVALUATION_KIND), thresholds, []),
         )
     drill_row = gate.latest_drill(record.model, path.environments[0])
     drill = None
@@ -97,7 +108,9 @@ def gather_facts(
             environment=drill_row.environment,
             release_id=drill_row.report.get("release_id"),
         )
-    present, missing = _provenance(ctx, conn, record)
+    provenance = provenance_facts_in(conn, record, verifier, checked=checked)
+    for provenance_att in checked.of_kind(PROVENANCE_KIND)[:1]:  # the one the facts came from
+        used(provenance_att)
     facts = build_facts(
         time=now,
         environment=environment,
@@ -110,58 +123,41 @@ def gather_facts(
         deployed_in=[env for env, rel in current_releases.items() if rel.version == record.number],
         risk_tier=risk_tier,
         change=change,
-        verified_key_ids=_verified_key_ids(ctx, attestations, record),
+        verified_key_ids=[att.key_id for att in uploader],
+        registry_signed=checked.latest(REGISTRY_SIGNATURE) is not None,
+        unverified_signatures=[p.describe() for p in checked.problems if p.kind in OMS_KINDS],
         scan_verdict=_scan_verdict(scan),
         scan_findings=_scan_findings(scan),
-        scanned_at=parse_timestamp(scan_att.created_at, "scan time") if scan_att else None,
-        provenance_present=present,
-        provenance_missing=missing,
-        metrics=_metrics([a for a in attestations if a.kind == EVALUATION_KIND], inputs),
+        scanned_at=parse_timestamp(scan_att.record.created_at, "scan time") if scan_att else None,
+        provenance_present=bool(provenance["present"]),
+        provenance_missing=[str(m) for m in provenance["missing"]]
+        + (["readable"] if provenance.get("error") else []),
+        provenance_required=[str(f) for f in provenance["required"]],
+        datasets=dataset_eligibility(provenance),
+        metrics=_metrics(checked.of_kind(EVALUATION_KIND), thresholds, inputs),
         current=current_version,
         approvals=[
             Approval(a.reviewer, parse_timestamp(a.created_at, "approval time"), a.sign_off)
             for a in trusted_approvals(conn, record.id, environment)
         ],
         rollback_drill=drill,
+        evidence_problems=problems,
     )
     return GatheredFacts(facts=facts, inputs=tuple(inputs), current=current)
 
 
-def _predicate(att: AttestationRecord) -> dict[str, Any] | None:
-    try:
-        envelope = Envelope.from_dict(json.loads(att.document))
-        predicate = Statement.from_bytes(envelope.payload).predicate
-    except (ModelwardError, ValueError):
-        return None
-    return dict(predicate) if isinstance(predicate, Mapping) else None
+class _ThresholdCache:
+    """Each suite's verified thresholds, read once per gathering (VerificationError when the
+    setting was tampered with: the promotion then fails closed)."""
 
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._suites: dict[str, SuiteThresholds] = {}
 
-def _verified_key_ids(
-    ctx: RegistryContext, attestations: list[AttestationRecord], record: VersionRecord
-) -> list[str]:
-    """The registry's signature, re-verified now; an uploader's, verified when it was pushed."""
-    from modelward.signing.oms import manifest_from_statement
-
-    key_ids: list[str] = []
-    for att in attestations:
-        if att.kind not in ("registry-signature", "uploader-signature"):
-            continue
-        try:
-            bundle = SignatureBundle.from_dict(json.loads(att.document))
-        except (ModelwardError, ValueError):
-            continue
-        if att.kind == "registry-signature":
-            try:
-                signed = manifest_from_statement(
-                    verify_with_key(bundle, Verifier(ctx.signer.public_key))
-                )
-            except ModelwardError:
-                continue
-            if signed.root_digest == record.root_digest:
-                key_ids.append(ctx.signer.keyid)
-        elif bundle.public_key_hint:
-            key_ids.append(bundle.public_key_hint)
-    return key_ids
+    def of(self, suite: str) -> SuiteThresholds:
+        if suite not in self._suites:
+            self._suites[suite] = suite_thresholds_in(self._conn, suite)
+        return self._suites[suite]
 
 
 def _scan_verdict(scan: dict[str, Any] | None) -> str | None:
@@ -179,62 +175,41 @@ def _scan_findings(scan: dict[str, Any] | None) -> int | None:
 
 
 def _metrics(
-    attestations: list[AttestationRecord], inputs: list[tuple[str, str]]
+    attestations: list[VerifiedAttestation],
+    thresholds: _ThresholdCache,
+    inputs: list[tuple[str, str]],
 ) -> dict[str, Metric] | None:
-    """Metrics of every evaluation attestation, later ones winning; None when there are none."""
+    """Metrics of every verified evaluation, later ones winning; None when there are none. The
+    pass mark and direction are the reviewer's (`eval thresholds set`); what the file declared
+    is kept as `declared_*` only."""
     from modelward.provenance.evaluation import Evaluation
 
     metrics: dict[str, Metric] = {}
     found = False
     for att in attestations:
-        predicate = _predicate(att)
-        if predicate is None:
-            continue
         try:
-            evaluation = Evaluation.from_predicate(predicate)
+            evaluation = Evaluation.from_predicate(att.predicate)
         except ModelwardError:
             continue
         found = True
-        inputs.append((f"attestation:{att.id}:{EVALUATION_KIND}", "sha256:" + att.digest))
+        inputs.append((att.uri, "sha256:" + att.record.digest))
         config = evaluation.results.configuration
-        thresholds = config.get("thresholds", {}) if isinstance(config, Mapping) else {}
+        declared = config.get("thresholds", {}) if isinstance(config, Mapping) else {}
         lower = config.get("lower_is_better", []) if isinstance(config, Mapping) else []
+        suite = thresholds.of(evaluation.suite)
         for name, value in evaluation.results.metrics.items():
-            threshold = thresholds.get(name) if isinstance(thresholds, Mapping) else None
-            if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
-                threshold = None
+            claimed = declared.get(name) if isinstance(declared, Mapping) else None
+            if isinstance(claimed, bool) or not isinstance(claimed, (int, float)):
+                claimed = None
+            if claimed is not None and not math.isfinite(claimed):
+                claimed = None
+            setting = suite.metrics.get(name)
             metrics[name] = Metric(
                 value=value,
-                threshold=threshold,
-                higher_is_better=not (isinstance(lower, list) and name in lower),
+                threshold=setting.threshold if setting else None,
+                higher_is_better=setting.higher_is_better if setting else True,
+                suite=evaluation.suite,
+                declared_threshold=claimed,
+                declared_higher_is_better=not (isinstance(lower, list) and name in lower),
             )
     return metrics if found else None
-
-
-def _provenance(
-    ctx: RegistryContext, conn: Connection, record: VersionRecord
-) -> tuple[bool | None, list[str]]:
-    """Provenance facts from the provenance service when it is installed; absent otherwise, so
-    rules that need provenance fail closed."""
-    try:
-        module = importlib.import_module("modelward.services.provenance")
-    except ImportError:
-        return False, []
-    provider = getattr(module, "provenance_facts_in", None) or getattr(
-        module, "provenance_facts", None
-    )
-    if not callable(provider):
-        return False, []
-    try:
-        result = provider(conn, record)
-    except (ModelwardError, TypeError):
-        return False, []
-    if not isinstance(result, Mapping) or not isinstance(result.get("present"), bool):
-        return False, []
-    raw = result.get("missing", [])
-    missing = [str(m) for m in raw] if isinstance(raw, list) else ["missing"]
-    if result.get("error"):
-        missing.append("readable")
-    if result.get("complete") is False and not missing:
-        missing.append("complete")
-    return bool(result["present"]), missing

@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from modelward.core.dsse import Envelope
+from modelward.core.dsse import Envelope, EnvelopeSignature
 from modelward.core.intoto import Statement
 from modelward.core.manifest import Manifest, Serialization
 from modelward.core.names import parse_uri
@@ -32,6 +32,7 @@ from modelward.errors import (
     NotFoundError,
     PathError,
 )
+from modelward.policy.facts import DatasetEligibility
 from modelward.provenance._attestations import parse_envelope
 from modelward.provenance.lineage import LineageNode, VersionLineage, upstream
 from modelward.provenance.run_capture import track_run
@@ -44,12 +45,13 @@ from modelward.provenance.slsa import (
     training_run_of,
     verify_provenance,
 )
+from modelward.services.attestation_verify import AttestationVerifier, CheckedAttestations
 from modelward.services.context import RegistryContext, current_actor, utc_now
 from modelward.services.datasets import (
     ineligible_datasets,
-    lineage_records,
     parse_dataset_uri,
 )
+from modelward.services.provenance_requirements import requirements_in
 from modelward.services.state_integrity import anchored_append
 from modelward.services.users import require
 from modelward.signing.keys import Signer, Verifier, load_private_key, load_public_key
@@ -149,6 +151,14 @@ class PushProvenance:
             raise InputError("the bundle changed while it was being pushed")
         dataset_ids = self._check_references(conn)
         envelope = parse_envelope(self.document)
+        # The registry countersigns what it verified, so readers check one pinned key; the
+        # trainer's signature stays in the envelope.
+        countersignature = EnvelopeSignature(
+            self.ctx.signer.sign(envelope.pae()), self.ctx.signer.keyid
+        )
+        envelope = Envelope(
+            envelope.payload_type, envelope.payload, (*envelope.signatures, countersignature)
+        )
         document = json.dumps(envelope.to_dict(), sort_keys=True)
         digest = hashlib.sha256(document.encode("utf-8")).hexdigest()
         attestation_id = repo.add_attestation(
@@ -188,55 +198,148 @@ def _signer_of(envelope: Envelope, trusted: Sequence[Verifier]) -> str:
     return ""
 
 
-def provenance_facts_in(conn: Connection, record: VersionRecord) -> dict[str, Any]:
-    """What the gate needs to know about a version's training provenance (never raises for a
-    missing or unreadable statement: those are facts too)."""
-    registry = RegistryRepository(conn)
-    link = ProvenanceRepository(conn).version_provenance(record.id)
-    stored = registry.attestations(record.id, PROVENANCE_KIND)
+def provenance_facts_in(
+    conn: Connection,
+    record: VersionRecord,
+    verifier: AttestationVerifier,
+    *,
+    checked: CheckedAttestations | None = None,
+    required: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """What the gate and `show` know about a version's training provenance, from its verified
+    provenance attestation only (an unverifiable one is reported under `unverified` and treated
+    as absent). `missing` lists the `required` fields (default: the registry's setting) that
+    are absent; datasets and their eligibility come from the verified statement. Never raises
+    for a missing or bad statement: those are facts too."""
+    if checked is None:
+        checked = verifier.check_all(
+            RegistryRepository(conn).attestations(record.id, PROVENANCE_KIND), record.root_digest
+        )
+    if required is None:
+        required = requirements_in(conn).required
+    unverified = [p.reason for p in checked.problems if p.kind == PROVENANCE_KIND]
     empty = dict.fromkeys(COMPLETENESS_FIELDS, False)
     facts: dict[str, Any] = {
         "present": False,
         "signer_key": None,
+        "verified_by": None,
         "fields": empty,
-        "missing": list(COMPLETENESS_FIELDS),
+        "required": list(required),
+        "missing": list(required),
         "complete": False,
         "datasets": [],
         "ineligible_datasets": {},
-        "datasets_eligible": True,
+        "datasets_eligible": None,
         "base_model": None,
+        "unverified": unverified,
     }
-    if not stored or link is None:
+    verified = checked.of_kind(PROVENANCE_KIND)
+    if not verified:
         return facts
+    attestation = verified[0]
+    fields = completeness(attestation.statement)
+    missing = [name for name in required if not fields.get(name, False)]
+    facts.update(
+        present=True,
+        signer_key=attestation.key_id,
+        verified_by=attestation.key_name,
+        fields=fields,
+        missing=missing,
+        complete=not missing,
+        attestation_digest=attestation.record.digest,
+    )
     try:
-        statement = Statement.from_bytes(parse_envelope(stored[0].document).payload)
+        run = training_run_of(attestation.statement)
     except ModelwardError as exc:
-        return {**facts, "present": True, "error": str(exc)}
-    fields = completeness(statement)
-    ineligible = ineligible_datasets(conn, link.datasets)
-    return {
-        **facts,
-        "present": True,
-        "signer_key": link.signer_key,
-        "fields": fields,
-        "missing": [name for name in COMPLETENESS_FIELDS if not fields[name]],
-        "complete": all(fields.values()),
-        "datasets": list(link.datasets),
-        "ineligible_datasets": ineligible,
-        "datasets_eligible": not ineligible,
-        "base_model": link.base_model,
-        "attestation_digest": link.attestation_digest,
-    }
+        facts["error"] = f"the training run cannot be read: {exc}"
+        return facts
+    uris = [use.uri for use in run.datasets]
+    facts.update(
+        datasets=uris,
+        base_model=run.base_model.reference if run.base_model else None,
+        ineligible_datasets=_ineligible(conn, run.datasets),
+    )
+    facts["datasets_eligible"] = not facts["ineligible_datasets"]
+    return facts
 
 
-def training_run_in(conn: Connection, version_id: int) -> TrainingRun | None:
-    stored = RegistryRepository(conn).attestations(version_id, PROVENANCE_KIND)
-    if not stored:
+def _ineligible(conn: Connection, uses: Sequence[DatasetUse]) -> dict[str, list[str]]:
+    """Why each dataset a run used is not eligible today; unknown or changed datasets are not."""
+    repo = ProvenanceRepository(conn)
+    known: list[str] = []
+    found: dict[str, list[str]] = {}
+    for use in uses:
+        name, number = parse_dataset_uri(use.uri)
+        try:
+            stored = repo.dataset_version(name, number)
+        except NotFoundError:
+            found[use.uri] = ["the dataset is not in the registry"]
+            continue
+        if stored.manifest_digest != use.digest:
+            found[use.uri] = ["the registry's manifest differs from the one the run used"]
+            continue
+        known.append(use.uri)
+    found.update(ineligible_datasets(conn, known))
+    return found
+
+
+def dataset_eligibility(facts: dict[str, Any]) -> DatasetEligibility | None:
+    """The gate's `datasets` fact from `provenance_facts_in`; None when no verified provenance
+    names the training data (so rules about it fail closed)."""
+    if not facts.get("present") or facts.get("datasets_eligible") is None:
         return None
-    try:
-        return training_run_of(Statement.from_bytes(parse_envelope(stored[0].document).payload))
-    except ModelwardError:
-        return None
+    return DatasetEligibility(tuple(facts["datasets"]), dict(facts["ineligible_datasets"]))
+
+
+def verified_lineage_records(
+    conn: Connection, verifier: AttestationVerifier
+) -> tuple[list[VersionLineage], dict[int, TrainingRun | None], list[str]]:
+    """Every version with the datasets and base model its verified provenance names, each
+    version's training run, and the problems of provenance that did not verify."""
+    registry = RegistryRepository(conn)
+    aliases: dict[tuple[str, int], list[str]] = {}
+    for model, alias, number in registry.all_aliases():
+        aliases.setdefault((model, number), []).append(f"models:/{model}@{alias}")
+    found: list[VersionLineage] = []
+    runs: dict[int, TrainingRun | None] = {}
+    problems: list[str] = []
+    for version in registry.all_versions():
+        checked = verifier.check_all(
+            registry.attestations(version.id, PROVENANCE_KIND), version.root_digest
+        )
+        problems += [f"{version.uri}: {p.describe()}" for p in checked.problems]
+        run = None
+        for attestation in checked.of_kind(PROVENANCE_KIND)[:1]:
+            try:
+                run = training_run_of(attestation.statement)
+            except ModelwardError as exc:
+                problems.append(f"{version.uri}: provenance unreadable: {exc}")
+        runs[version.id] = run
+        found.append(
+            VersionLineage(
+                uri=version.uri,
+                root_digest=version.root_digest,
+                datasets=tuple(use.uri for use in run.datasets) if run else (),
+                base_model=run.base_model.reference if run and run.base_model else None,
+                aliases=tuple(aliases.get((version.model, version.number), ())),
+            )
+        )
+    return found, runs, problems
+
+
+def training_run_in(
+    conn: Connection, version_id: int, verifier: AttestationVerifier
+) -> TrainingRun | None:
+    """The training run of a version's verified provenance (None when there is none)."""
+    repo = RegistryRepository(conn)
+    record = repo.version_by_id(version_id)
+    checked = verifier.check_all(repo.attestations(version_id, PROVENANCE_KIND), record.root_digest)
+    for attestation in checked.of_kind(PROVENANCE_KIND):
+        try:
+            return training_run_of(attestation.statement)
+        except ModelwardError:
+            return None
+    return None
 
 
 class ProvenanceService:
@@ -251,39 +354,57 @@ class ProvenanceService:
                 from modelward.services.registry import resolve_in
 
                 version = resolve_in(RegistryRepository(conn), parse_uri(version))
-            return provenance_facts_in(conn, version)
+            verifier = AttestationVerifier.for_registry(conn, Verifier(self.ctx.signer.public_key))
+            return provenance_facts_in(conn, version, verifier)
 
     def push_hook(
         self, provenance_path: Path, extra_keys: Sequence[Verifier] = ()
     ) -> PushProvenance:
-        trusted = trusted_keys(self.ctx.home, extra_keys)
+        from modelward.services.trusted_keys import trusted_keys_in
+
+        with self.ctx.database.read() as conn:
+            registered = [k.verifier() for k in trusted_keys_in(conn)]
+        trusted = trusted_keys(self.ctx.home, [*extra_keys, *registered])
         return PushProvenance(self.ctx, read_provenance_file(provenance_path), trusted)
 
     # -- lineage ----------------------------------------------------------------------------
 
     def lineage(self, uri: str, downstream: bool = False) -> dict[str, Any]:
+        """Lineage from verified provenance only: a version whose provenance attestation does
+        not verify shows no datasets or base model, and is listed under `unverified`."""
         with self.ctx.database.read() as conn:
             require(conn, self.actor, Action.VIEW)
-            versions = lineage_records(conn)
+            verifier = AttestationVerifier.for_registry(conn, Verifier(self.ctx.signer.public_key))
+            versions, runs, unverified = verified_lineage_records(conn, verifier)
             if uri.startswith("datasets:/"):
                 from modelward.provenance.lineage import downstream_of_dataset
 
                 name, number = parse_dataset_uri(uri)
                 ProvenanceRepository(conn).dataset_version(name, number)
                 found = downstream_of_dataset(uri, versions)
-                return {"uri": uri, "downstream": [v.to_dict() for v in found]}
+                return {
+                    "uri": uri,
+                    "downstream": [v.to_dict() for v in found],
+                    "unverified": unverified,
+                }
             from modelward.services.registry import resolve_in
 
             record = resolve_in(RegistryRepository(conn), parse_uri(uri))
             if downstream:
                 found = _downstream_of_version(record.uri, versions)
-                return {"uri": record.uri, "downstream": [v.to_dict() for v in found]}
-            runs = {
-                v.id: training_run_in(conn, v.id) for v in RegistryRepository(conn).all_versions()
-            }
+                return {
+                    "uri": record.uri,
+                    "downstream": [v.to_dict() for v in found],
+                    "unverified": unverified,
+                }
             uris = {v.uri: v.id for v in RegistryRepository(conn).all_versions()}
         tree = _with_training_runs(upstream(record.uri, versions), runs, uris)
-        return {"uri": record.uri, "tree": tree.to_dict(), "lines": tree.lines()}
+        return {
+            "uri": record.uri,
+            "tree": tree.to_dict(),
+            "lines": tree.lines(),
+            "unverified": unverified,
+        }
 
     # -- recording a run --------------------------------------------------------------------
 

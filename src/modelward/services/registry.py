@@ -391,26 +391,35 @@ class RegistryService:
             repo = RegistryRepository(conn)
             record = resolve_in(repo, parsed)
             manifest = record.manifest()
+            from modelward.services.attestation_verify import (
+                AttestationVerifier,
+                VerifiedAttestation,
+            )
+
+            verifier = AttestationVerifier.for_registry(conn, Verifier(self.ctx.signer.public_key))
             attestations = []
             for att in repo.attestations(record.id):
                 entry: dict[str, Any] = {
+                    "id": att.id,
                     "kind": att.kind,
                     "digest": att.digest,
                     "created_at": att.created_at,
                     "by": att.created_by,
                 }
-                document = json.loads(att.document)
-                hint = document.get("verificationMaterial", {}).get("publicKey", {}).get("hint")
-                if hint:
-                    entry["key_id"] = hint
-                if att.kind not in (REGISTRY_SIGNATURE, UPLOADER_SIGNATURE):
-                    entry["statement"] = _statement_of(document)
+                checked = verifier.check(att, record.root_digest)
+                if isinstance(checked, VerifiedAttestation):
+                    entry.update(verified=True, key_id=checked.key_id, key_name=checked.key_name)
+                    if att.kind not in (REGISTRY_SIGNATURE, UPLOADER_SIGNATURE):
+                        entry["statement"] = checked.statement.to_dict()
+                else:
+                    entry.update(verified=False, problem=checked.reason)
                 attestations.append(entry)
             return {
                 **record.to_dict(),
                 "aliases": repo.aliases_of(record.id),
                 "manifest": manifest.to_dict(),
                 "attestations": attestations,
+                "trust_problems": verifier.setting_problems,
                 **version_evidence(conn, record, Verifier(self.ctx.signer.public_key)),
             }
 
@@ -658,14 +667,6 @@ def version_evidence(
     from modelward.services.evidence import evidence_in
 
     return evidence_in(conn, record, registry_key)
-
-
-def _statement_of(document: dict[str, Any]) -> dict[str, Any]:
-    try:
-        envelope = Envelope.from_dict(document)
-        return Statement.from_bytes(envelope.payload).to_dict()
-    except ModelwardError:
-        return {"unreadable": True}
 
 
 def _check_uploader_covers(

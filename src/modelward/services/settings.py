@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.engine import Connection
@@ -249,29 +250,110 @@ class SettingsService:
         """Set `key` to `value` (a JSON value, validated for the key); admin only, ledgered."""
         spec = spec_of(key)
         normalised = spec.validate(value)
-        text = canonical_json(normalised).decode("utf-8")
         now = utc_now()
         with self.ctx.database.transaction() as conn:
-            role = role_of(conn, self.actor)
-            if role is not Role.ADMIN:
-                raise PermissionDeniedError(
-                    f"{self.actor!r} (with role {role.value}) may not change registry settings; "
-                    "this needs the admin role"
-                )
-            previous = view_in(conn, key)
-            repo = SettingsRepository(conn)
-            created_at = format_time(now)
-            row_id = repo.put(key, text, created_at, self.actor)
-            row = SettingRow(row_id, key, text, created_at, self.actor, None)
-            details = {
-                "key": key,
-                "value": normalised,
-                "previous": previous.value,
-                "previous_source": previous.source,
-            }
-            anchor = Anchor.of_row(SETTINGS_TABLE, str(row_id), row_fields(row))
-            event = LedgerRepository(conn).append(
-                self.actor, SETTINGS_EVENT, f"setting:{key}", with_anchors(details, [anchor]), now
+            previous = view_in(conn, key) if role_of(conn, self.actor) is Role.ADMIN else None
+            record = set_in(
+                conn,
+                self.actor,
+                key,
+                normalised,
+                now=now,
+                previous={"previous": previous.value, "previous_source": previous.source}
+                if previous
+                else None,
             )
-            repo.set_ledger_seq(row_id, event.seq)
-        return SettingView(key, normalised, "set", self.actor, created_at, event.seq)
+        return SettingView(key, normalised, "set", self.actor, record.created_at, record.ledger_seq)
+
+
+# -- settings whose values other services own (trusted keys, thresholds, provenance) ---------
+
+THRESHOLDS_PREFIX = "eval.thresholds."
+MAX_SETTING_KEY = 200
+
+
+@dataclass(frozen=True)
+class SettingRecord:
+    """A setting row that checked out against the ledger, with its value parsed."""
+
+    id: int
+    key: str
+    value: Any
+    created_at: str
+    created_by: str
+    ledger_seq: int | None
+
+
+def roles_for_setting(key: str) -> frozenset[Role]:
+    """Who may write setting `key`: admins; for evaluation thresholds, reviewers too."""
+    if key.startswith(THRESHOLDS_PREFIX):
+        return frozenset({Role.ADMIN, Role.REVIEWER})
+    return frozenset({Role.ADMIN})
+
+
+def check_setting_key(key: str) -> None:
+    if (
+        not isinstance(key, str)
+        or not key
+        or len(key) > MAX_SETTING_KEY
+        or any(ord(c) < 33 for c in key)
+    ):
+        raise InputError(f"setting key {key!r} must be 1-{MAX_SETTING_KEY} printable characters")
+
+
+def verified_setting(conn: Connection, key: str) -> SettingRecord | None:
+    """The current row of `key` after checking it against the ledger; None when never set.
+    VerificationError when the row was edited, inserted or deleted behind modelward's back."""
+    row = SettingsRepository(conn).latest(key)
+    if row is None:
+        trusted_setting(conn, key)  # refuses when rows the ledger anchored were deleted
+        return None
+    problem = row_anchor_problem(conn, row) or verify_current(
+        conn, SETTINGS_TABLE, str(row.id), f"setting:{key}"
+    )
+    if problem is not None:
+        raise VerificationError(f"setting {key!r}: {problem}")
+    return SettingRecord(
+        row.id, row.key, json.loads(row.value), row.created_at, row.created_by, row.ledger_seq
+    )
+
+
+def verified_value(conn: Connection, key: str, default: Any = None) -> Any:
+    record = verified_setting(conn, key)
+    return default if record is None else record.value
+
+
+def set_in(
+    conn: Connection,
+    actor: str,
+    key: str,
+    value: Any,
+    *,
+    now: datetime,
+    now_text: str | None = None,
+    previous: dict[str, Any] | None = None,
+) -> SettingRecord:
+    """Write `key` = `value` (a JSON value) inside the caller's transaction: a new row, a
+    `settings.set` event anchoring it, and the row's ledger seq. Refused unless the actor's
+    role may write the key (`roles_for_setting`)."""
+    check_setting_key(key)
+    allowed = roles_for_setting(key)
+    role = role_of(conn, actor)
+    if role not in allowed:
+        needed = ", ".join(sorted(r.value for r in allowed))
+        raise PermissionDeniedError(
+            f"{actor!r} (with role {role.value}) may not change the setting {key!r}; "
+            f"this needs one of: {needed}"
+        )
+    text = canonical_json(value).decode("utf-8")
+    created_at = now_text or format_time(now)
+    repo = SettingsRepository(conn)
+    row_id = repo.put(key, text, created_at, actor)
+    row = SettingRow(row_id, key, text, created_at, actor, None)
+    details = {"key": key, "value": value, **(previous or {})}
+    anchor = Anchor.of_row(SETTINGS_TABLE, str(row_id), row_fields(row))
+    event = LedgerRepository(conn).append(
+        actor, SETTINGS_EVENT, f"setting:{key}", with_anchors(details, [anchor]), now
+    )
+    repo.set_ledger_seq(row_id, event.seq)
+    return SettingRecord(row_id, key, value, created_at, actor, event.seq)

@@ -101,7 +101,21 @@ def gate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Run, Path]:
     finally:
         context.close()
     assert run("alice", "users", "add", "vic", "--role", "viewer").returncode == 0
+    # Bob's uploads are signed with a key the admin trusts (the registry's own does not count).
+    key = tmp_path / "bob.key"
+    assert run("bob", "keys", "generate", "--out", str(key)).returncode == 0
+    trusted = run("alice", "keys", "trust", f"{key}.pub", "--name", "bob-laptop")
+    assert trusted.returncode == 0, trusted.stderr
     return run, home
+
+
+def signed(folder: Path) -> list[str]:
+    """Sign `folder` with bob's trusted key; the push arguments that carry the signature."""
+    key = folder.parent / "bob.key"
+    signature = folder.parent / f"{folder.name}.sig"
+    result = run_modelward("sign", str(folder), "--key", str(key), "--signature", str(signature))
+    assert result.returncode == 0, result.stderr
+    return ["--signature", str(signature), "--public-key", f"{key}.pub"]
 
 
 def attach_evaluation(home: Path, uri_version: int, accuracy: float) -> None:
@@ -165,14 +179,23 @@ def test_release_gate_end_to_end(gate: tuple[Run, Path], tmp_path: Path) -> None
     assert "vic (viewer)" in run("vic", "whoami").stdout
     assert_clean_error(run("vic", "push", str(v1), "--model", "llama"), 1, "may not push")
     pushed = run(
-        "bob", "push", str(v1), "--model", "llama", "--change", "weights", "--compat", "breaking"
+        "bob",
+        "push",
+        str(v1),
+        "--model",
+        "llama",
+        "--change",
+        "weights",
+        "--compat",
+        "breaking",
+        *signed(v1),
     )
     assert pushed.returncode == 0, pushed.stderr
     assert_clean_error(
         run("bob", "promote", "models:/llama/1", "--to", "staging"), 1, "may not promote"
     )
 
-    # Staging: clean scan and the registry's verified signature are enough.
+    # Staging: a clean scan, the registry's signature and a trusted uploader's are enough.
     first = run(
         "rita",
         "promote",
@@ -200,6 +223,7 @@ def test_release_gate_end_to_end(gate: tuple[Run, Path], tmp_path: Path) -> None
             "weights",
             "--compat",
             "breaking",
+            *signed(v2),
         ).returncode
         == 0
     )
@@ -242,6 +266,16 @@ def test_release_gate_end_to_end(gate: tuple[Run, Path], tmp_path: Path) -> None
     assert drill.returncode == 0, drill.stderr
     assert "passed" in drill.stdout
     attach_evaluation(home, 2, 0.9)
+    # The pass mark is the reviewer's, not the evaluation file's.
+    assert_clean_error(
+        run("rita", "eval", "thresholds", "set", "smoke", "--metric", "accuracy", "--min", "0.8"),
+        1,
+        "may not change the setting",
+    )
+    thresholds = run(
+        "rev1", "eval", "thresholds", "set", "smoke", "--metric", "accuracy", "--min", "0.8"
+    )
+    assert thresholds.returncode == 0, thresholds.stderr
     allowed = run("rita", "promote", "models:/llama/2", "--to", "production", "--json")
     assert allowed.returncode == 0, allowed.stdout + allowed.stderr
     assert json.loads(allowed.stdout)["release"]["state"]["version"] == 2
@@ -280,6 +314,7 @@ def test_release_gate_end_to_end(gate: tuple[Run, Path], tmp_path: Path) -> None
             "prompt",
             "--compat",
             "compatible",
+            *signed(v3),
         ).returncode
         == 0
     )
@@ -315,12 +350,8 @@ def _write(path: Path, text: str) -> Path:
 
 def test_bad_input_is_refused_and_changes_nothing(gate: tuple[Run, Path], tmp_path: Path) -> None:
     run, _home = gate
-    assert (
-        run(
-            "bob", "push", str(write_bundle(tmp_path / "v1", b"\x01" * 4)), "--model", "llama"
-        ).returncode
-        == 0
-    )
+    v1 = write_bundle(tmp_path / "v1", b"\x01" * 4)
+    assert run("bob", "push", str(v1), "--model", "llama", *signed(v1)).returncode == 0
     uri = "models:/llama/1"
     assert_clean_error(run("rita", "promote", uri, "--to", "qa"), 2, "unknown environment")
     assert_clean_error(run("rev1", "approve", "models:/llama/9", "--for", "staging"), 2, "llama")

@@ -367,7 +367,8 @@ def test_push_with_provenance_lineage_and_consent_withdrawal(
     facts = shown["provenance"]
     assert facts["present"] is True and facts["datasets"] == ["datasets:/reviews/1"]
     assert facts["base_model"] == "models:/base/1" and facts["datasets_eligible"] is True
-    assert facts["fields"]["hyperparameters"] is True and "gpu" in facts["missing"]
+    assert facts["fields"]["hyperparameters"] is True and facts["fields"]["gpu"] is False
+    assert "gpu" not in facts["missing"] and "gpu" not in facts["required"]  # CPU runs count
     assert "provenance" in [a["kind"] for a in shown["attestations"]]
 
     # a second fine-tune built on ft/1, its signer trusted through $MODELWARD_HOME/trusted_keys
@@ -413,6 +414,15 @@ def test_push_with_provenance_lineage_and_consent_withdrawal(
     assert facts["datasets_eligible"] is False
     assert "consent has been withdrawn" in facts["ineligible_datasets"]["datasets:/reviews/1"]
     assert "FLAGGED" in ok(run("show", "models:/ft/1")).stdout
+    # ... and no longer only shown: eligibility is a fact canary and production deny on
+    gate_facts = as_json(run("facts", "models:/ft/1", "--to", "canary", "--json"))
+    assert isinstance(gate_facts, dict)
+    assert gate_facts["datasets"]["eligible"] is False
+    assert "datasets:/reviews/1" in gate_facts["datasets"]["ineligible"]
+    assert (
+        "INELIGIBLE datasets:/reviews/1"
+        in ok(run("facts", "models:/ft/1", "--to", "canary")).stdout
+    )
     assert_clean_error(
         record_provenance(run, tmp_path / "nothing", trainer_key, "--dataset", "datasets:/x/1"),
         2,

@@ -10,7 +10,14 @@ import pytest
 
 from modelward.core.change_class import classify_change
 from modelward.policy.cel_engine import CelEngine
-from modelward.policy.facts import Approval, CurrentVersion, DrillOutcome, Metric, build_facts
+from modelward.policy.facts import (
+    Approval,
+    CurrentVersion,
+    DatasetEligibility,
+    DrillOutcome,
+    Metric,
+    build_facts,
+)
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 
@@ -44,10 +51,12 @@ def good_inputs() -> dict[str, Any]:
             PREVIOUS_MANIFEST, NEW_WEIGHTS_MANIFEST, "weights", "eval-only"
         ).to_fact(),
         "verified_key_ids": ("release-key-1",),
+        "registry_signed": True,
         "scan_verdict": "clean",
         "scan_findings": 0,
         "scanned_at": NOW - timedelta(days=3),
         "provenance_present": True,
+        "datasets": DatasetEligibility(("datasets:/support-chats/3",), {}),
         "metrics": {
             "accuracy": Metric(0.91, 0.85, True),
             "toxicity_rate": Metric(0.01, 0.02, False),

@@ -11,7 +11,13 @@ import pytest
 from modelward.core.change_class import classify_change
 from modelward.core.policy import evaluate
 from modelward.policy.cel_engine import CelEngine
-from modelward.policy.facts import Approval, CurrentVersion, DrillOutcome, Metric
+from modelward.policy.facts import (
+    Approval,
+    CurrentVersion,
+    DatasetEligibility,
+    DrillOutcome,
+    Metric,
+)
 from modelward.policy.loader import DEFAULT_ENVIRONMENTS, load_default_policy
 
 from .conftest import NEW_WEIGHTS_MANIFEST, NOW, PREVIOUS_MANIFEST, good_inputs
@@ -33,9 +39,9 @@ PRODUCTION_BAD = [
     ("no-provenance", {"provenance_present": False}, "provenance-complete", "false"),
     (
         "provenance-gaps",
-        {"provenance_missing": ("datasets",)},
+        {"provenance_missing": ("datasets", "seeds")},
         "provenance-complete",
-        "false",
+        'provenance.missing = ["datasets", "seeds"]',
     ),
     (
         "provenance-unknown",
@@ -58,11 +64,29 @@ PRODUCTION_BAD = [
         "expression is false",
     ),
     (
-        "threshold-missing",
-        {"metrics": _metrics(mmlu=Metric(0.7, None, True))},
-        "metrics-meet-thresholds",
-        "failed closed",
+        "registry-signature-only",
+        {"verified_key_ids": (), "registry_signed": True},
+        "signature-verified",
+        "signatures.key_ids = []",
     ),
+    (
+        "registry-signature-bad",
+        {"registry_signed": False},
+        "signature-verified",
+        "signatures.registry_signed = false",
+    ),
+    (
+        "consent-withdrawn",
+        {
+            "datasets": DatasetEligibility(
+                ("datasets:/support-chats/3",),
+                {"datasets:/support-chats/3": ["consent was withdrawn on 2025-05-01"]},
+            )
+        },
+        "datasets-eligible",
+        "datasets.eligible = false",
+    ),
+    ("datasets-unknown", {"datasets": None}, "datasets-eligible", "fact 'datasets' is null"),
     (
         "metric-dropped",
         {"metrics": {k: v for k, v in good_inputs()["metrics"].items() if k != "mmlu"}},
@@ -170,7 +194,43 @@ def test_good_facts_pass_every_production_rule(
 
 def test_every_production_rule_has_a_failing_variant(policies: dict[str, Any]) -> None:
     covered = {case[2] for case in PRODUCTION_BAD}
-    assert covered == {rule.id for rule in policies["production"].rules}
+    deny_rules = {rule.id for rule in policies["production"].rules if rule.severity == "deny"}
+    assert covered == deny_rules
+
+
+@pytest.mark.parametrize("environment", ["canary", "production"])
+def test_a_metric_without_a_threshold_is_reported_not_failed(
+    engine: CelEngine, policies: dict[str, Any], make_facts: MakeFacts, environment: str
+) -> None:
+    facts = make_facts(metrics=_metrics(mmlu=Metric(0.7, None, True)))
+    assert facts["evaluations"]["unthresholded"] == ["mmlu"]
+    decision = evaluate(policies[environment], facts, engine)
+    assert decision.allowed, decision.to_dict()
+    assert decision.warnings == ("metrics-thresholded",)
+    result = next(r for r in decision.results if r.rule_id == "metrics-thresholded")
+    assert 'evaluations.unthresholded = ["mmlu"]' in result.detail
+
+
+@pytest.mark.parametrize("environment", ["canary", "production"])
+def test_withdrawn_consent_denies_canary_and_production(
+    engine: CelEngine, policies: dict[str, Any], make_facts: MakeFacts, environment: str
+) -> None:
+    withdrawn = DatasetEligibility(
+        ("datasets:/support-chats/3",), {"datasets:/support-chats/3": ["consent withdrawn"]}
+    )
+    decision = evaluate(policies[environment], make_facts(datasets=withdrawn), engine)
+    assert not decision.allowed
+    assert "datasets-eligible" in decision.failed
+
+
+@pytest.mark.parametrize("environment", DEFAULT_ENVIRONMENTS)
+def test_the_registry_signature_alone_is_not_a_trusted_signature(
+    engine: CelEngine, policies: dict[str, Any], make_facts: MakeFacts, environment: str
+) -> None:
+    facts = make_facts(verified_key_ids=(), registry_signed=True)
+    assert facts["signatures"]["verified"] is False
+    decision = evaluate(policies[environment], facts, engine)
+    assert "signature-verified" in decision.failed
 
 
 @pytest.mark.parametrize(

@@ -71,6 +71,7 @@ def test_provenance_gaps_make_it_incomplete(make_facts: MakeFacts) -> None:
         "present": True,
         "complete": False,
         "missing": ["datasets"],
+        "required": None,
     }
     assert make_facts(provenance_present=False)["provenance"]["complete"] is False
 

@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "settings_cmds",
     "policy_cmds",
     "gate_cmds",
+    "facts_cmds",
     "releases_cmds",
     "datasets",
     "provenance",

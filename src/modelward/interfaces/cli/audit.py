@@ -119,9 +119,18 @@ def _verify(args: argparse.Namespace) -> int:
             raise PathError(f"{args.since}: cannot read the checkpoint: {exc}") from exc
     context, service = _service()
     try:
+        from modelward.services.attestation_verify import attestation_state_check
+        from modelward.signing.keys import Verifier
+
+        attestations = attestation_state_check(Verifier(context.signer.public_key))
         report = service.verify(
             since,
-            state_checks=[registry_state_checks, settings_state_checks, state_integrity_check],
+            state_checks=[
+                registry_state_checks,
+                settings_state_checks,
+                state_integrity_check,
+                attestations,
+            ],
         )
         blob_problems = _blob_problems(context)
     finally:

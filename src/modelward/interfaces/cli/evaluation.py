@@ -41,6 +41,10 @@ def register(subparsers: Any) -> None:
     add_json_flag(comparison)
     comparison.set_defaults(handler=_compare)
 
+    from modelward.interfaces.cli.trust_cmds import register_thresholds
+
+    register_thresholds(verbs)
+
 
 def _attach(args: argparse.Namespace) -> int:
     from pathlib import Path

@@ -1,5 +1,6 @@
 """`modelward keys generate`: create a signing key pair; `modelward keys rotate`: replace the
-registry's signing key or its ledger key (a ledgered event signed by the old key)."""
+registry's signing key or its ledger key (a ledgered event signed by the old key);
+`keys trust/untrust/trusted` (the registry's trusted uploader keys) live in `trust_cmds`."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ PASSPHRASE_ENV = "MODELWARD_KEY_PASSPHRASE"
 
 
 def register(subparsers: Any) -> None:
-    keys = subparsers.add_parser("keys", help="create signing keys")
+    keys = subparsers.add_parser("keys", help="create signing keys; trust uploader keys")
     verbs = keys.add_subparsers(dest="verb", metavar="VERB")
     verbs.required = True
     generate = verbs.add_parser("generate", help="write a private key and PATH.pub")
@@ -33,6 +34,10 @@ def register(subparsers: Any) -> None:
     which.add_argument("--ledger", action="store_true", help="the ledger's key")
     add_json_flag(rotate)
     rotate.set_defaults(handler=_rotate)
+
+    from modelward.interfaces.cli.trust_cmds import register_key_trust
+
+    register_key_trust(verbs)
 
 
 def read_passphrase(confirm: bool) -> bytes | None:

@@ -34,6 +34,10 @@ def register(subparsers: Any) -> None:
     add_json_flag(record)
     record.set_defaults(handler=_record)
 
+    from modelward.interfaces.cli.trust_cmds import register_provenance_requirements
+
+    register_provenance_requirements(verbs)
+
 
 def _record(args: argparse.Namespace) -> int:
     from pathlib import Path

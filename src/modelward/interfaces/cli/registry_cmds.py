@@ -71,6 +71,12 @@ def register(subparsers: Any) -> None:
 
     show = subparsers.add_parser("show", help="a version's manifest, signatures and aliases")
     show.add_argument("uri", metavar="URI")
+    show.add_argument(
+        "--attestations",
+        action="store_true",
+        help="with --out DIR: write every verified DSSE envelope to DIR, one file each",
+    )
+    show.add_argument("--out", metavar="DIR", help="the folder --attestations writes to")
     add_json_flag(show)
     show.set_defaults(handler=_show)
 
@@ -252,6 +258,10 @@ def _versions_list(args: argparse.Namespace) -> int:
 def _show(args: argparse.Namespace) -> int:
     from modelward.interfaces.cli._registry import registry_service
 
+    if args.attestations or args.out:
+        from modelward.interfaces.cli.attestation_export import export_attestations
+
+        return export_attestations(args)
     with registry_service() as service:
         data = service.show(args.uri)
     if args.json:
@@ -267,9 +277,14 @@ def _show(args: argparse.Namespace) -> int:
         emit(f"  {entry['name']}\t{entry.get('size', '?')} bytes\tsha256:{entry['digest']}")
     emit("attestations:")
     for att in data["attestations"]:
-        key = f" key {att['key_id'][:16]}…" if "key_id" in att else ""
+        if att.get("verified"):
+            key = f" verified ({att['key_name']} key {att['key_id'][:16]}…)"
+        else:
+            key = f" UNVERIFIED ({att.get('problem', 'not checked')})"
         summary = _attestation_summary(att)
-        emit(f"  {att['kind']}{key} by {att['by']} at {att['created_at']}{summary}")
+        emit(f"  {att['kind']} by {att['by']} at {att['created_at']}{summary}{key}")
+    for problem in data.get("trust_problems", []):
+        emit(f"  note: {problem}")
     _show_evidence(data)
     return 0
 
