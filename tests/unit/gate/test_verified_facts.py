@@ -323,7 +323,7 @@ def test_a_setting_changed_with_sql_is_not_trusted(reg: Reg, tmp_path: Path, att
     assert facts["signatures"]["verified"] is False
     assert any("trusted keys are not used" in p for p in facts["evidence_problems"])
     with (
-        pytest.raises(VerificationError, match="setting '?trusted_keys'?"),
+        pytest.raises(VerificationError, match=r"setting '?trusted_keys'?"),
         reg.ctx.database.read() as conn,
     ):
         verified_setting(conn, "trusted_keys")
