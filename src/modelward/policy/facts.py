@@ -65,6 +65,7 @@ class CurrentVersion:
     version: int
     digest: str
     metrics: Mapping[str, Metric] | None = None
+    override_expired: bool = False  # it was deployed by an override whose expiry has passed
 
 
 def build_facts(
@@ -90,6 +91,7 @@ def build_facts(
     current: CurrentVersion | None = None,
     approvals: Sequence[Approval] = (),
     rollback_drill: DrillOutcome | None = None,
+    previous_override_expired: bool | None = None,
 ) -> dict[str, Any]:
     """Assemble one candidate's facts. Unknowns become null; InputError on malformed input.
 
@@ -97,6 +99,8 @@ def build_facts(
     not checked). `provenance_present` None means unknown; `provenance_missing` names the
     provenance fields found missing. Approvals are reduced to one per reviewer (the latest).
     `change` is the dict from `modelward.core.change_class.ChangeReport.to_fact()`.
+    `previous_override_expired` says whether the previous environment's current release is an
+    override past its expiry (None: not looked up, or no previous environment).
     """
     _check_text(environment, "environment")
     _check_text(model, "model")
@@ -110,7 +114,11 @@ def build_facts(
     return {
         "schema_version": FACTS_SCHEMA_VERSION,
         "time": format_timestamp(time),
-        "environment": {"name": environment, "previous": previous_environment},
+        "environment": {
+            "name": environment,
+            "previous": previous_environment,
+            "previous_override_expired": previous_override_expired,
+        },
         "candidate": {
             "uri": f"models:/{model}/{version}",
             "model": model,
@@ -174,6 +182,7 @@ def _current(current: CurrentVersion | None) -> dict[str, Any] | None:
         "version": current.version,
         "digest": current.digest,
         "evaluations": _evaluations(current.metrics),
+        "override_expired": bool(current.override_expired),
     }
 
 
@@ -270,7 +279,11 @@ FACTS_SCHEMA: dict[str, Any] = {
         "environment": {
             "type": "object",
             "required": ["name", "previous"],
-            "properties": {"name": {"type": "string"}, "previous": {"type": ["string", "null"]}},
+            "properties": {
+                "name": {"type": "string"},
+                "previous": {"type": ["string", "null"]},
+                "previous_override_expired": {"type": ["boolean", "null"]},
+            },
         },
         "candidate": {
             "type": "object",
@@ -354,6 +367,7 @@ FACTS_SCHEMA: dict[str, Any] = {
                     "version": {"type": "integer"},
                     "digest": {"type": "string"},
                     "evaluations": _nullable(_METRICS),
+                    "override_expired": {"type": "boolean"},
                 },
             }
         ),

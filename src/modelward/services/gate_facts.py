@@ -84,7 +84,10 @@ def gather_facts(
             version=current.version,
             digest=current.bundle_digest,
             metrics=_metrics(repo.attestations(current_record.id, EVALUATION_KIND), []),
+            override_expired=current.override_expired(now),
         )
+    previous = path.previous(environment)
+    previous_release = current_releases.get(previous) if previous else None
     drill_row = gate.latest_drill(record.model, path.environments[0])
     drill = None
     if drill_row is not None:
@@ -120,6 +123,9 @@ def gather_facts(
             for a in gate.approvals(record.id, environment)
         ],
         rollback_drill=drill,
+        previous_override_expired=(
+            previous_release.override_expired(now) if previous_release is not None else None
+        ),
     )
     return GatheredFacts(facts=facts, inputs=tuple(inputs), current=current)
 
