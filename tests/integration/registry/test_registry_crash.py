@@ -39,7 +39,8 @@ def _kill_when(proc: subprocess.Popen[bytes], ready: object) -> bool:
 
 
 def _age_blob_store(reg: CliRegistry, seconds: float = 7200) -> None:
-    """Make every file of the filesystem blob store look `seconds` old (repair spares young ones)."""
+    """Make every file of the filesystem blob store look `seconds` old (repair spares young
+    ones)."""
     then = time.time() - seconds
     for path in (reg.home / "blobs").rglob("*"):
         if path.is_file():
