@@ -10,8 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -25,15 +23,13 @@ from modelward.core.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope
 from modelward.core.intoto import Statement, Subject
 from modelward.core.manifest import DEFAULT_IGNORE_PATHS, FileDigest, Manifest, Serialization
 from modelward.core.names import ModelURI, parse_uri, validate_name
-from modelward.core.roles import Action, Role
+from modelward.core.roles import Action
 from modelward.errors import (
     DeniedError,
     DigestMismatchError,
     InputError,
     ModelwardError,
     NotFoundError,
-    PathError,
-    PermissionDeniedError,
     VerificationError,
 )
 from modelward.services.bundle_signing import relative_ignores, verify_bundle
@@ -41,13 +37,9 @@ from modelward.services.change import CHANGE_KIND, CHANGE_PREDICATE_TYPE, Change
 from modelward.services.context import RegistryContext, current_actor, utc_now
 from modelward.services.ingest import SCAN_PREDICATE_TYPE
 from modelward.services.pending_writes import (
-    MIN_REPAIR_GRACE,
-    new_live_writer,
-    pending_writers,
     pending_writes,
-    spared_since,
 )
-from modelward.services.users import require, role_of
+from modelward.services.users import require
 from modelward.signing.keys import Verifier
 from modelward.signing.oms import (
     SignatureBundle,
@@ -55,14 +47,13 @@ from modelward.signing.oms import (
     sign_manifest,
     verify_with_key,
 )
-from modelward.storage.metadata.gate_repository import GateRepository
 from modelward.storage.metadata.ledger_repository import LedgerRepository, format_time
-from modelward.storage.metadata.provenance_repository import ProvenanceRepository
 from modelward.storage.metadata.registry_repository import RegistryRepository, VersionRecord
 from modelward.storage.model_files import ModelFile, list_model_files
 
 if TYPE_CHECKING:
     from modelward.services.provenance import PushProvenance
+    from modelward.services.pull import PullResult
 
 REGISTRY_SIGNATURE = "registry-signature"
 UPLOADER_SIGNATURE = "uploader-signature"
@@ -74,23 +65,6 @@ class PushResult:
     version: VersionRecord
     created: bool
     manifest: Manifest
-
-
-@dataclass(frozen=True)
-class PullResult:
-    version: VersionRecord
-    out: Path
-    signature: Path | None
-    file_name: str | None  # the name a single-file version was written under
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            **self.version.to_dict(),
-            "out": str(self.out),
-            "signature": str(self.signature) if self.signature else None,
-            "file_name": self.file_name,
-            "verified": True,
-        }
 
 
 @dataclass
@@ -433,74 +407,21 @@ class RegistryService:
         signature_path: Path | None = None,
         file_name: str | None = None,
     ) -> PullResult:
-        """Write the bundle to `out_dir`, verifying every byte and the registry signature first;
-        on any mismatch remove what was written.
+        """Write the bundle to `out_dir`, verified, with its OMS signature when
+        `signature_path` is given; see `modelward.services.pull.pull_bundle`."""
+        from modelward.services.pull import pull_bundle
 
-        A single-file version is written as `out_dir/NAME`: NAME is `file_name` if given, else
-        the file name recorded when it was pushed, else the model name. With `signature_path`,
-        the registry's OMS signature is written there too, in the form `model_signing verify key
-        OUT_DIR --signature SIG` accepts (for a single-file version: a registry signature over
-        the same root digest with the file under its name, made now).
-        """
         record = self.resolve(uri) if isinstance(uri, str) else uri
-        out_dir = Path(out_dir)
-        if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-            raise PathError(f"{out_dir}: exists and is not an empty folder; choose a new one")
-        if signature_path is not None:
-            signature_path = Path(signature_path)
-            if signature_path.exists() or signature_path.is_symlink():
-                raise PathError(f"{signature_path}: exists; choose a new signature file")
-            if not signature_path.parent.is_dir():
-                raise PathError(f"{signature_path.parent}: no such folder for the signature")
-            if _is_inside(out_dir, signature_path):
-                raise PathError(
-                    f"{signature_path}: the signature cannot be written inside {out_dir}"
-                )
         manifest, bundle = self._checked_signature(record)
-        single = [entry.name for entry in manifest.files] == ["."]
-        name = None
-        if single:
-            name = _single_file_name(file_name or self._pushed_file_name(record) or record.model)
-        elif file_name is not None:
-            raise InputError(f"{record.uri} is a folder of files; --file-name is for single files")
-        created = not out_dir.exists()
-        wrote_signature = False
-        try:
-            out_dir.mkdir(parents=True, exist_ok=True)
-            for entry in manifest.files:
-                target = out_dir / (name if entry.name == "." and name else entry.name)
-                _check_inside(out_dir, target)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                self.ctx.blobs.copy_to(entry.digest, target)
-            if signature_path is not None:
-                if single and name:
-                    bundle = sign_manifest(_folder_form(manifest, name), self.ctx.signer)
-                with open(signature_path, "xb") as handle:
-                    wrote_signature = True
-                    handle.write(bundle.to_json())
-        except BaseException:
-            if wrote_signature and signature_path is not None:
-                signature_path.unlink(missing_ok=True)
-            if created:
-                shutil.rmtree(out_dir, ignore_errors=True)
-            else:
-                for child in list(out_dir.iterdir()):
-                    if child.is_dir():
-                        shutil.rmtree(child, ignore_errors=True)
-                    else:
-                        child.unlink(missing_ok=True)
-            raise
-        return PullResult(record, out_dir, signature_path, name)
-
-    def _pushed_file_name(self, record: VersionRecord) -> str | None:
-        """The single file's name as recorded in the version's push event, if it was."""
-        with self.ctx.database.read() as conn:
-            try:
-                details = LedgerRepository(conn).event(record.ledger_seq).details
-            except NotFoundError:
-                return None
-        recorded = details.get("file_name")
-        return recorded if isinstance(recorded, str) and recorded else None
+        return pull_bundle(
+            self.ctx,
+            record,
+            manifest,
+            bundle,
+            out_dir,
+            signature_path=signature_path,
+            file_name=file_name,
+        )
 
     def _checked_manifest(self, record: VersionRecord) -> Manifest:
         """The version's manifest, after checking the registry's signature over it."""
@@ -572,82 +493,11 @@ class RegistryService:
         return problems
 
     def fsck(self, repair: bool = False, grace_seconds: float = 3600.0) -> CheckReport:
-        """Find (and with `repair` remove) orphan blobs and half-finished writes.
+        """Find (and with `repair` remove) orphan blobs and half-finished writes; see
+        `modelward.services.fsck`. Repair needs the admin role."""
+        from modelward.services.fsck import check_blobs
 
-        Repair needs the admin role and a grace of at least MIN_REPAIR_GRACE seconds. Blobs a
-        live pending writer may still reference are never removed (see `pending_writes`)."""
-        if grace_seconds < 0 or grace_seconds != grace_seconds:
-            raise InputError(f"the grace period must be 0 seconds or more, not {grace_seconds}")
-        if repair:
-            with self.ctx.database.read() as conn:
-                role = role_of(conn, self.actor)
-            if role != Role.ADMIN:
-                raise PermissionDeniedError(
-                    f"{self.actor!r} (with role {role.value}) may not repair the registry "
-                    "(fsck --repair removes blobs); this needs the admin role"
-                )
-            if grace_seconds < MIN_REPAIR_GRACE:
-                raise InputError(
-                    f"fsck --repair leaves blobs and temporary files younger than "
-                    f"{MIN_REPAIR_GRACE:g} seconds alone (a write may still be using them); "
-                    f"--grace must be at least {MIN_REPAIR_GRACE:g}, not {grace_seconds:g}"
-                )
-        report = CheckReport()
-        now = time.time()
-        # Writers first, references second: a writer that finished in between has committed.
-        writers = pending_writers(self.ctx.blobs, now)
-        since = spared_since(writers)
-        with self.ctx.database.read() as conn:
-            referenced = RegistryRepository(conn).referenced_digests()
-            referenced |= GateRepository(conn).referenced_digests()
-            referenced |= ProvenanceRepository(conn).dataset_digests()
-        orphans = []
-        seen_at: dict[str, float | None] = {}
-        spared = []
-        for digest in sorted(d for d in self.ctx.blobs.list_digests() if d not in referenced):
-            stored = self.ctx.blobs.modified_at(digest)
-            if since is not None and (stored is None or stored >= since):
-                spared.append(digest)  # a live push may reference it when it commits
-                continue
-            # A push stores blobs before its transaction commits: leave young ones alone.
-            if grace_seconds > 0 and (stored is None or now - stored < grace_seconds):
-                continue
-            orphans.append(digest)
-            seen_at[digest] = stored
-        incomplete = self.ctx.blobs.list_incomplete(grace_seconds)
-        dead = [w for w in writers if not w.alive]
-        report.details = {
-            "orphan_blobs": orphans,
-            "incomplete_writes": incomplete,
-            "referenced_blobs": len(referenced),
-            "pending_pushes": [w.to_dict() for w in writers if w.alive],
-            "spared_for_pending_pushes": spared,
-            "dead_pending_pushes": [w.token for w in dead],
-            "grace_seconds": grace_seconds,
-            "repaired": repair,
-        }
-        report.problems = [f"orphan blob {d}" for d in orphans]
-        report.problems += [f"half-finished write {name}" for name in incomplete]
-        report.problems += [f"pending push {w.token} is no longer running" for w in dead]
-        if repair:
-            known = {w.token for w in writers}
-            removed = []
-            for digest in orphans:
-                if new_live_writer(self.ctx.blobs, known, time.time()):
-                    break  # a push started meanwhile and may be re-storing this very blob
-                if self.ctx.blobs.modified_at(digest) != seen_at[digest]:
-                    continue  # re-stored since: a push is about to reference it
-                self.ctx.blobs.remove_blob(digest)
-                removed.append(digest)
-            kept = [d for d in orphans if d not in removed]
-            report.details["kept_for_new_pushes"] = kept
-            report.problems = [
-                p for p in report.problems if p.removeprefix("orphan blob ") not in kept
-            ]
-            self.ctx.blobs.remove_incomplete(grace_seconds)
-            for writer in dead:
-                self.ctx.blobs.clear_pending(writer.token)
-        return report
+        return check_blobs(self.ctx, self.actor, repair=repair, grace_seconds=grace_seconds)
 
 
 def resolve_in(repo: RegistryRepository, uri: ModelURI) -> VersionRecord:
@@ -750,41 +600,6 @@ def _statement_of(document: dict[str, Any]) -> dict[str, Any]:
         return Statement.from_bytes(envelope.payload).to_dict()
     except ModelwardError:
         return {"unreadable": True}
-
-
-def _single_file_name(name: str) -> str:
-    """A safe name for a single-file version's file inside the output folder."""
-    if (
-        not name
-        or name in (".", "..")
-        or "/" in name
-        or "\\" in name
-        or len(name) > 255
-        or any(ord(c) < 32 for c in name)
-    ):
-        raise InputError(f"{name!r} cannot be the name of the pulled file (one plain file name)")
-    return name
-
-
-def _folder_form(manifest: Manifest, name: str) -> Manifest:
-    """A single-file manifest as a folder holding the file under `name` (same root digest)."""
-    (entry,) = manifest.files
-    return Manifest(
-        manifest.model_name,
-        (FileDigest(name, entry.algorithm, entry.digest, entry.size),),
-        manifest.serialization,
-    )
-
-
-def _is_inside(root: Path, target: Path) -> bool:
-    root_real = os.path.realpath(root)
-    return os.path.commonpath([root_real, os.path.realpath(target)]) == root_real
-
-
-def _check_inside(root: Path, target: Path) -> None:
-    root_real = os.path.realpath(root)
-    if os.path.commonpath([root_real, os.path.realpath(target)]) != root_real:
-        raise VerificationError(f"stored file name {target} leaves the output folder")
 
 
 def _sha256(text: str) -> str:
