@@ -47,6 +47,7 @@ from modelward.signing.oms import (
     sign_manifest,
     verify_with_key,
 )
+from modelward.storage.metadata.gate_repository import GateRepository
 from modelward.storage.metadata.ledger_repository import LedgerRepository, format_time
 from modelward.storage.metadata.registry_repository import RegistryRepository, VersionRecord
 from modelward.storage.model_files import ModelFile, list_model_files
@@ -383,9 +384,19 @@ class RegistryService:
                 if att.kind not in (REGISTRY_SIGNATURE, UPLOADER_SIGNATURE):
                     entry["statement"] = _statement_of(document)
                 attestations.append(entry)
+            now = utc_now()
+            expired = sorted(
+                env
+                for env, release in GateRepository(conn)
+                .current_releases_of_model(record.model)
+                .items()
+                if release.version == record.number and release.override_expired(now)
+            )
             return {
                 **record.to_dict(),
                 "aliases": repo.aliases_of(record.id),
+                # environments where this version is current under an override that expired
+                "override_expired_in": expired,
                 "manifest": manifest.to_dict(),
                 "attestations": attestations,
                 **version_evidence(conn, record, Verifier(self.ctx.signer.public_key)),

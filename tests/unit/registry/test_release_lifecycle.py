@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 
 import modelward.services.gate as gate_module
+import modelward.services.registry as registry_module
 import modelward.services.releases as releases_module
 from modelward.core.manifest import Manifest, Serialization
 from modelward.errors import DeniedError, NotFoundError
@@ -252,6 +254,8 @@ def test_an_expired_override_is_reported_ledgered_once_and_blocks_promotion_from
     row = releases.list("llama", "staging")[-1]
     assert row["current"] and row["override_expired"]
     assert releases.show(overridden.release.release_id)["override_expired"]
+    with monkeypatch_registry_clock(registry, hours=2):
+        assert registry.service.show("models:/llama/1")["override_expired_in"] == ["staging"]
     found = releases.check("llama")
     assert [(e.environment, e.release_id, e.noted_now) for e in found] == [
         ("staging", overridden.release.release_id, True)
@@ -302,6 +306,14 @@ def test_a_rollback_resolves_an_expired_override(
     assert "release.override_expired" in _actions(registry)
     assert releases.check() == []
     assert gate.promote("models:/llama/1", "canary").release
+
+
+@contextmanager
+def monkeypatch_registry_clock(registry: Registry, hours: float) -> Iterator[None]:
+    target = utc_now() + timedelta(hours=hours)
+    with pytest.MonkeyPatch.context() as patched:
+        patched.setattr(registry_module, "utc_now", lambda: target)
+        yield
 
 
 # --------------------------------------------------------------------------- carry forward

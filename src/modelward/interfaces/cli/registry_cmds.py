@@ -322,6 +322,8 @@ def _show(args: argparse.Namespace) -> int:
     if data["description"]:
         emit(f"description: {data['description']}")
     emit(f"aliases: {', '.join(data['aliases']) or '-'}")
+    for environment in data.get("override_expired_in", []):
+        emit(f"OVERRIDE EXPIRED in {environment}: promote normally or roll back there")
     emit("files:")
     for entry in data["manifest"]["files"]:
         emit(f"  {entry['name']}\t{entry.get('size', '?')} bytes\tsha256:{entry['digest']}")
