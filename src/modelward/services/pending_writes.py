@@ -1,19 +1,24 @@
 """Pending writers: blobs stored before the transaction that references them commits.
 
-A push (and a promotion storing prompt templates or policy files) stores its blobs first and
-references them in the database afterwards, possibly after waiting for the database's write lock.
-In between, its blobs look like orphans. `pending_writes` registers the writer in the blob store's
-pending area (`pending/<token>`: when it started, on which host, under which process id) before
-anything is stored, and removes the registration when the writer is done, whether it committed or
-failed.
+A push stores its blobs first and references them in the database afterwards, possibly after
+waiting for the database's write lock. In between, its blobs look like orphans.
+`pending_writes` registers the writer in the blob store's pending area (`pending/<token>`: when
+it started, on which host, under which process id) before anything is stored, and removes the
+registration when the writer is done, whether it committed or failed.
 
 `fsck` spares every unreferenced blob stored (or re-stored: storing an existing blob refreshes its
 age) since the start of the oldest live pending writer, and, when repairing, every blob younger
-than `MIN_REPAIR_GRACE`, which cannot be lowered (writers of older versions, and dataset adds, do
-not register). A writer is live while its process runs (same host) or, on another host, for
+than `MIN_REPAIR_GRACE`, which cannot be lowered (pushes by older versions of modelward, promotions
+storing prompt templates or policy files, and dataset adds do not register: the minimum grace,
+far longer than SQLite's 30 s lock wait, is what protects them).
+
+A writer is live while its process runs (same host) or, on another host, for
 `PENDING_EXPIRY` after it started; registrations of dead writers are reported and removed by
 repair. Before each removal fsck looks again for writers that registered since it started and stops
-removing if there is one (it may be re-storing one of those blobs). Pure bookkeeping: no database.
+removing if there is one (it may be re-storing one of those blobs). What this cannot exclude: a
+push that registers, re-stores an old orphan and commits all within the instant between fsck's last
+look and its removal of that blob (`verify` would then report the missing blob). Pure
+bookkeeping: no database.
 """
 
 from __future__ import annotations

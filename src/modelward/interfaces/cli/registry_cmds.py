@@ -253,9 +253,9 @@ def _pull(args: argparse.Namespace) -> int:
 
 
 def _default_signature(out: Any) -> Any:
-    from pathlib import Path
-
-    return Path(str(out).rstrip("/") + ".sig")
+    """`DIR.sig` next to the output folder (`--out .` gives `../NAME.sig`)."""
+    resolved = out.resolve()
+    return resolved.with_name(resolved.name + ".sig")
 
 
 def _pull_release(args: argparse.Namespace, out: Any) -> int:
