@@ -290,6 +290,29 @@ class BlobStoreContract:
             with pytest.raises(InputError):
                 store.put_named(area, name, b"x")
 
+    # --------------------------------------------------------------------- pending writers
+
+    def test_pending_writers_are_registered_listed_replaced_and_cleared(
+        self, harness: StoreHarness
+    ) -> None:
+        store = harness.store
+        first, second = "0" * 32, "f" * 32
+        assert store.pending() == []
+        store.register_pending(first, b'{"started_at": 1}')
+        store.register_pending(second, b'{"started_at": 2}')
+        store.register_pending(first, b'{"started_at": 3}')  # replaces
+        assert sorted(store.pending()) == [
+            (first, b'{"started_at": 3}'),
+            (second, b'{"started_at": 2}'),
+        ]
+        assert list(store.list_digests()) == []  # a registration is not a blob
+        store.clear_pending(first)
+        store.clear_pending(first)  # already gone: no error
+        assert store.pending() == [(second, b'{"started_at": 2}')]
+        for bad in ("../x", "A" * 32, "a" * 31, ""):
+            with pytest.raises(InputError):
+                store.register_pending(bad, b"{}")
+
 
 def overwrite_file(path: Path, data: bytes) -> None:
     """Replace a read-only blob file's bytes in place (same inode), as tampering would."""

@@ -5,7 +5,9 @@ A `Release` snapshots version, bundle root digest, prompt templates, policy file
 the deployed state, so a rollback release equals its target in state while keeping its own
 history. `rollback_target` picks the release to return to, `rollback_release` builds the new one,
 `diff_releases` says what changed, and `compare_states` / `DrillReport` check a rollback drill
-byte-for-byte by digests. `EnvironmentPath` is the ordered promotion path. Nothing here stores
+byte-for-byte by digests (a drill refused before restoring keeps its reasons in `problems`).
+`carry_forward` picks what a promotion takes over from the release it promotes from.
+`EnvironmentPath` is the ordered promotion path. Nothing here stores
 releases or touches deployed files; the caller observes the state and passes it in.
 """
 
@@ -183,6 +185,12 @@ class Release:
 
     def state_digest(self) -> str:
         return self.state.digest()
+
+    def override_expired(self, now: datetime) -> bool:
+        """Whether this release was made by an override whose expiry has passed. While such a
+        release is current, its environment reports "override expired" and nothing is promoted
+        from it until a normal promotion or a rollback there replaces it."""
+        return self.override is not None and now >= self.override.expires_at
 
     def digest(self) -> str:
         """Content digest of the whole record (state, metadata and links)."""
@@ -446,10 +454,20 @@ class DrillReport:
     at: datetime
     steps: tuple[DrillStep, ...]
     release_id: str | None = None
+    problems: tuple[str, ...] = ()  # why the drill was refused before restoring anything
 
     @property
     def passed(self) -> bool:
-        return bool(self.steps) and all(step.passed for step in self.steps)
+        return bool(self.steps) and not self.problems and all(step.passed for step in self.steps)
+
+    @classmethod
+    def refused(
+        cls, *, environment: str, at: datetime, problems: Sequence[str], release_id: str | None
+    ) -> DrillReport:
+        """A drill that did not restore anything because a state failed its checks."""
+        if not problems:
+            raise InputError("a refused drill needs at least one reason")
+        return cls(environment, at, (), release_id, tuple(problems))
 
     @classmethod
     def run(
@@ -480,6 +498,7 @@ class DrillReport:
             "passed": self.passed,
             "release_id": self.release_id,
             "steps": [step.to_dict() for step in self.steps],
+            "problems": list(self.problems),
         }
 
     @classmethod
@@ -489,4 +508,76 @@ class DrillReport:
             at=parse_timestamp(data["at"], "drill time"),
             steps=tuple(DrillStep.from_dict(step) for step in data["steps"]),
             release_id=data.get("release_id"),
+            problems=tuple(data.get("problems", ())),
         )
+
+
+# --------------------------------------------------------------------------- carry forward
+
+
+@dataclass(frozen=True)
+class CarriedState:
+    """What a promotion takes over from its source release (the previous environment's current
+    release): each part is carried unless the promotion gave its own or carrying is off."""
+
+    source_release_id: str | None
+    prompt_templates: Mapping[str, str]
+    policy_files: Mapping[str, str]
+    feature_flags: Mapping[str, FlagValue]
+    carried: tuple[str, ...]  # which parts came from the source: "prompt_templates", …
+    note: str | None = None  # why nothing was carried, when there was a source to carry from
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source_release_id": self.source_release_id,
+            "carried": list(self.carried),
+            "prompt_templates": dict(self.prompt_templates),
+            "policy_files": dict(self.policy_files),
+            "feature_flags": dict(self.feature_flags),
+            "note": self.note,
+        }
+
+
+def carry_forward(
+    source: Release | None,
+    version: int,
+    *,
+    prompt_templates: Mapping[str, str] | None,
+    policy_files: Mapping[str, str] | None,
+    feature_flags: Mapping[str, FlagValue] | None,
+    carry: bool = True,
+) -> CarriedState:
+    """The templates, policy files and flags of a promotion. A part given (not None) replaces
+    the source's; a part not given is the source's when `carry` is on and the source deploys the
+    same version, and empty otherwise."""
+    given = {
+        "prompt_templates": prompt_templates,
+        "policy_files": policy_files,
+        "feature_flags": feature_flags,
+    }
+    note = None
+    usable = source is not None and carry and source.version == version
+    if source is not None and carry and source.version != version:
+        note = (
+            f"nothing carried: {source.environment}'s current release {source.release_id} "
+            f"deploys version {source.version}, not {version}"
+        )
+    chosen: dict[str, Mapping[str, Any]] = {}
+    carried = []
+    for part, value in given.items():
+        if value is not None:
+            chosen[part] = dict(value)
+        elif usable and source is not None:
+            chosen[part] = dict(getattr(source.state, part))
+            if chosen[part]:
+                carried.append(part)
+        else:
+            chosen[part] = {}
+    return CarriedState(
+        source_release_id=source.release_id if source is not None and usable else None,
+        prompt_templates=chosen["prompt_templates"],
+        policy_files=chosen["policy_files"],
+        feature_flags=chosen["feature_flags"],
+        carried=tuple(carried),
+        note=note,
+    )

@@ -86,6 +86,7 @@ class CurrentVersion:
     version: int
     digest: str
     metrics: Mapping[str, Metric] | None = None
+    override_expired: bool = False  # it was deployed by an override whose expiry has passed
 
 
 def build_facts(
@@ -116,6 +117,7 @@ def build_facts(
     provenance_required: Sequence[str] | None = None,
     datasets: DatasetEligibility | None = None,
     evidence_problems: Sequence[str] = (),
+    previous_override_expired: bool | None = None,
 ) -> dict[str, Any]:
     """Assemble one candidate's facts. Unknowns become null; InputError on malformed input.
 
@@ -128,6 +130,8 @@ def build_facts(
     stored evidence that failed verification and was treated as absent. Approvals are reduced
     to one per reviewer (the latest). `change` is the dict from
     `modelward.core.change_class.ChangeReport.to_fact()`.
+    `previous_override_expired` says whether the previous environment's current release is an
+    override past its expiry (None: not looked up, or no previous environment).
     """
     _check_text(environment, "environment")
     _check_text(model, "model")
@@ -141,7 +145,11 @@ def build_facts(
     return {
         "schema_version": FACTS_SCHEMA_VERSION,
         "time": format_timestamp(time),
-        "environment": {"name": environment, "previous": previous_environment},
+        "environment": {
+            "name": environment,
+            "previous": previous_environment,
+            "previous_override_expired": previous_override_expired,
+        },
         "candidate": {
             "uri": f"models:/{model}/{version}",
             "model": model,
@@ -240,6 +248,7 @@ def _current(current: CurrentVersion | None) -> dict[str, Any] | None:
         "version": current.version,
         "digest": current.digest,
         "evaluations": _evaluations(current.metrics),
+        "override_expired": bool(current.override_expired),
     }
 
 
@@ -347,7 +356,11 @@ FACTS_SCHEMA: dict[str, Any] = {
         "environment": {
             "type": "object",
             "required": ["name", "previous"],
-            "properties": {"name": {"type": "string"}, "previous": {"type": ["string", "null"]}},
+            "properties": {
+                "name": {"type": "string"},
+                "previous": {"type": ["string", "null"]},
+                "previous_override_expired": {"type": ["boolean", "null"]},
+            },
         },
         "candidate": {
             "type": "object",
@@ -449,6 +462,7 @@ FACTS_SCHEMA: dict[str, Any] = {
                     "version": {"type": "integer"},
                     "digest": {"type": "string"},
                     "evaluations": _nullable(_METRICS),
+                    "override_expired": {"type": "boolean"},
                 },
             }
         ),

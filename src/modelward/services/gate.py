@@ -5,7 +5,10 @@ decision as a DSSE-signed SLSA VSA (registry key) with a ledger event, and on al
 release (version + prompt templates + policy files + feature flags) and moves the environment
 alias, in one transaction that fails with ConflictError, changing nothing, if the environment
 moved since its facts were read. `override` does the same despite a deny, recording who, why and
-until when. Argument parsing and rendering belong to the CLI.
+until when. A promotion carries the source release's (the previous environment's) prompt
+templates, policy files and flags forward unless told otherwise, and is refused while the source
+environment's current release is an expired override. Argument parsing and rendering belong to
+the CLI.
 """
 
 from __future__ import annotations
@@ -20,9 +23,9 @@ from typing import Any
 from modelward.core.canonical import canonical_json
 from modelward.core.names import parse_uri
 from modelward.core.policy import Decision, Override, Policy, apply_override, evaluate
-from modelward.core.release import DeployedState, FlagValue, Release
+from modelward.core.release import CarriedState, DeployedState, FlagValue, Release, carry_forward
 from modelward.core.roles import Action, check_approval
-from modelward.errors import InputError, PathError
+from modelward.errors import DeniedError, InputError, NotFoundError, PathError, VerificationError
 from modelward.policy.cel_engine import CelEngine
 from modelward.policy.loader import default_policy_text, parse_policy
 from modelward.policy.vsa import decision_from_statement, decision_statement, sign_statement
@@ -30,6 +33,7 @@ from modelward.services.context import RegistryContext, current_actor, utc_now
 from modelward.services.gate_config import GateConfig, load_gate_config
 from modelward.services.gate_facts import gather_facts
 from modelward.services.registry import RegistryService, resolve_in
+from modelward.services.release_checks import note_expired_overrides
 from modelward.services.releases import new_release_id, release_view, write_release
 from modelward.services.state_integrity import anchored_append, check_current_policy
 from modelward.services.users import require
@@ -49,9 +53,11 @@ class PromoteResult:
     release: Release | None
     facts: dict[str, Any]
     decision_digest: str
+    carried: CarriedState | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "carried": self.carried.to_dict() if self.carried else None,
             "uri": self.uri,
             "allowed": self.decision.allowed,
             "decision": self.decision.to_dict(),
@@ -204,28 +210,60 @@ class GateService:
         risk_tier: str | None = None,
         expected_release_id: object = _UNSET,
         override: tuple[str, datetime] | None = None,
+        carry: bool = True,
     ) -> PromoteResult:
         """Decide, record the decision and, on allow, release. `override` is (justification,
         expiry). `expected_release_id` (a release id, or None for "no release yet") makes the
-        promotion conditional on the environment's current release."""
+        promotion conditional on the environment's current release.
+
+        The prompt templates, policy files and flags of the source release (the previous
+        environment's current release, when it deploys the same version) are carried forward
+        unless `carry` is False; each of `prompt_templates`, `policy_files` and `flags` that is
+        given (not None, even if empty) replaces the source's. Promotion from an environment whose
+        current release is an expired override is refused (DeniedError) until that environment
+        is promoted to normally or rolled back."""
         self.config.path.index(environment)
         action = Action.OVERRIDE if override else Action.PROMOTE
-        templates = self._store_files(prompt_templates or [], "prompt template")
-        policies = self._store_files(policy_files or [], "policy file")
+        templates = (
+            None
+            if prompt_templates is None
+            else self._store_files(prompt_templates, "prompt template")
+        )
+        policies = None if policy_files is None else self._store_files(policy_files, "policy file")
         policy = self._policy(environment)
         now = utc_now()
+        source_environment = self.config.path.previous(environment)
         with self.ctx.database.read() as conn:
             require(conn, self.actor, action, self.config.permissions)
             record = resolve_in(RegistryRepository(conn), parse_uri(uri))
-            gathered = gather_facts(
-                self.ctx,
-                conn,
-                record,
-                environment,
-                self.config.path,
-                risk_tier=risk_tier,
-                now=now,
+            current_releases = GateRepository(conn).current_releases_of_model(record.model)
+            source = current_releases.get(source_environment) if source_environment else None
+            blocked = source is not None and source.override_expired(now)
+            gathered = (
+                None
+                if blocked
+                else gather_facts(
+                    self.ctx,
+                    conn,
+                    record,
+                    environment,
+                    self.config.path,
+                    risk_tier=risk_tier,
+                    now=now,
+                )
             )
+        if blocked or gathered is None:
+            self._refuse_from_expired(record.model, environment, now)
+        assert gathered is not None
+        carried = carry_forward(
+            source,
+            record.number,
+            prompt_templates=templates,
+            policy_files=policies,
+            feature_flags=None if flags is None else dict(flags),
+            carry=carry,
+        )
+        self._check_carried(carried)
         seen = gathered.current.release_id if gathered.current else None
         decision = evaluate(policy, gathered.facts, self.engine, environment)
         if override is not None:
@@ -250,9 +288,9 @@ class GateService:
                 model=record.model,
                 version=record.number,
                 bundle_digest="sha256:" + record.root_digest,
-                prompt_templates=templates,
-                policy_files=policies,
-                feature_flags=dict(flags or {}),
+                prompt_templates=carried.prompt_templates,
+                policy_files=carried.policy_files,
+                feature_flags=carried.feature_flags,
             )
             release = Release(
                 release_id="pending",
@@ -265,6 +303,7 @@ class GateService:
             )
         with self.ctx.database.transaction() as conn:
             require(conn, self.actor, action, self.config.permissions)
+            note_expired_overrides(conn, record.model, now, self.actor)
             decision_id = GateRepository(conn).add_decision(
                 version_id=record.id,
                 environment=environment,
@@ -304,7 +343,42 @@ class GateService:
                 release = replace(release, release_id=new_release_id(conn))
                 kind = "override" if decision.overridden else "promote"
                 write_release(conn, release, kind, expected)
-        return PromoteResult(record.uri, decision, release, gathered.facts, decision_digest)
+        return PromoteResult(
+            record.uri, decision, release, gathered.facts, decision_digest, carried
+        )
+
+    def _refuse_from_expired(self, model: str, environment: str, now: datetime) -> None:
+        """Ledger the expired override (once) and refuse the promotion out of its environment."""
+        with self.ctx.database.transaction() as conn:
+            expired = note_expired_overrides(conn, model, now, self.actor)
+        source = self.config.path.previous(environment)
+        reasons = [e.message() for e in expired if e.environment == source]
+        raise DeniedError(
+            f"models:/{model} cannot be promoted from {source} to {environment}: {source}'s "
+            "current release is an override that has expired",
+            reasons or [f"override expired in {source}"],
+        )
+
+    def _check_carried(self, carried: CarriedState) -> None:
+        """Re-hash the templates and policy files taken over from the source release."""
+        problems = []
+        for what, part in (
+            ("prompt template", "prompt_templates"),
+            ("policy file", "policy_files"),
+        ):
+            if part not in carried.carried:
+                continue
+            for name, digest in getattr(carried, part).items():
+                hex_digest = str(digest).removeprefix("sha256:")
+                try:
+                    for _ in self.ctx.blobs.read_chunks(hex_digest):
+                        pass
+                except (VerificationError, NotFoundError) as exc:
+                    problems.append(f"carried {what} {name}: {exc}")
+        if problems:
+            raise DeniedError(
+                f"release {carried.source_release_id}'s files cannot be carried forward", problems
+            )
 
     def facts(self, uri: str, environment: str, risk_tier: str | None = None) -> dict[str, Any]:
         """The facts a promotion of `uri` to `environment` would see now; nothing is stored."""

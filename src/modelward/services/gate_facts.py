@@ -96,7 +96,10 @@ def gather_facts(
             version=current.version,
             digest=current.bundle_digest,
             metrics=_metrics(current_checked.of_kind(EVALUATION_KIND), thresholds, []),
+            override_expired=current.override_expired(now),
         )
+    previous = path.previous(environment)
+    previous_release = current_releases.get(previous) if previous else None
     drill_row = gate.latest_drill(record.model, path.environments[0])
     drill = None
     if latest_drill_problem(conn, record.model, path.environments[0]) is not None:
@@ -142,6 +145,9 @@ def gather_facts(
         ],
         rollback_drill=drill,
         evidence_problems=problems,
+        previous_override_expired=(
+            previous_release.override_expired(now) if previous_release is not None else None
+        ),
     )
     return GatheredFacts(facts=facts, inputs=tuple(inputs), current=current)
 

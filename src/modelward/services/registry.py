@@ -10,8 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -32,7 +30,6 @@ from modelward.errors import (
     InputError,
     ModelwardError,
     NotFoundError,
-    PathError,
     SignatureMismatchError,
     StorageError,
     VerificationError,
@@ -46,6 +43,9 @@ from modelward.services.ingest import (
     push_scanner,
     scan_staged,
 )
+from modelward.services.pending_writes import (
+    pending_writes,
+)
 from modelward.services.settings import setting_in
 from modelward.services.state_integrity import anchored_append, check_alias
 from modelward.services.users import require
@@ -58,13 +58,13 @@ from modelward.signing.oms import (
 )
 from modelward.storage.metadata.gate_repository import GateRepository
 from modelward.storage.metadata.ledger_repository import LedgerRepository, format_time
-from modelward.storage.metadata.provenance_repository import ProvenanceRepository
 from modelward.storage.metadata.registry_repository import RegistryRepository, VersionRecord
 from modelward.storage.model_files import list_model_files
 from modelward.storage.staging import StagedBundle, StagedFile, stage_bundle
 
 if TYPE_CHECKING:
     from modelward.services.provenance import PushProvenance
+    from modelward.services.pull import PullResult
 
 REGISTRY_SIGNATURE = "registry-signature"
 UPLOADER_SIGNATURE = "uploader-signature"
@@ -98,6 +98,36 @@ class RegistryService:
     # -- writing ----------------------------------------------------------------------------
 
     def push(
+        self,
+        model_path: Path,
+        name: str,
+        *,
+        description: str = "",
+        signature_path: Path | None = None,
+        public_key: Verifier | None = None,
+        scanner: BundleScanner | None = None,
+        accept_malformed: Sequence[str] = (),
+        progress: ProgressCallback | None = None,
+        change: ChangeHook | None = None,
+        provenance: PushProvenance | None = None,
+    ) -> PushResult:
+        """See `_push`; registered as a pending writer while it runs, so that fsck spares the
+        blobs it stores before its transaction commits."""
+        with pending_writes(self.ctx.blobs, f"push models:/{name}"):
+            return self._push(
+                model_path,
+                name,
+                description=description,
+                signature_path=signature_path,
+                public_key=public_key,
+                scanner=scanner,
+                accept_malformed=accept_malformed,
+                progress=progress,
+                change=change,
+                provenance=provenance,
+            )
+
+    def _push(
         self,
         model_path: Path,
         name: str,
@@ -222,6 +252,8 @@ class RegistryService:
                     "manifest_digest": _sha256(manifest_json),
                     "files": len(manifest.files),
                     "uploader_key": uploader.public_key_hint if uploader else None,
+                    # a single file's own name, so that pull can write it under that name
+                    **({"file_name": model_path.name} if list(manifest.digests()) == ["."] else {}),
                 },
                 utc_now(),
                 rows=[("attestations", str(att_id)) for att_id in attested],
@@ -414,9 +446,19 @@ class RegistryService:
                 else:
                     entry.update(verified=False, problem=checked.reason)
                 attestations.append(entry)
+            now = utc_now()
+            expired = sorted(
+                env
+                for env, release in GateRepository(conn)
+                .current_releases_of_model(record.model)
+                .items()
+                if release.version == record.number and release.override_expired(now)
+            )
             return {
                 **record.to_dict(),
                 "aliases": repo.aliases_of(record.id),
+                # environments where this version is current under an override that expired
+                "override_expired_in": expired,
                 "manifest": manifest.to_dict(),
                 "attestations": attestations,
                 "trust_problems": verifier.setting_problems,
@@ -429,37 +471,39 @@ class RegistryService:
             return list(RegistryRepository(conn).attestations(record.id, kind))
 
     def pull(self, uri: str, out_dir: Path) -> VersionRecord:
-        """Write the bundle to `out_dir`, verifying every byte and the registry signature first;
-        on any mismatch remove what was written."""
-        record = self.resolve(uri)
-        out_dir = Path(out_dir)
-        if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-            raise PathError(f"{out_dir}: exists and is not an empty folder; choose a new one")
-        manifest = self._checked_manifest(record)
-        created = not out_dir.exists()
-        try:
-            out_dir.mkdir(parents=True, exist_ok=True)
-            for entry in manifest.files:
-                target = out_dir if entry.name == "." else out_dir / entry.name
-                if entry.name == ".":
-                    raise InputError("single-file versions are pulled into a folder by name")
-                _check_inside(out_dir, target)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                self.ctx.blobs.copy_to(entry.digest, target)
-        except BaseException:
-            if created:
-                shutil.rmtree(out_dir, ignore_errors=True)
-            else:
-                for child in list(out_dir.iterdir()):
-                    if child.is_dir():
-                        shutil.rmtree(child, ignore_errors=True)
-                    else:
-                        child.unlink(missing_ok=True)
-            raise
-        return record
+        """Write the bundle to `out_dir`, verified (see `pull_to`)."""
+        return self.pull_to(uri, out_dir).version
+
+    def pull_to(
+        self,
+        uri: str | VersionRecord,
+        out_dir: Path,
+        *,
+        signature_path: Path | None = None,
+        file_name: str | None = None,
+    ) -> PullResult:
+        """Write the bundle to `out_dir`, verified, with its OMS signature when
+        `signature_path` is given; see `modelward.services.pull.pull_bundle`."""
+        from modelward.services.pull import pull_bundle
+
+        record = self.resolve(uri) if isinstance(uri, str) else uri
+        manifest, bundle = self._checked_signature(record)
+        return pull_bundle(
+            self.ctx,
+            record,
+            manifest,
+            bundle,
+            out_dir,
+            signature_path=signature_path,
+            file_name=file_name,
+        )
 
     def _checked_manifest(self, record: VersionRecord) -> Manifest:
         """The version's manifest, after checking the registry's signature over it."""
+        return self._checked_signature(record)[0]
+
+    def _checked_signature(self, record: VersionRecord) -> tuple[Manifest, SignatureBundle]:
+        """The version's manifest and registry signature, after checking one against the other."""
         manifest = record.manifest()
         if manifest.root_digest != record.root_digest:
             raise VerificationError(f"{record.uri}: the stored manifest does not match its digest")
@@ -480,7 +524,7 @@ class RegistryService:
         signed = manifest_from_statement(verify_with_key(bundle, Verifier(key)))
         if signed.root_digest != record.root_digest or signed.digests() != manifest.digests():
             raise VerificationError(f"{record.uri}: the registry signature covers other files")
-        return manifest
+        return manifest, bundle
 
     def verify(self, uri: str) -> CheckReport:
         """Re-hash every stored blob, check the registry signature and the ledger inclusion."""
@@ -532,34 +576,11 @@ class RegistryService:
         return problems
 
     def fsck(self, repair: bool = False, grace_seconds: float = 3600.0) -> CheckReport:
-        """Find (and with `repair` remove) orphan blobs and half-finished writes."""
-        report = CheckReport()
-        with self.ctx.database.read() as conn:
-            referenced = RegistryRepository(conn).referenced_digests()
-            referenced |= GateRepository(conn).referenced_digests()
-            referenced |= ProvenanceRepository(conn).dataset_digests()
-        now = time.time()
-        orphans = []
-        for digest in sorted(d for d in self.ctx.blobs.list_digests() if d not in referenced):
-            stored = self.ctx.blobs.modified_at(digest)
-            # A push stores blobs before its transaction commits: leave young ones alone.
-            if grace_seconds > 0 and (stored is None or now - stored < grace_seconds):
-                continue
-            orphans.append(digest)
-        incomplete = self.ctx.blobs.list_incomplete(grace_seconds)
-        report.details = {
-            "orphan_blobs": orphans,
-            "incomplete_writes": incomplete,
-            "referenced_blobs": len(referenced),
-            "repaired": repair,
-        }
-        report.problems = [f"orphan blob {d}" for d in orphans]
-        report.problems += [f"half-finished write {name}" for name in incomplete]
-        if repair:
-            for digest in orphans:
-                self.ctx.blobs.remove_blob(digest)
-            self.ctx.blobs.remove_incomplete(grace_seconds)
-        return report
+        """Find (and with `repair` remove) orphan blobs and half-finished writes; see
+        `modelward.services.fsck`. Repair needs the admin role."""
+        from modelward.services.fsck import check_blobs
+
+        return check_blobs(self.ctx, self.actor, repair=repair, grace_seconds=grace_seconds)
 
 
 def _refuse_environment_alias(conn: Connection, alias: str) -> None:
@@ -681,12 +702,6 @@ def _check_uploader_covers(
                 f"{entry.name}: the stored bytes are not the ones the uploader signed "
                 "(the file changed during the push); nothing was stored"
             )
-
-
-def _check_inside(root: Path, target: Path) -> None:
-    root_real = os.path.realpath(root)
-    if os.path.commonpath([root_real, os.path.realpath(target)]) != root_real:
-        raise VerificationError(f"stored file name {target} leaves the output folder")
 
 
 def _sha256(text: str) -> str:

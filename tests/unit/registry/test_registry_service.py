@@ -361,7 +361,10 @@ def test_fsck_finds_and_repairs_orphans_and_half_finished_writes(
     assert not registry.blob_path(orphan).exists()
     assert not old.exists()
     assert young.exists()  # younger than the grace period: maybe a live write
-    registry.service.fsck(repair=True, grace_seconds=0)
+    with pytest.raises(InputError, match="at least 300"):  # repair keeps a minimum grace
+        registry.service.fsck(repair=True, grace_seconds=0)
+    os.utime(young, (hour_ago, hour_ago))
+    registry.service.fsck(repair=True, grace_seconds=300)
     assert not young.exists()
     assert registry.service.fsck(grace_seconds=0).ok
     assert registry.blob_digests() == {f.digest for f in manifest.files}

@@ -10,6 +10,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 # Modules under modelward.interfaces.cli, each registering one noun or verb.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -34,8 +35,22 @@ COMMAND_MODULES: tuple[str, ...] = (
 )
 
 
+class _UsageError(Exception):
+    def __init__(self, parser: argparse.ArgumentParser, message: str) -> None:
+        super().__init__(message)
+        self.parser = parser
+        self.message = message
+
+
+class _Parser(argparse.ArgumentParser):
+    """Raises usage errors instead of exiting, so `--json` can report them as JSON too."""
+
+    def error(self, message: str) -> NoReturn:
+        raise _UsageError(self, message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="modelward",
         description="A governed registry and release gate for open-weight AI models.",
     )
@@ -67,7 +82,17 @@ def _version() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = parser.parse_args(arguments)
+    except _UsageError as exc:
+        exc.parser.print_usage(sys.stderr)
+        print(f"{exc.parser.prog}: error: {exc.message}", file=sys.stderr)
+        if "--json" in arguments:
+            from modelward.interfaces.cli._errors import EXIT_USAGE, emit_error_json
+
+            emit_error_json("UsageError", exc.message, [], EXIT_USAGE)
+        return 2
     from modelward.interfaces.cli._errors import run_translated
 
     return run_translated(args)

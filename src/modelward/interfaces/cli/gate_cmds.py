@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from typing import Any
 
 from modelward.interfaces.cli._output import add_json_flag, emit, emit_json
@@ -19,6 +20,12 @@ def _release_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--policy-file", action="append", default=[], metavar="FILE", help="repeatable"
+    )
+    parser.add_argument(
+        "--no-carry",
+        action="store_true",
+        help="do not carry the previous environment's prompt templates, policy files and flags "
+        "forward (each of --prompt-template, --policy-file, --flag replaces its own kind anyway)",
     )
     parser.add_argument("--risk-tier", choices=("low", "medium", "high"))
     parser.add_argument(
@@ -78,7 +85,7 @@ def _run(args: argparse.Namespace, override: tuple[str, Any] | None) -> int:
     from modelward.interfaces.cli._context import registry_context
     from modelward.services.gate import GateService, parse_flag
 
-    flags = dict(parse_flag(text) for text in args.flag)
+    flags = dict(parse_flag(text) for text in args.flag) if args.flag else None
     kwargs: dict[str, Any] = {}
     if args.if_current is not None:
         kwargs["expected_release_id"] = None if args.if_current == "none" else args.if_current
@@ -87,10 +94,11 @@ def _run(args: argparse.Namespace, override: tuple[str, Any] | None) -> int:
             args.uri,
             args.to,
             flags=flags,
-            prompt_templates=[Path(p) for p in args.prompt_template],
-            policy_files=[Path(p) for p in args.policy_file],
+            prompt_templates=[Path(p) for p in args.prompt_template] or None,
+            policy_files=[Path(p) for p in args.policy_file] or None,
             risk_tier=args.risk_tier,
             override=override,
+            carry=not args.no_carry,
             **kwargs,
         )
     if args.json:
@@ -99,7 +107,28 @@ def _run(args: argparse.Namespace, override: tuple[str, Any] | None) -> int:
         render_decision(result.decision, uri=result.uri)
         if result.release is not None:
             emit(f"release {result.release.release_id}: {result.uri} is now in {args.to}")
+            _render_carried(result.carried, args.no_carry)
     return 0 if result.decision.allowed else 1
+
+
+def _render_carried(carried: Any, no_carry: bool) -> None:
+    if carried is None:
+        return
+    if carried.carried:
+        parts = {
+            "prompt_templates": "prompt templates " + ", ".join(carried.prompt_templates),
+            "policy_files": "policy files " + ", ".join(carried.policy_files),
+            "feature_flags": "flags "
+            + ", ".join(f"{k}={json.dumps(v)}" for k, v in carried.feature_flags.items()),
+        }
+        emit(
+            f"  carried forward from {carried.source_release_id}: "
+            + "; ".join(parts[name] for name in carried.carried)
+        )
+    elif no_carry:
+        emit("  nothing carried forward (--no-carry)")
+    if carried.note:
+        emit(f"  {carried.note}")
 
 
 def _promote(args: argparse.Namespace) -> int:

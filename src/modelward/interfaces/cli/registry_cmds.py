@@ -48,9 +48,30 @@ def register(subparsers: Any) -> None:
     add_json_flag(push)
     push.set_defaults(handler=_push)
 
-    pull = subparsers.add_parser("pull", help="write a version's bundle, verified, to a folder")
-    pull.add_argument("uri", metavar="URI")
+    pull = subparsers.add_parser(
+        "pull",
+        help="write a version's bundle (or a release's full state), verified, to a folder",
+        description="`pull URI --out DIR` writes the bundle and its registry signature "
+        "(DIR.sig, for `model_signing verify key DIR`); `pull --release RELEASE_ID --out DIR` or "
+        "`pull --release ENV --model NAME --out DIR` writes a release's full state: bundle/, "
+        "bundle.sig, prompt_templates/, policy_files/, flags.json and release.json.",
+    )
+    pull.add_argument("uri", metavar="URI", nargs="?")
     pull.add_argument("--out", required=True, help="a new or empty folder")
+    pull.add_argument(
+        "--signature",
+        metavar="SIG",
+        help="where to write the registry's OMS signature (default: OUT.sig)",
+    )
+    pull.add_argument(
+        "--file-name",
+        metavar="NAME",
+        help="a single-file version's file name in OUT (default: the name it was pushed under)",
+    )
+    pull.add_argument(
+        "--release", metavar="RELEASE_ID|ENV", help="pull a release's full state instead"
+    )
+    pull.add_argument("--model", metavar="NAME", help="with --release ENV: the model")
     add_json_flag(pull)
     pull.set_defaults(handler=_pull)
 
@@ -103,7 +124,7 @@ def register(subparsers: Any) -> None:
         default=3600.0,
         metavar="SECONDS",
         help="leave temporary files and unreferenced blobs younger than this alone "
-        "(a push may still be writing them; default 3600)",
+        "(a push may still be writing them; default 3600; at least 300 with --repair)",
     )
     add_json_flag(fsck)
     fsck.set_defaults(handler=_fsck)
@@ -214,14 +235,56 @@ def _provenance_hook(service: Any, path: str | None, keys: list[Any]) -> Any:
 def _pull(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from modelward.errors import InputError
     from modelward.interfaces.cli._registry import registry_service
 
+    out = Path(args.out)
+    if args.release is not None:
+        if args.uri or args.signature or args.file_name:
+            raise InputError(
+                "--release pulls a whole release: give no URI, --signature or --file-name"
+            )
+        return _pull_release(args, out)
+    if not args.uri:
+        raise InputError("name a version to pull (URI), or a release with --release")
+    if args.model:
+        raise InputError("--model goes with --release ENV")
+    signature = Path(args.signature) if args.signature else _default_signature(out)
     with registry_service() as service:
-        record = service.pull(args.uri, Path(args.out))
+        result = service.pull_to(args.uri, out, signature_path=signature, file_name=args.file_name)
     if args.json:
-        emit_json({**record.to_dict(), "out": args.out, "verified": True})
+        emit_json(result.to_dict())
     else:
-        emit(f"pulled {record.uri} into {args.out}; every file and the signature verified")
+        where = f"{args.out}/{result.file_name}" if result.file_name else args.out
+        emit(f"pulled {result.version.uri} into {where}; every file and the signature verified")
+        emit(f"registry signature: {signature} (model_signing verify key {args.out} ...)")
+    return 0
+
+
+def _default_signature(out: Any) -> Any:
+    """`DIR.sig` next to the output folder (`--out .` gives `../NAME.sig`)."""
+    resolved = out.resolve()
+    return resolved.with_name(resolved.name + ".sig")
+
+
+def _pull_release(args: argparse.Namespace, out: Any) -> int:
+    from modelward.interfaces.cli._context import registry_context
+    from modelward.services.releases import ReleaseService
+
+    with registry_context() as context:
+        service = ReleaseService(context)
+        if args.model:
+            data = service.pull_release(out, environment=args.release, model=args.model)
+        else:
+            data = service.pull_release(out, release_id=args.release)
+    if args.json:
+        emit_json(data)
+    else:
+        emit(
+            f"pulled release {data['release_id']} ({data['uri']} in "
+            f"{data['state']['environment']}) into {args.out}; every file and the signature "
+            "verified"
+        )
     return 0
 
 
@@ -272,6 +335,8 @@ def _show(args: argparse.Namespace) -> int:
     if data["description"]:
         emit(f"description: {data['description']}")
     emit(f"aliases: {', '.join(data['aliases']) or '-'}")
+    for environment in data.get("override_expired_in", []):
+        emit(f"OVERRIDE EXPIRED in {environment}: promote normally or roll back there")
     emit("files:")
     for entry in data["manifest"]["files"]:
         emit(f"  {entry['name']}\t{entry.get('size', '?')} bytes\tsha256:{entry['digest']}")
@@ -354,4 +419,10 @@ def _fsck(args: argparse.Namespace) -> int:
             emit(("removed " if args.repair else "") + problem)
         if not report.problems:
             emit("no orphan blobs and no half-finished writes")
+        spared = report.details.get("spared_for_pending_pushes") or []
+        if spared:
+            emit(f"left {len(spared)} unreferenced blobs alone: a push in flight may use them")
+        kept = report.details.get("kept_for_new_pushes") or []
+        if kept:
+            emit(f"kept {len(kept)} orphan blobs: a push started meanwhile; run fsck again later")
     return 0

@@ -56,6 +56,7 @@ _HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
 NAMED_AREAS = frozenset({"checkpoints"})
 _RECORD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 MAX_NAMED_RECORD = 1024 * 1024
+_TOKEN = re.compile(r"[0-9a-f]{32}")
 _NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
@@ -64,6 +65,12 @@ def validate_digest(digest: object) -> str:
     if not isinstance(digest, str) or _HEX_DIGEST.fullmatch(digest) is None:
         raise InputError(f"not a sha256 blob digest (64 lowercase hex characters): {digest!r}")
     return digest
+
+
+def _validate_token(token: object) -> str:
+    if not isinstance(token, str) or _TOKEN.fullmatch(token) is None:
+        raise InputError(f"not a pending-writer token (32 lowercase hex characters): {token!r}")
+    return token
 
 
 def validate_chunk_size(chunk_size: int) -> int:
@@ -430,6 +437,24 @@ class BlobStore(ABC):
         """Seconds since the epoch, on the clock that dates temporary objects."""
         return time.time()
 
+    # -------------------------------------------------------------------- pending writers
+
+    def register_pending(self, token: str, record: bytes) -> None:
+        """Record that a writer (a push) is storing blobs it has not yet referenced from the
+        database: `record` (small JSON, the writer's own) says when it started and, later, which
+        digests it stored. fsck spares what a live pending writer may still reference.
+        Re-registering a token replaces its record."""
+        self._put_pending(_validate_token(token), bytes(record))
+
+    def pending(self) -> list[tuple[str, bytes]]:
+        """Every registered pending writer: (token, record)."""
+        return [(name, data) for name, data in self._list_pending() if _TOKEN.fullmatch(name)]
+
+    def clear_pending(self, token: str) -> None:
+        """Forget a pending writer (it committed, failed, or was found dead); never raises for
+        one already gone."""
+        self._remove_pending(_validate_token(token))
+
     def remove_blob(self, digest: str) -> bool:
         """Delete a stored blob; return whether it existed.
 
@@ -478,6 +503,16 @@ class BlobStore(ABC):
 
     def _touch(self, digest: str) -> None:  # noqa: B027 - optional hook, no-op by default
         """Hook: mark an existing blob as stored again now (a push is about to reference it)."""
+
+    @abstractmethod
+    def _put_pending(self, token: str, record: bytes) -> None:
+        """Hook: store `record` as `pending/<token>` (replacing it) for `_list_pending`."""
+
+    @abstractmethod
+    def _list_pending(self) -> list[tuple[str, bytes]]: ...
+
+    @abstractmethod
+    def _remove_pending(self, token: str) -> None: ...
 
     @abstractmethod
     def _write_temp(self, chunks: Iterator[bytes]) -> Any:

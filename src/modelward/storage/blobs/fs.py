@@ -5,6 +5,7 @@ Layout under the root directory:
     sha256/ab/cd/abcd…  a blob, named by its full hex digest under two 2-character fan-out levels,
                         made read-only once published
     tmp/<uuid>.partial  a write in progress (or left by a crash; `modelward fsck` removes it)
+    pending/<token>     a push storing blobs it has not committed yet (fsck spares them)
 
 A write goes to `tmp/`, is fsynced, and is hard-linked to its final name only after its digest
 checks; a link never replaces an existing name, so a digest is never overwritten. The containing
@@ -73,6 +74,7 @@ class FileBlobStore(BlobStore):
         self.strict = strict
         self._blob_dir = self.root / "sha256"
         self._temp_dir = self.root / "tmp"
+        self._pending_dir = self.root / "pending"
         self._verified: dict[_FileIdentity, str] = {}
         self._verified_lock = threading.Lock()
 
@@ -245,6 +247,39 @@ class FileBlobStore(BlobStore):
 
     def _remove_incomplete(self, upload: IncompleteUpload) -> None:
         remove_quietly(self.root / upload.name)
+
+    def _put_pending(self, token: str, record: bytes) -> None:
+        try:
+            self._pending_dir.mkdir(parents=True, exist_ok=True)
+            temp = self._pending_dir / f".{token}.{uuid.uuid4().hex}"
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                write_all(fd, record)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(temp, self._pending_dir / token)
+            fsync_directory(self._pending_dir)
+        except OSError as exc:
+            raise storage_error_from_os_error(
+                exc, f"registering a pending push in {self.root}"
+            ) from exc
+
+    def _list_pending(self) -> list[tuple[str, bytes]]:
+        found = []
+        for entry in _entries(self._pending_dir):
+            if entry.name.startswith("."):
+                continue
+            try:
+                found.append((entry.name, Path(entry.path).read_bytes()))
+            except FileNotFoundError:
+                continue  # it finished while we looked
+            except OSError as exc:
+                raise StorageError(f"cannot read {entry.path}: {exc}") from exc
+        return found
+
+    def _remove_pending(self, token: str) -> None:
+        remove_quietly(self._pending_dir / token)
 
     def _remove(self, digest: str) -> bool:
         path = self.blob_path(digest)

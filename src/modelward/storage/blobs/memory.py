@@ -44,6 +44,7 @@ class MemoryBlobStore(BlobStore):
         self._stored_at: dict[str, float] = {}
         self._temps: dict[str, tuple[bytes, float]] = {}
         self._records: dict[tuple[str, str], bytes] = {}
+        self._pending: dict[str, bytes] = {}
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -113,6 +114,18 @@ class MemoryBlobStore(BlobStore):
     def _remove_incomplete(self, upload: IncompleteUpload) -> None:
         with self._lock:
             self._temps.pop(upload.name, None)
+
+    def _put_pending(self, token: str, record: bytes) -> None:
+        with self._lock:
+            self._pending[token] = record
+
+    def _list_pending(self) -> list[tuple[str, bytes]]:
+        with self._lock:
+            return list(self._pending.items())
+
+    def _remove_pending(self, token: str) -> None:
+        with self._lock:
+            self._pending.pop(token, None)
 
     def _remove(self, digest: str) -> bool:
         with self._lock:

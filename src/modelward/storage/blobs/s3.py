@@ -380,6 +380,41 @@ class S3BlobStore(BlobStore):
                 raise self._failure(exc, f"removing {upload.name}") from exc
             raise
 
+    def _put_pending(self, token: str, record: bytes) -> None:
+        try:
+            self._client.put_object(
+                Bucket=self.bucket, Key=self._key(f"pending/{token}"), Body=record
+            )
+        except Exception as exc:
+            if _is_boto_error(exc):
+                raise self._failure(exc, "registering a pending push") from exc
+            raise
+
+    def _list_pending(self) -> list[tuple[str, bytes]]:
+        found = []
+        for item in self._list_keys("pending/"):
+            name = self._relative(item["Key"]).split("/", 1)[-1]
+            try:
+                response = self._client.get_object(Bucket=self.bucket, Key=item["Key"])
+                found.append((name, response["Body"].read()))
+            except Exception as exc:
+                if _error_code(exc) in _NOT_FOUND_CODES:
+                    continue  # it finished while we looked
+                if _is_boto_error(exc):
+                    raise self._failure(exc, "reading a pending push") from exc
+                raise
+        return found
+
+    def _remove_pending(self, token: str) -> None:
+        try:
+            self._client.delete_object(Bucket=self.bucket, Key=self._key(f"pending/{token}"))
+        except Exception as exc:
+            if _error_code(exc) in _NOT_FOUND_CODES:
+                return
+            if _is_boto_error(exc):
+                raise self._failure(exc, "removing a pending push") from exc
+            raise
+
     def _remove(self, digest: str) -> bool:
         if not self._exists(digest):
             return False

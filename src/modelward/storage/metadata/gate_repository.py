@@ -23,6 +23,7 @@ from modelward.storage.metadata.gate_tables import (
     gate_policies,
     gate_releases,
 )
+from modelward.storage.metadata.ledger_tables import ledger_events
 from modelward.storage.metadata.registry_tables import users
 
 
@@ -264,6 +265,31 @@ class GateRepository:
         for environment, record in rows:
             latest[environment] = Release.from_dict(json.loads(record))
         return latest
+
+    def release_by_id(self, release_id: str) -> ReleaseRow | None:
+        row = self._conn.execute(
+            select(gate_releases.c.seq, gate_releases.c.kind, gate_releases.c.record).where(
+                gate_releases.c.release_id == release_id
+            )
+        ).first()
+        if row is None:
+            return None
+        return ReleaseRow(row[0], row[1], Release.from_dict(json.loads(row[2])))
+
+    def noted_release_events(self, action: str, subject: str) -> set[str]:
+        """The release ids named by ledger events `action` about `subject` (e.g. an expired
+        override already reported), so a note is written once."""
+        rows = self._conn.execute(
+            select(ledger_events.c.details).where(
+                ledger_events.c.action == action, ledger_events.c.subject == subject
+            )
+        )
+        found = set()
+        for (details,) in rows:
+            value = json.loads(details)
+            if isinstance(value, dict) and isinstance(value.get("release_id"), str):
+                found.add(value["release_id"])
+        return found
 
     def referenced_digests(self) -> set[str]:
         """Blob digests (hex) that releases refer to: prompt templates and policy files."""
