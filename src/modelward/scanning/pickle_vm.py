@@ -101,6 +101,7 @@ class PickleMachine:
         self.proto = 0
         self.globals: list[Global] = []
         self.findings: list[RawFinding] = []
+        self.effects = 0  # calls, attribute sets, persistent loads: what runs code in a loader
         start = self.pos
         try:
             value = self._loop()
@@ -152,6 +153,7 @@ class PickleMachine:
         return found
 
     def _call(self, func: Any, args: Any, at: int, how: str) -> Instance:
+        self.effects += 1
         if not isinstance(func, Global):
             self._note(
                 "MW-PKL-CALL",
@@ -415,6 +417,7 @@ class PickleMachine:
 
     def _method_on(self, target: Any, method: str, at: int) -> None:
         """Appending to a non-list calls a method of whatever the target is."""
+        self.effects += 1
         if isinstance(target, Instance) and isinstance(target.func, Global):
             return  # a method of an allowed (or already reported) class
         if isinstance(target, Global):
@@ -487,8 +490,10 @@ class PickleMachine:
     def op_inst(self, at: int) -> None:
         module = _utf8_line(self._readline(), at)
         name = _utf8_line(self._readline(), at)
-        args = tuple(self._pop_mark(at))
+        # pickle.py imports the class before it looks for the MARK; _pickle.c the other way round
         cls = self._find_class(module, name, at)
+        args = tuple(self._pop_mark(at))
+        self.effects += 1
         self.stack.append(Instance(cls, args))
 
     def op_obj(self, at: int) -> None:
@@ -522,6 +527,7 @@ class PickleMachine:
     def op_build(self, at: int) -> None:
         state = self._pop(at)
         target = self._top(at)
+        self.effects += 1
         if isinstance(target, Global):
             self._note(
                 "MW-PKL-BUILD-GLOBAL",
@@ -562,6 +568,7 @@ class PickleMachine:
         self.stack.append(self._persistent(self._pop(at), at))
 
     def _persistent(self, pid: Any, at: int) -> Any:
+        self.effects += 1
         if self.persistent_load is None:
             self._note(
                 "MW-PKL-PERSID",

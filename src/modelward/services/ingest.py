@@ -8,7 +8,7 @@ Decides and describes; stores nothing and writes no ledger event (the registry s
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +33,16 @@ def scan_for_push(
     accept_malformed: Sequence[str] = (),
     numeric: bool = False,
     allow: Sequence[str] = (),
+    sha256: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Scan exactly the files a push would store; return the report as a dict, or refuse."""
+    """Scan exactly the files a push would store; return the report as a dict, or refuse.
+
+    Each file's entry carries the sha256 of the bytes scanned; `sha256` (report path to digest)
+    passes digests already computed over the same, unchangeable bytes instead of hashing again.
+    """
     from modelward.scanning import scan
 
-    report = scan(model_path, numeric=numeric, allow=allow)
+    report = scan(model_path, numeric=numeric, allow=allow, sha256=sha256)
     if model_path.is_dir():
         wanted = {f.name for f in files}
         report = dataclasses.replace(
