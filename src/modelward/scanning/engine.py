@@ -48,7 +48,7 @@ class ScanInput:
     already hashed exactly these bytes, their sha256 (64 lowercase hex digits)."""
 
     path: str
-    data: Buffer
+    data: Buffer | memoryview
     sha256: str | None = None
 
 
@@ -118,11 +118,14 @@ def scan_inputs(
     for item in inputs:
         if item.path in results or unsafe_member_path(item.path):
             raise InputError(f"scan input path {item.path!r} is not a unique relative path")
-        digest = _checked_digests({item.path: item.sha256} if item.sha256 else None)
+        digest = _checked_digests({item.path: item.sha256} if item.sha256 is not None else None)
+        data = item.data
+        if not isinstance(data, bytes | bytearray | mmap.mmap):
+            data = bytes(data)  # a memoryview, say: the parsers need find and rfind
         ctx = _context(item.path, allow_list, numeric, limits)
-        fmt = scan_buffer(ctx, item.data, "")
-        sha = digest.get(item.path) or _digest(item.data)
-        results[item.path] = FileResult(item.path, fmt, len(item.data), sha, tuple(ctx.findings))
+        fmt = scan_buffer(ctx, data, "")
+        sha = digest.get(item.path) or _digest(data)
+        results[item.path] = FileResult(item.path, fmt, len(data), sha, tuple(ctx.findings))
         contexts[item.path] = ctx
     _resolve_external_data(results, contexts, {})
     return _report(results, numeric, extra)

@@ -101,7 +101,7 @@ class PickleMachine:
         self.proto = 0
         self.globals: list[Global] = []
         self.findings: list[RawFinding] = []
-        self.effects = 0  # calls, attribute sets, persistent loads: what runs code in a loader
+        self.effects = 0  # calls and attribute sets: what runs code in any loader
         start = self.pos
         try:
             value = self._loop()
@@ -417,10 +417,11 @@ class PickleMachine:
 
     def _method_on(self, target: Any, method: str, at: int) -> None:
         """Appending to a non-list calls a method of whatever the target is."""
-        self.effects += 1
         if isinstance(target, Instance) and isinstance(target.func, Global):
+            self.effects += 1
             return  # a method of an allowed (or already reported) class
         if isinstance(target, Global):
+            self.effects += 1
             self._note(
                 "MW-PKL-CALL",
                 at,
@@ -568,7 +569,6 @@ class PickleMachine:
         self.stack.append(self._persistent(self._pop(at), at))
 
     def _persistent(self, pid: Any, at: int) -> Any:
-        self.effects += 1
         if self.persistent_load is None:
             self._note(
                 "MW-PKL-PERSID",

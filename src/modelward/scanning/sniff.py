@@ -73,12 +73,12 @@ def _pickle_probe(head: bytes, data: Buffer) -> bool:
 
     Protocols 0 and 1 have no header, and many letters are opcodes, so prose also starts like a
     pickle: "cosine_schedule:" is GLOBAL of a module named "osine_schedule:". What a loader does
-    decides it. `pickle.load` runs every call it meets before it fails, so a stream that calls,
-    sets attributes or loads a persistent id is a pickle even if its tail is garbage, and so is
-    one that loads to STOP and imports something, or one that imports a known gadget such as
-    `os.system` at all. A stream that only pushes values (or imports some other name and then
-    fails, before anything is called) does nothing in any loader; it is a pickle only if it is
-    not text: a UTF-8 file that parses no further than that is text.
+    decides it. `pickle.load` runs every call it meets before it fails, so a stream that calls or
+    sets attributes is a pickle even if its tail is garbage; so is one that loads to STOP and
+    imports something, and one that imports a known gadget such as `os.system` at all. A stream
+    that only pushes values, or imports some other name and then fails before anything is
+    called, does nothing in any loader: it is a pickle only if it is not text (a UTF-8 file that
+    parses no further than that is text).
     """
     machine = PickleMachine(data, AllowList(frozenset()))
     result = machine.run_one()
