@@ -228,7 +228,7 @@ def real_world_files(cache: Path, wheels: bool) -> dict[str, Path]:
     for spec in WHEELS if wheels else ():
         try:
             folder = _unpacked_wheel(spec, cache)
-        except (OSError, subprocess.CalledProcessError, StopIteration, zipfile.BadZipFile) as exc:
+        except (OSError, StopIteration, zipfile.BadZipFile) as exc:
             print(f"  (wheel {spec} unavailable, left out: {exc})")
             continue
         for path in sorted(folder.rglob("*")):
@@ -243,20 +243,12 @@ def _unpacked_wheel(spec: str, cache: Path) -> Path:
     if (target / ".complete").exists():
         return target
     downloads = cache / "wheels"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--quiet",
-            "--no-deps",
-            "-d",
-            str(downloads),
-            spec,
-        ],
-        check=True,
+    command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "-d"]
+    fetched = subprocess.run(
+        [*command, str(downloads), spec], capture_output=True, text=True, check=False
     )
+    if fetched.returncode != 0:
+        raise OSError((fetched.stderr.strip().splitlines() or ["pip download failed"])[-1])
     wheel = next(downloads.glob(f"{name.replace('-', '_')}-{version}-*.whl"))
     with zipfile.ZipFile(wheel) as archive:
         for member in archive.infolist():
