@@ -60,6 +60,7 @@ def scan(
     use_config: bool = True,
     limits: Limits | None = None,
     sha256: Mapping[str, str] | None = None,
+    digests: bool = True,
 ) -> ScanReport:
     """Scan one file or one bundle directory; see `scan_paths`."""
     return scan_paths(
@@ -76,13 +77,16 @@ def scan_paths(
     use_config: bool = True,
     limits: Limits | None = None,
     sha256: Mapping[str, str] | None = None,
+    digests: bool = True,
 ) -> ScanReport:
     """Scan files and directories; raise PathError if a given path does not exist.
 
     `sha256` maps report paths to digests the caller computed over the same bytes; those are
     recorded instead of hashing the file again, so pass only digests of files that cannot have
     changed since (a staged, content-addressed blob). Every other file is hashed here.
+    `digests` is accepted for older callers only: every report records every file's sha256.
     """
+    del digests
     known = _checked_digests(sha256)
     allow_list, extra = _allow_list(allow, use_config)
     limits = limits or Limits()
@@ -236,8 +240,12 @@ def _stamp(info: os.stat_result) -> tuple[int, int, int, int]:
 def _digest(data: Buffer) -> str:
     hasher = hashlib.sha256()
     step = 16 << 20
-    for offset in range(0, len(data), step):
-        hasher.update(data[offset : offset + step])
+    view = memoryview(data)  # slices of a view are not copies
+    try:
+        for offset in range(0, len(view), step):
+            hasher.update(view[offset : offset + step])
+    finally:
+        view.release()
     return hasher.hexdigest()
 
 
