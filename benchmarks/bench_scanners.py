@@ -265,13 +265,41 @@ def _unpacked_wheel(spec: str, cache: Path) -> Path:
 PICKLE_SUFFIXES = frozenset({".pt", ".pth", ".bin", ".pkl", ".npy", ".npz"})
 
 
-def bench_real_world(cache: Path, wheels: bool, timeout: float, tools: tuple[str, ...]) -> None:
+TEXT_SUFFIXES = frozenset({".py", ".txt", ".json", ".yaml", ".yml", ".md", ".cfg", ".toml"})
+TEXT_NAMES = frozenset({"METADATA", "RECORD", "LICENSE", "NOTICE", "WHEEL", "AUTHORS"})
+
+
+def site_packages_text(count: int) -> dict[str, Path]:
+    """A held-out set: `count` non-empty text files of this interpreter's site-packages, spread
+    evenly over the sorted list (sources, metadata, licences, configs nobody tuned us on)."""
+    import sysconfig
+
+    root = Path(sysconfig.get_paths()["purelib"])
+    found = sorted(
+        p
+        for p in root.rglob("*")
+        if (p.suffix in TEXT_SUFFIXES or p.name in TEXT_NAMES)
+        and p.is_file()
+        and not p.is_symlink()
+        and p.stat().st_size > 0
+        and "modelward" not in p.parts
+    )
+    step = max(1, len(found) // max(count, 1))
+    return {f"site-packages/{p.relative_to(root).as_posix()}": p for p in found[::step][:count]}
+
+
+def bench_real_world(
+    cache: Path, wheels: bool, timeout: float, tools: tuple[str, ...], site_packages: int
+) -> None:
     files = real_world_files(cache, wheels)
+    held_out = site_packages_text(site_packages) if site_packages else {}
+    files.update(held_out)
     by_path = {str(path): name for name, path in files.items()}
     size = sum(p.stat().st_size for p in files.values())
     print(
         f"\nreal-world files: {len(files)} files, {size / 1e6:.0f} MB, all benign "
-        "(every flag is a false positive)"
+        f"(every flag is a false positive); {len(held_out)} of them are text files of the "
+        "benchmark's own site-packages"
     )
     pickles = {p for p, name in by_path.items() if Path(name).suffix in PICKLE_SUFFIXES}
     print(f"  of which {len(pickles)} hold pickles ({', '.join(sorted(PICKLE_SUFFIXES))})")
@@ -380,6 +408,13 @@ def main() -> None:
         action="append",
         help="run only these parts (repeatable)",
     )
+    parser.add_argument(
+        "--site-packages",
+        type=int,
+        default=200,
+        metavar="N",
+        help="real-world set: also N text files of site-packages (0: none)",
+    )
     parser.add_argument("--tool", choices=TOOLS, action="append", help="real-world set: only these")
     parser.add_argument(
         "--cache",
@@ -400,7 +435,11 @@ def main() -> None:
             bench_corpus(folder / "corpus", args.timeout)
         if "real" in parts:
             bench_real_world(
-                args.cache, not args.no_wheels, args.timeout, tuple(args.tool or TOOLS)
+                args.cache,
+                not args.no_wheels,
+                args.timeout,
+                tuple(args.tool or TOOLS),
+                args.site_packages,
             )
         if "large" in parts and not args.skip_large:
             bench_large(folder, args.timeout)
