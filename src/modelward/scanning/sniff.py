@@ -4,7 +4,8 @@ The checks mirror what each loader looks at first: `torch.load` takes a file for
 checkpoint only if it starts with a local file header, and for a legacy checkpoint otherwise;
 NumPy looks for its magic string; safetensors trusts an 8-byte header length followed by JSON.
 Sniffing reads at most the first few kilobytes (the ONNX check walks top-level protobuf fields,
-which are few). It does not validate; the format's scanner does that.
+which are few), except to tell prose from a headerless (protocol 0 or 1) pickle, when the whole
+file is checked to be UTF-8. It does not validate; the format's scanner does that.
 """
 
 from __future__ import annotations
