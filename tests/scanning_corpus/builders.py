@@ -260,3 +260,29 @@ def joblib_array(after: bytes = b"") -> bytes:
     padding = 16 - (len(p.out) + 1) % 16
     p.raw(bytes([padding]) + b"\xff" * padding + FLOAT4)
     return p.stop() + after
+
+
+def with_zip64_end(archive: bytes) -> bytes:
+    """The archive with a zip64 end record and locator before its end record, as torch (miniz)
+    writes into every archive even when no field needs 64 bits."""
+    eocd = archive.rfind(b"PK\x05\x06")
+    entries, cd_size, cd_offset = struct.unpack("<HII", archive[eocd + 10 : eocd + 20])
+    record = b"PK\x06\x06" + struct.pack("<QHHIIQQQQ", 44, 45, 45, 0, 0, entries, entries,
+                                         cd_size, cd_offset)  # fmt: skip
+    locator = b"PK\x06\x07" + struct.pack("<IQI", 0, eocd, 1)
+    return archive[:eocd] + record + locator + archive[eocd:]
+
+
+def with_encrypted_flag(archive: bytes, member: str, *, central: bool, local: bool) -> bytes:
+    """The archive with the encrypted bit set for `member` in its central and/or local header."""
+    data = bytearray(archive)
+    name = member.encode()
+    headers = [(b"PK\x01\x02", 8, 28, 46)] * central + [(b"PK\x03\x04", 6, 26, 30)] * local
+    for signature, flags_at, name_len_at, size in headers:
+        pos = data.find(signature)
+        while pos >= 0:
+            (name_len,) = struct.unpack("<H", data[pos + name_len_at : pos + name_len_at + 2])
+            if data[pos + size : pos + size + name_len] == name:
+                data[pos + flags_at] |= 0x01
+            pos = data.find(signature, pos + 4)
+    return bytes(data)

@@ -155,6 +155,42 @@ def benign_samples() -> list[dict[str, Any]]:
             "protocol 0 copy_reg._reconstructor, mapped to copyreg by fix_imports",
         )
     )
+    # what real files look like and our own builders missed (issue 9, items 15-18)
+    samples.append(
+        _entry(
+            "torch_zip64_end.pt",
+            b.with_zip64_end(b.torch_zip(b.torch_state_dict_pickle())),
+            "torch zip with the zip64 end record torch writes into every archive",
+        )
+    )
+    samples.append(
+        _entry(
+            "torch_local_encrypted_flag.pt",
+            b.with_encrypted_flag(
+                b.with_zip64_end(b.torch_zip(b.torch_state_dict_pickle())),
+                "archive/data.pkl",
+                central=False,
+                local=True,
+            ),
+            "the encrypted bit in a local header only, which torch ignores",
+        )
+    )
+    for protocol in (0, 5):
+        samples.append(
+            _entry(
+                f"numpy_protocol{protocol}.pkl",
+                pickle.dumps(np.arange(6.0).reshape(2, 3), protocol=protocol),
+                f"a NumPy array pickled with protocol {protocol}",
+            )
+        )
+    for name, text in (
+        ("NOTICE", "copyright 2024 the authors\nall rights reserved\n"),
+        ("LICENSE", "cc-by-4.0\nAttribution 4.0 International\n"),
+        ("config.yaml", "cosine_schedule:\n  warmup_steps: 500\n"),
+        ("modeling.py", "class Config:\n    hidden_size = 64\n"),
+        ("train.py", "x = 1\nprint(x)\n"),
+    ):
+        samples.append(_entry(name, text.encode(), "text whose first byte is a pickle opcode"))
     st_numeric = b.safetensors({"w": ("F32", [4], struct.pack("<4f", 1, 2, 3, 4))})
     samples.append(_entry("numeric_ok.safetensors", st_numeric, "finite weights", numeric=True))
     return samples

@@ -261,4 +261,31 @@ def container_attack_samples() -> list[dict[str, Any]]:
             "absolute external data path",
         ),
     ]
+    evil_zip64 = b.with_zip64_end(b.torch_zip(evil, storages={}))
+    for central, local in ((False, True), (True, False), (True, True)):
+        where = "+".join(n for n, on in (("central", central), ("local", local)) if on)
+        samples.append(
+            _bad(
+                f"torch_encrypted_flag_{where.replace('+', '_')}.pt",
+                b.with_encrypted_flag(evil_zip64, "archive/data.pkl", central=central, local=local),
+                "MW-PKL-GLOBAL",
+                f"payload in data.pkl with the encrypted bit in the {where} header(s)",
+            )
+        )
+    samples.append(
+        _bad(
+            "text_protocol0_payload.txt",
+            b"cos\nsystem\n(S'echo'\ntR.",
+            "MW-PKL-GLOBAL",
+            "an all-ASCII protocol 0 pickle: valid text that pickle.load runs",
+        )
+    )
+    samples.append(
+        _bad(
+            "text_protocol0_call_then_prose.yaml",
+            b"cos\nsystem\n(S'echo'\ntR\nlr: 0.001\nepochs: 3\n",
+            "MW-PKL-GLOBAL",
+            "the call runs before the prose makes pickle.load fail",
+        )
+    )
     return samples

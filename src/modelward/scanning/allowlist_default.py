@@ -2,7 +2,8 @@
 
 These are the names ordinary checkpoints import: PyTorch's tensor and storage rebuilders, dtypes
 and layouts (the same family that `torch.load(weights_only=True)` accepts), NumPy's array and
-scalar reconstructors, joblib's array wrapper, and plain builtin containers. Each entry is data
+scalar reconstructors under both the 1.x (`numpy.core`) and 2.x (`numpy._core`) module names and
+for every pickle protocol, joblib's array wrapper, and plain builtin containers. Each entry is data
 the loader builds or a constructor whose arguments are themselves checked; nothing here imports
 by name, evaluates text, opens files or runs a nested unpickler. This module holds data only.
 """
@@ -55,6 +56,15 @@ _TORCH_DTYPES = [
     "float8_e5m2",
     "float8_e4m3fnuz",
     "float8_e5m2fnuz",
+    "float8_e8m0fnu",
+    "float4_e2m1fn_x2",
+    "bits1x8",
+    "bits2x4",
+    "bits4x2",
+    "bits8",
+    "bits16",
+    *(f"int{n}" for n in range(1, 8)),
+    *(f"uint{n}" for n in range(1, 8)),
     "double",
     "float",
     "half",
@@ -88,6 +98,12 @@ _TORCH_OTHER = (
     "torch._utils:_rebuild_sparse_tensor",
     "torch._utils:_rebuild_meta_tensor_no_storage",
     "torch._utils:_rebuild_device_tensor_from_numpy",
+    "torch._utils:_rebuild_device_tensor_from_cpu_tensor",
+    "torch._utils:_rebuild_nested_tensor",
+    "torch._utils:_rebuild_wrapper_subclass",
+    # torch registers this with copyreg for every torch.layout (sparse tensors pickle one); it
+    # looks the name up among torch's own layouts and fails for anything else
+    "torch.serialization:_get_layout",
     "torch.nn.parameter:Parameter",
     "torch.storage:UntypedStorage",
     "torch:UntypedStorage",
@@ -100,6 +116,9 @@ _NUMPY = (
     "numpy.core.multiarray:scalar",
     "numpy._core.multiarray:_reconstruct",
     "numpy._core.multiarray:scalar",
+    # protocol 5 pickles arrays as _frombuffer(buffer, dtype, shape, order): a view of bytes
+    "numpy.core.numeric:_frombuffer",
+    "numpy._core.numeric:_frombuffer",
     "numpy.dtypes:Float16DType",
     "numpy.dtypes:Float32DType",
     "numpy.dtypes:Float64DType",

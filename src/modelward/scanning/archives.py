@@ -36,7 +36,7 @@ def scan_zip(data: Buffer, ctx: ScanContext, where: str) -> str:
     names = {m.name for m in files}
     pickles = [m for m in files if _torch_pickle_name(m.name)]
     if pickles:
-        _scan_torch_zip(data, files, ctx, where)
+        _scan_torch_zip(data, members[0].name, files, ctx, where)
         return "torch-zip"
     if files and all(m.name.endswith(".npy") for m in files):
         for member in files:
@@ -63,7 +63,15 @@ def scan_zip(data: Buffer, ctx: ScanContext, where: str) -> str:
 
 def _torch_pickle_name(name: str) -> bool:
     parts = name.split("/")
-    return len(parts) >= 2 and parts[-1].endswith(".pkl")
+    return len(parts) >= 2 and fold_case(parts[-1]).endswith(".pkl")
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def fold_case(name: str) -> str:
+    """A member name as miniz compares names when torch looks one up: ASCII letters folded."""
+    return name.translate(_ASCII_LOWER)
 
 
 def _member_bytes(data: Buffer, member: ZipMember, ctx: ScanContext, where: str) -> bytes | None:
@@ -74,11 +82,24 @@ def _member_bytes(data: Buffer, member: ZipMember, ctx: ScanContext, where: str)
     return read_member(data, member, ctx, where)
 
 
-def _scan_torch_zip(data: Buffer, files: list[ZipMember], ctx: ScanContext, where: str) -> None:
-    # torch's reader takes the archive's folder name from the first entry it lists.
-    prefix = files[0].name.split("/")[0]
-    by_name = {m.name: m for m in files}
-    if f"{prefix}/data.pkl" not in by_name:
+def _scan_torch_zip(
+    data: Buffer, first_name: str, files: list[ZipMember], ctx: ScanContext, where: str
+) -> None:
+    # torch's reader takes the archive's folder name from the first entry of the directory, and
+    # finds records by name through miniz, which ignores the case of ASCII letters.
+    prefix = first_name.split("/")[0]
+    by_name: dict[str, ZipMember] = {}
+    for member in files:
+        folded = fold_case(member.name)
+        if folded in by_name and by_name[folded].name != member.name:
+            ctx.add(
+                "MW-ARC-DUPLICATE",
+                at(where, member.name),
+                f"the member's name differs from {by_name[folded].name!r} only in letter case; "
+                "torch.load looks names up ignoring case and may read either",
+            )
+        by_name.setdefault(folded, member)
+    if fold_case(f"{prefix}/data.pkl") not in by_name:
         ctx.add(
             "MW-TORCH-NO-PICKLE",
             where,
@@ -88,14 +109,14 @@ def _scan_torch_zip(data: Buffer, files: list[ZipMember], ctx: ScanContext, wher
     storage_members: dict[str, ZipMember] = {}
     for member in files:
         location = at(where, member.name)
-        parts = member.name.split("/")
-        if len(parts) == 3 and parts[1] == "data" and parts[0] == prefix:
+        parts = fold_case(member.name).split("/")
+        if len(parts) == 3 and parts[1] == "data" and parts[0] == fold_case(prefix):
             storage_members[parts[2]] = member
             continue
         content = _member_bytes(data, member, ctx, where)
         if content is None:
             continue
-        if member.name.endswith(".pkl") or (
+        if fold_case(member.name).endswith(".pkl") or (
             content and content[0] in PICKLE_OPCODES and _sniffs_as_pickle(content)
         ):
             storages.where = location
@@ -103,7 +124,7 @@ def _scan_torch_zip(data: Buffer, files: list[ZipMember], ctx: ScanContext, wher
         else:
             ctx.nested(content, location)
     for key, (type_name, nbytes) in sorted(storages.storages.items()):
-        storage = storage_members.get(key)
+        storage = storage_members.get(fold_case(key))
         location = at(where, f"{prefix}/data/{key}")
         if storage is None:
             ctx.add("MW-TORCH-STORAGE", location, f"storage {key} is referenced but missing")

@@ -4,6 +4,11 @@ Every regular file is scanned; a link that leaves the bundle, a special file (FI
 file whose format is not recognised becomes a finding, never a silent pass. Files are memory
 mapped read-only; nothing read is imported, unpickled, rendered or executed. Unexpected errors
 inside a format scanner are contained to that file and reported as `malformed`.
+
+Each file's result records the sha256 of the bytes scanned: computed from the mapped file (a file
+that changes while it is scanned is reported), or taken from the caller, who may already have
+hashed the same bytes (`scan_inputs` for bytes in hand, `sha256=` for files that cannot change,
+such as staged content-addressed blobs).
 """
 
 from __future__ import annotations
@@ -14,11 +19,11 @@ import mmap
 import os
 import posixpath
 import stat
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import replace
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from modelward.errors import PathError
+from modelward.errors import InputError, PathError
 from modelward.scanning.allowlist import AllowList, configured_allow
 from modelward.scanning.archives import scan_compressed, scan_tar, scan_zip
 from modelward.scanning.context import Limits, ScanContext, at
@@ -31,8 +36,20 @@ from modelward.scanning.pickles import scan_pickle_stream, scan_torch_legacy
 from modelward.scanning.report import FileResult, Finding, ScanReport
 from modelward.scanning.safetensors import scan_safetensors
 from modelward.scanning.sniff import sniff
+from modelward.scanning.zipfmt import unsafe_member_path
 
 MAX_FILES = 1_000_000
+_HEX = frozenset("0123456789abcdef")
+
+
+@dataclass(frozen=True)
+class ScanInput:
+    """One file given by its bytes: its path in the bundle, the bytes, and, when the caller has
+    already hashed exactly these bytes, their sha256 (64 lowercase hex digits)."""
+
+    path: str
+    data: Buffer | memoryview
+    sha256: str | None = None
 
 
 def scan(
@@ -41,13 +58,14 @@ def scan(
     numeric: bool = False,
     allow: Iterable[str] = (),
     use_config: bool = True,
-    digests: bool = False,
     limits: Limits | None = None,
+    sha256: Mapping[str, str] | None = None,
+    digests: bool = True,
 ) -> ScanReport:
     """Scan one file or one bundle directory; see `scan_paths`."""
     return scan_paths(
-        [path], numeric=numeric, allow=allow, use_config=use_config, digests=digests,
-        limits=limits,
+        [path], numeric=numeric, allow=allow, use_config=use_config, limits=limits,
+        sha256=sha256,
     )  # fmt: skip
 
 
@@ -57,28 +75,93 @@ def scan_paths(
     numeric: bool = False,
     allow: Iterable[str] = (),
     use_config: bool = True,
-    digests: bool = False,
     limits: Limits | None = None,
+    sha256: Mapping[str, str] | None = None,
+    digests: bool = True,
 ) -> ScanReport:
-    """Scan files and directories; raise PathError if a given path does not exist."""
-    extra = tuple(allow) + (configured_allow() if use_config else ())
-    allow_list = AllowList.default(extra)
+    """Scan files and directories; raise PathError if a given path does not exist.
+
+    `sha256` maps report paths to digests the caller computed over the same bytes; those are
+    recorded instead of hashing the file again, so pass only digests of files that cannot have
+    changed since (a staged, content-addressed blob). Every other file is hashed here.
+    `digests` is accepted for older callers only: every report records every file's sha256.
+    """
+    del digests
+    known = _checked_digests(sha256)
+    allow_list, extra = _allow_list(allow, use_config)
     limits = limits or Limits()
     entries = list(_collect(paths))
     results: dict[str, FileResult] = {}
     contexts: dict[str, ScanContext] = {}
     for display, real in entries:
-        result, ctx = _scan_entry(display, real, allow_list, numeric, digests, limits)
+        result, ctx = _scan_entry(display, real, allow_list, numeric, limits, known.get(display))
         results[display] = result
         if ctx is not None:
             contexts[display] = ctx
     _resolve_external_data(results, contexts, dict(entries))
+    return _report(results, numeric, extra)
+
+
+def scan_inputs(
+    inputs: Iterable[ScanInput],
+    *,
+    numeric: bool = False,
+    allow: Iterable[str] = (),
+    use_config: bool = True,
+    limits: Limits | None = None,
+) -> ScanReport:
+    """Scan files given as bytes (for example blobs already read to be stored), one report.
+
+    A file's sha256 is the one given with it, or computed from its bytes. Paths must be unique,
+    relative POSIX paths; an ONNX file's external data must be among the inputs.
+    """
+    allow_list, extra = _allow_list(allow, use_config)
+    limits = limits or Limits()
+    results: dict[str, FileResult] = {}
+    contexts: dict[str, ScanContext] = {}
+    for item in inputs:
+        if item.path in results or unsafe_member_path(item.path):
+            raise InputError(f"scan input path {item.path!r} is not a unique relative path")
+        digest = _checked_digests({item.path: item.sha256} if item.sha256 is not None else None)
+        data = item.data
+        if not isinstance(data, bytes | bytearray | mmap.mmap):
+            data = bytes(data)  # a memoryview, say: the parsers need find and rfind
+        ctx = _context(item.path, allow_list, numeric, limits)
+        fmt = scan_buffer(ctx, data, "")
+        sha = digest.get(item.path) or _digest(data)
+        results[item.path] = FileResult(item.path, fmt, len(data), sha, tuple(ctx.findings))
+        contexts[item.path] = ctx
+    _resolve_external_data(results, contexts, {})
+    return _report(results, numeric, extra)
+
+
+def _allow_list(allow: Iterable[str], use_config: bool) -> tuple[AllowList, tuple[str, ...]]:
+    extra = tuple(allow) + (configured_allow() if use_config else ())
+    return AllowList.default(extra), extra
+
+
+def _report(results: dict[str, FileResult], numeric: bool, extra: tuple[str, ...]) -> ScanReport:
     return ScanReport(
         files=tuple(results.values()),
         scanner_version=_version(),
         numeric=numeric,
         allow=tuple(sorted(set(extra))),
     )
+
+
+def _checked_digests(given: Mapping[str, str] | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for path, digest in (given or {}).items():
+        if not isinstance(digest, str) or len(digest) != 64 or not set(digest) <= _HEX:
+            raise InputError(f"the sha256 given for {path!r} is not 64 lowercase hex digits")
+        out[path] = digest
+    return out
+
+
+def _context(display: str, allow: AllowList, numeric: bool, limits: Limits) -> ScanContext:
+    ctx = ScanContext(allow=allow, file=display, numeric=numeric, limits=limits)
+    ctx.scan_nested = scan_buffer
+    return ctx
 
 
 def _collect(paths: Sequence[str | os.PathLike[str]]) -> Iterator[tuple[str, Path]]:
@@ -106,7 +189,7 @@ def _collect(paths: Sequence[str | os.PathLike[str]]) -> Iterator[tuple[str, Pat
 
 
 def _scan_entry(
-    display: str, real: Path, allow: AllowList, numeric: bool, digests: bool, limits: Limits
+    display: str, real: Path, allow: AllowList, numeric: bool, limits: Limits, known: str | None
 ) -> tuple[FileResult, ScanContext | None]:
     def single(fmt: str, size: int, rule_id: str, message: str) -> tuple[FileResult, None]:
         finding = Finding(rule_id=rule_id, file=display, location="", message=message)
@@ -124,33 +207,45 @@ def _scan_entry(
         )  # fmt: skip
     if not stat.S_ISREG(info.st_mode):
         return single("special", 0, "MW-FMT-LINK", "the entry is a device, FIFO or socket")
-    ctx = ScanContext(allow=allow, file=display, numeric=numeric, limits=limits)
-    ctx.scan_nested = scan_buffer
+    ctx = _context(display, allow, numeric, limits)
     try:
         fd = os.open(real, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
     except OSError as exc:
         return single("unreadable", info.st_size, "MW-FMT-UNREADABLE", f"cannot open: {exc}")
     try:
-        size = os.fstat(fd).st_size
+        before = os.fstat(fd)
+        size = before.st_size
         if size == 0:
             fmt = scan_buffer(ctx, b"", "")
-            return FileResult(display, fmt, 0, _digest(b"") if digests else None,
-                              tuple(ctx.findings)), ctx  # fmt: skip
-        with mmap.mmap(fd, size, access=mmap.ACCESS_READ) as mapped:
-            fmt = scan_buffer(ctx, mapped, "")
-            digest = _digest(mapped) if digests else None
+            digest = known or _digest(b"")
+        else:
+            with mmap.mmap(fd, size, access=mmap.ACCESS_READ) as mapped:
+                fmt = scan_buffer(ctx, mapped, "")
+                digest = known or _digest(mapped)
+        after = os.fstat(fd)
     except OSError as exc:
         return single("unreadable", info.st_size, "MW-FMT-UNREADABLE", f"cannot read: {exc}")
     finally:
         os.close(fd)
+    if _stamp(before) != _stamp(after):
+        # a mapped file shows writes made while it is scanned; what was scanned is unknown
+        ctx.add("MW-FMT-UNREADABLE", "", "the file changed while it was being scanned")
     return FileResult(display, fmt, size, digest, tuple(ctx.findings)), ctx
+
+
+def _stamp(info: os.stat_result) -> tuple[int, int, int, int]:
+    return info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns
 
 
 def _digest(data: Buffer) -> str:
     hasher = hashlib.sha256()
     step = 16 << 20
-    for offset in range(0, len(data), step):
-        hasher.update(data[offset : offset + step])
+    view = memoryview(data)  # slices of a view are not copies
+    try:
+        for offset in range(0, len(view), step):
+            hasher.update(view[offset : offset + step])
+    finally:
+        view.release()
     return hasher.hexdigest()
 
 
@@ -273,7 +368,7 @@ def _resolve_external_data(
                 if result.format == "unknown":
                     kept = tuple(f for f in result.findings if f.rule_id != "MW-FMT-UNKNOWN")
                     results[target] = replace(result, format="onnx-external-data", findings=kept)
-            else:
+            elif display in reals:
                 candidate = reals[display].parent / location
                 if candidate.is_file() and not candidate.is_symlink():
                     size = candidate.stat().st_size

@@ -77,8 +77,7 @@ _BUILTIN_EFFECTS: dict[str, str] = {
 }
 
 
-def describe_global(module: str, name: str) -> str:
-    """One sentence on why importing `module.name` while loading is refused."""
+def _effect(module: str, name: str) -> str | None:
     effect = None
     if module in ("builtins", "__builtin__"):
         effect = _BUILTIN_EFFECTS.get(name.split(".")[0])
@@ -88,6 +87,17 @@ def describe_global(module: str, name: str) -> str:
             effect = _MODULE_EFFECTS.get(".".join(parts[:length]))
             if effect is not None:
                 break
+    return effect
+
+
+def is_known_gadget(module: str, name: str) -> bool:
+    """Whether `module.name` is one of the imports attackers use (shell, eval, files, ...)."""
+    return _effect(module, name) is not None
+
+
+def describe_global(module: str, name: str) -> str:
+    """One sentence on why importing `module.name` while loading is refused."""
+    effect = _effect(module, name)
     target = f"{module}.{name}"
     if effect is not None:
         return (

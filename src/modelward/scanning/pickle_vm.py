@@ -101,6 +101,7 @@ class PickleMachine:
         self.proto = 0
         self.globals: list[Global] = []
         self.findings: list[RawFinding] = []
+        self.effects = 0  # calls and attribute sets: what runs code in any loader
         start = self.pos
         try:
             value = self._loop()
@@ -152,6 +153,7 @@ class PickleMachine:
         return found
 
     def _call(self, func: Any, args: Any, at: int, how: str) -> Instance:
+        self.effects += 1
         if not isinstance(func, Global):
             self._note(
                 "MW-PKL-CALL",
@@ -416,8 +418,10 @@ class PickleMachine:
     def _method_on(self, target: Any, method: str, at: int) -> None:
         """Appending to a non-list calls a method of whatever the target is."""
         if isinstance(target, Instance) and isinstance(target.func, Global):
+            self.effects += 1
             return  # a method of an allowed (or already reported) class
         if isinstance(target, Global):
+            self.effects += 1
             self._note(
                 "MW-PKL-CALL",
                 at,
@@ -487,8 +491,10 @@ class PickleMachine:
     def op_inst(self, at: int) -> None:
         module = _utf8_line(self._readline(), at)
         name = _utf8_line(self._readline(), at)
-        args = tuple(self._pop_mark(at))
+        # pickle.py imports the class before it looks for the MARK; _pickle.c the other way round
         cls = self._find_class(module, name, at)
+        args = tuple(self._pop_mark(at))
+        self.effects += 1
         self.stack.append(Instance(cls, args))
 
     def op_obj(self, at: int) -> None:
@@ -522,6 +528,7 @@ class PickleMachine:
     def op_build(self, at: int) -> None:
         state = self._pop(at)
         target = self._top(at)
+        self.effects += 1
         if isinstance(target, Global):
             self._note(
                 "MW-PKL-BUILD-GLOBAL",

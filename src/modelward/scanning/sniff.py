@@ -4,14 +4,17 @@ The checks mirror what each loader looks at first: `torch.load` takes a file for
 checkpoint only if it starts with a local file header, and for a legacy checkpoint otherwise;
 NumPy looks for its magic string; safetensors trusts an 8-byte header length followed by JSON.
 Sniffing reads at most the first few kilobytes (the ONNX check walks top-level protobuf fields,
-which are few). It does not validate; the format's scanner does that.
+which are few), except to tell prose from a headerless (protocol 0 or 1) pickle, when the whole
+file is checked to be UTF-8. It does not validate; the format's scanner does that.
 """
 
 from __future__ import annotations
 
 import codecs
+import zlib
 
 from modelward.scanning.allowlist import AllowList
+from modelward.scanning.gadgets import is_known_gadget
 from modelward.scanning.pickle_values import Buffer
 from modelward.scanning.pickle_vm import PICKLE_OPCODES, PickleMachine
 from modelward.scanning.protobuf import walk_fields
@@ -19,6 +22,8 @@ from modelward.scanning.protobuf import walk_fields
 # `torch.save` legacy format starts with a pickled magic number (a LONG1 of 10 bytes).
 _TORCH_LEGACY_PREFIX = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+_BZ2_BLOCK = b"1AY&SY"  # the magic of a bzip2 block (pi) and of the end of stream (sqrt pi)
+_BZ2_END = b"\x17rE8P\x90"
 _ONNX_MODEL_FIELDS = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 14, 20, 25})
 
 
@@ -48,15 +53,15 @@ def sniff(data: Buffer) -> str:
         return "tar"
     if head.startswith(b"\x1f\x8b"):
         return "gzip"
-    if head.startswith(b"BZh"):
+    if head[:3] == b"BZh" and head[3:4].isdigit() and head[4:10] in (_BZ2_BLOCK, _BZ2_END):
         return "bz2"
     if head.startswith(b"\xfd7zXZ\x00"):
         return "xz"
-    if len(head) >= 2 and head[0] == 0x78 and (head[0] * 256 + head[1]) % 31 == 0:
+    if _looks_like_zlib(head):
         return "zlib"
     if _looks_like_onnx(data):
         return "onnx"
-    if head[0] in PICKLE_OPCODES and _pickle_probe(data):
+    if head[0] in PICKLE_OPCODES and _pickle_probe(head, data):
         return "pickle"
     text_kind = _text_kind(head, data)
     if text_kind is not None:
@@ -64,15 +69,44 @@ def sniff(data: Buffer) -> str:
     return "unknown"
 
 
-def _pickle_probe(data: Buffer) -> bool:
-    """A pickle without a PROTO opcode: it loads to STOP, or it imports before failing.
+def _pickle_probe(head: bytes, data: Buffer) -> bool:
+    """Whether a stream without a PROTO opcode is a pickle that matters to a loader.
 
-    `pickle.load` runs every import and call it meets before it reaches an error, so a file that
-    imports anything is a pickle for our purpose even if its tail is garbage.
+    Protocols 0 and 1 have no header, and many letters are opcodes, so prose also starts like a
+    pickle: "cosine_schedule:" is GLOBAL of a module named "osine_schedule:". What a loader does
+    decides it. `pickle.load` runs every call it meets before it fails, so a stream that calls or
+    sets attributes is a pickle even if its tail is garbage; so is one that loads to STOP and
+    imports something, and one that imports a known gadget such as `os.system` at all. A stream
+    that only pushes values, or imports some other name and then fails before anything is
+    called, does nothing in any loader: it is a pickle only if it is not text (a UTF-8 file that
+    parses no further than that is text).
     """
     machine = PickleMachine(data, AllowList(frozenset()))
     result = machine.run_one()
-    return result.complete or bool(result.globals)
+    if machine.effects or (result.complete and result.globals):
+        return True
+    if any(is_known_gadget(g.module, g.name) for g in result.globals):
+        return True
+    if not (result.complete or result.globals):
+        return False
+    if result.complete and result.end == len(data):
+        return True  # a whole protocol 0/1 pickle of plain data, such as a dict of numbers
+    return _text_kind(head, data) is None
+
+
+def _looks_like_zlib(head: bytes) -> bool:
+    """A zlib header (RFC 1950) without a preset dictionary whose first bytes inflate.
+
+    Its two bytes are also text ("x = 1" is a valid header), so the stream must also start to
+    inflate, as it must for joblib or `zlib.decompress` to read it.
+    """
+    if len(head) < 3 or head[0] != 0x78 or (head[0] * 256 + head[1]) % 31 or head[1] & 0x20:
+        return False
+    try:
+        zlib.decompressobj().decompress(head, 64)
+    except zlib.error:
+        return False
+    return True
 
 
 def _looks_like_onnx(data: Buffer) -> bool:

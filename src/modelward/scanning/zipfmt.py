@@ -7,6 +7,9 @@ disagree: a local header whose name, method or sizes differ from the central ent
 between members, members that overlap, prepended bytes. It also enforces path, link, count,
 size and ratio limits. Member bytes are read only on request, with decompression bounded by the
 declared size. It never writes to disk.
+
+Both readers take the zip64 end record whenever its locator is present (torch writes one into
+every archive), and the encryption flag from the central directory only; this reader does too.
 """
 
 from __future__ import annotations
@@ -74,18 +77,24 @@ def _read_central(data: Buffer, ctx: ScanContext, where: str) -> tuple[list[ZipM
             "bytes follow the end-of-central-directory record",
         )
     cd_end = eocd
-    if 0xFFFF in (entries, disk, cd_disk) or 0xFFFFFFFF in (cd_size, cd_offset):
-        locator = eocd - 20
-        if locator < 0 or bytes(data[locator : locator + 4]) != _EOCD64_LOCATOR:
-            raise ZipStructureError("zip64 sizes without a zip64 locator")
-        (record_offset,) = struct.unpack("<Q", bytes(data[locator + 8 : locator + 16]))
-        if record_offset + 56 > locator or bytes(data[record_offset : record_offset + 4]) != (
-            _EOCD64
-        ):
-            raise ZipStructureError("the zip64 end record is missing")
-        entries, cd_size, cd_offset = struct.unpack(
-            "<QQQ", bytes(data[record_offset + 32 : record_offset + 56])
-        )
+    saturated = 0xFFFF in (entries, disk, cd_disk) or 0xFFFFFFFF in (cd_size, cd_offset)
+    zip64 = _read_zip64_end(data, eocd, ctx, where)
+    if zip64 is None and saturated:
+        raise ZipStructureError("zip64 sizes without a zip64 locator")
+    if zip64 is not None:
+        # miniz (torch) and Python's zipfile use the zip64 record whenever its locator is there,
+        # whatever the 32-bit fields say; readers without zip64 support use the 32-bit fields.
+        record_offset, disk64, cd_disk64, entries64, cd_size64, cd_offset64 = zip64
+        narrow = (disk, cd_disk, entries, cd_size, cd_offset)
+        wide = (disk64, cd_disk64, entries64, cd_size64, cd_offset64)
+        if any(n != w and n not in (0xFFFF, 0xFFFFFFFF) for n, w in zip(narrow, wide, strict=True)):
+            ctx.add(
+                "MW-ZIP-STRUCTURE",
+                at(where, f"offset {eocd}"),
+                "the end record and the zip64 end record describe different central "
+                "directories; readers with and without zip64 support see different members",
+            )
+        disk, cd_disk, entries, cd_size, cd_offset = wide
         cd_end = record_offset
     if disk != 0 or cd_disk != 0:
         raise ZipStructureError("multi-disk archives are not supported")
@@ -111,6 +120,37 @@ def _read_central(data: Buffer, ctx: ScanContext, where: str) -> tuple[list[ZipM
     for member in members:
         member.data_offset = _local_data_offset(data, member, ctx, where, cd_offset)
     return members, cd_offset
+
+
+def _read_zip64_end(
+    data: Buffer, eocd: int, ctx: ScanContext, where: str
+) -> tuple[int, int, int, int, int, int] | None:
+    """The zip64 end record that the locator before `eocd` points to, or None without one."""
+    locator = eocd - 20
+    if locator < 0 or bytes(data[locator : locator + 4]) != _EOCD64_LOCATOR:
+        return None
+    _, _locator_disk, record_offset, disks = struct.unpack(
+        "<4sIQI", bytes(data[locator : locator + 20])
+    )
+    if disks > 1:
+        raise ZipStructureError("multi-disk archives are not supported")
+    if record_offset + 56 > locator or bytes(data[record_offset : record_offset + 4]) != _EOCD64:
+        raise ZipStructureError("the zip64 locator does not point to a zip64 end record")
+    (_, record_size, _made_by, _needed, disk, cd_disk, _here, entries, cd_size, cd_offset) = (
+        struct.unpack("<4sQHHIIQQQQ", bytes(data[record_offset : record_offset + 56]))
+    )
+    if record_size < 44:
+        raise ZipStructureError("the zip64 end record is too short")
+    if record_offset + 56 != locator or record_size != 44:
+        # Python 3.11's zipfile reads the record from just before the locator and ignores both
+        # the locator's offset and any extensible data; miniz follows the offset.
+        ctx.add(
+            "MW-ZIP-STRUCTURE",
+            at(where, f"offset {record_offset}"),
+            "the zip64 end record is not directly before its locator; readers disagree on "
+            "where the central directory is",
+        )
+    return record_offset, disk, cd_disk, entries, cd_size, cd_offset
 
 
 def _read_entry(data: Buffer, pos: int, cd_end: int) -> ZipMember:
@@ -216,7 +256,13 @@ def _check_members(
         if member.is_unix and stat.S_ISLNK(member.mode):
             ctx.add("MW-ARC-LINK", location, "the member is a symbolic link")
         if member.flags & 0x01:
-            ctx.add("MW-ARC-ENCRYPTED", location, "the member is encrypted and cannot be checked")
+            ctx.add(
+                "MW-ARC-ENCRYPTED",
+                location,
+                "the central directory marks the member as encrypted, so torch.load and "
+                "Python's zipfile refuse to read it; its bytes were scanned as stored, for "
+                "readers that ignore the flag",
+            )
         total += member.size
         if member.size > ctx.limits.max_member_bytes or (
             member.size > (1 << 20)
@@ -268,8 +314,9 @@ def unsafe_member_path(name: str) -> str | None:
 def read_member(data: Buffer, member: ZipMember, ctx: ScanContext, where: str) -> bytes | None:
     """The member's bytes, decompressed with a bound; None (with a finding) if impossible."""
     location = at(where, member.name)
-    if member.flags & 0x01:
-        return None
+    # An encrypted member is read as stored all the same: torch (miniz) honours the flag only in
+    # the central directory and ignores it in the local header, other readers differ, and bytes
+    # that really are encrypted fail to parse and are reported.
     if member.size > ctx.limits.max_in_memory:
         ctx.add("MW-FMT-LIMIT", location, "the member is too large to check in memory")
         return None

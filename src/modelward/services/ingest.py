@@ -42,13 +42,7 @@ def scan_for_push(
     accept_malformed: Sequence[str] = (),
     numeric: bool = False,
     allow: Sequence[str] = (),
-    refusing: str = "push",
-) -> dict[str, Any]:
-    """Scan exactly the files a push would store; return the report as a dict, or refuse
-    (`refusing` names what is refused in the message: a push, a promotion)."""
-    from modelward.scanning import scan
-
-    report = scan(model_path, numeric=numeric, allow=allow, use_config=False, digests=True)
+from collections.abc import Callable, Mapping, Sequence
     if model_path.is_dir():
         wanted = {f.name for f in files}
         report = dataclasses.replace(

@@ -66,7 +66,7 @@ def test_sarif_has_the_required_structure(tmp_path: Path) -> None:
 
 def test_digests_and_allow(tmp_path: Path) -> None:
     (tmp_path / "custom.pkl").write_bytes(call_pickle("mypkg", "Net"))
-    report = scan(tmp_path / "custom.pkl", use_config=False, digests=True)
+    report = scan(tmp_path / "custom.pkl", use_config=False)
     assert report.verdict == "unsafe"
     assert report.files[0].sha256 is not None and len(report.files[0].sha256) == 64
     allowed = scan(tmp_path / "custom.pkl", use_config=False, allow=["mypkg:Net"])
