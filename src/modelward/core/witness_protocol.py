@@ -126,6 +126,15 @@ def parse_cosignature_lines(body: bytes | str) -> tuple[NoteSignature, ...]:
 
 
 @dataclass(frozen=True)
+class WitnessResponse:
+    """An HTTP answer to `add-checkpoint`: status, media type (without parameters), body."""
+
+    status: int
+    content_type: str
+    body: bytes
+
+
+@dataclass(frozen=True)
 class WitnessedState:
     """The latest checkpoint a witness cosigned for one log."""
 

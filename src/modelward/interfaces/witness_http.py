@@ -13,21 +13,13 @@ import sys
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from modelward import errors
-from modelward.core.witness_protocol import MAX_REQUEST_BYTES, SIZE_CONTENT_TYPE
+from modelward.core.witness_protocol import MAX_REQUEST_BYTES, SIZE_CONTENT_TYPE, WitnessResponse
 from modelward.services.witness import WitnessService
 
 CONNECTION_TIMEOUT = 30.0
-
-
-@dataclass(frozen=True)
-class WitnessResponse:
-    status: int
-    content_type: str
-    body: bytes
 
 
 def _status_for(exc: errors.ModelwardError) -> tuple[int, str, bytes]:

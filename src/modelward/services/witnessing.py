@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from modelward.core.checkpoint import (
     Checkpoint,
@@ -36,6 +36,7 @@ from modelward.core.cosignature import (
 from modelward.core.witness_protocol import (
     SIZE_CONTENT_TYPE,
     AddCheckpointRequest,
+    WitnessResponse,
     decimal_size,
     parse_cosignature_lines,
 )
@@ -45,14 +46,8 @@ from modelward.storage.metadata.database import Database
 from modelward.storage.metadata.ledger_repository import LedgerRepository
 from modelward.storage.witness_config import WitnessEndpoint
 
-
-class WitnessReply(Protocol):
-    status: int
-    content_type: str
-    body: bytes
-
-
-Transport = Callable[[str, bytes], WitnessReply]
+Transport = Callable[[str, bytes], WitnessResponse]
+"""POSTs a body to a witness URL and returns its answer (status 0: unreachable)."""
 
 
 def _utc_now() -> datetime:

@@ -1,4 +1,5 @@
-"""`modelward audit`: the ledger — log, signed checkpoints, inclusion proofs, full verification."""
+"""`modelward audit`: the ledger — log, signed checkpoints, inclusion proofs, full verification.
+Offline proof checks and witnesses live in audit_proofs.py."""
 
 from __future__ import annotations
 
@@ -19,6 +20,16 @@ def register(subparsers: Any) -> None:
     log.set_defaults(handler=_log)
     checkpoint = verbs.add_parser("checkpoint", help="issue a signed checkpoint")
     checkpoint.add_argument("--out", help="write it to a file")
+    checkpoint.add_argument(
+        "--witness",
+        action="append",
+        default=[],
+        metavar="NAME_OR_URL",
+        help="ask this configured witness to cosign it (repeatable)",
+    )
+    checkpoint.add_argument(
+        "--all-witnesses", action="store_true", help="ask every configured witness"
+    )
     add_json_flag(checkpoint)
     checkpoint.set_defaults(handler=_checkpoint)
     proof = verbs.add_parser("proof", help="an inclusion proof of event SEQ (C2SP tlog-proof)")
@@ -34,8 +45,18 @@ def register(subparsers: Any) -> None:
         metavar="CHECKPOINT_FILE",
         help="an older checkpoint: prove the log only grew since",
     )
+    verify.add_argument(
+        "--witnesses",
+        type=int,
+        default=None,
+        metavar="N",
+        help="fail unless N configured witnesses cosigned the latest checkpoint",
+    )
     add_json_flag(verify)
     verify.set_defaults(handler=_verify)
+    from modelward.interfaces.cli.audit_proofs import register_verbs
+
+    register_verbs(verbs)
 
 
 def _service() -> Any:
@@ -73,6 +94,13 @@ def _write(path: str, text: str) -> None:
 
 def _checkpoint(args: argparse.Namespace) -> int:
     context, service = _service()
+    if args.witness or args.all_witnesses:
+        from modelward.interfaces.cli.audit_proofs import witnessed_checkpoint
+
+        try:
+            return witnessed_checkpoint(args, context, service)
+        finally:
+            context.close()
     try:
         note = service.checkpoint()
     finally:
@@ -118,11 +146,21 @@ def _verify(args: argparse.Namespace) -> int:
     try:
         report = service.verify(since, state_checks=[registry_state_checks])
         blob_problems = _blob_problems(context)
+        witnessing = None
+        if args.witnesses is not None:
+            from modelward.interfaces.cli.audit_proofs import witness_problems
+
+            witness_list, witnessing = witness_problems(context, service, args.witnesses)
+            blob_problems += witness_list
     finally:
         context.close()
     problems = list(report.problems) + blob_problems
+    if witnessing is not None and not args.json:
+        names = ", ".join(c.name for c in witnessing.tally.vouched) or "none"
+        emit(f"witnesses that vouched for the latest checkpoint (size {witnessing.size}): {names}")
     if args.json:
-        emit_json({**report.to_dict(), "problems": problems, "ok": not problems})
+        extra = {} if witnessing is None else {"witnesses": witnessing.to_dict()}
+        emit_json({**report.to_dict(), **extra, "problems": problems, "ok": not problems})
     elif problems:
         emit("the ledger or the registry was changed behind modelward's back:")
         for problem in problems:
