@@ -147,26 +147,31 @@ def _verify(args: argparse.Namespace) -> int:
         report = service.verify(since, state_checks=[registry_state_checks])
         blob_problems = _blob_problems(context)
         witnessing = None
+        witness_list: list[str] = []
         if args.witnesses is not None:
             from modelward.interfaces.cli.audit_proofs import witness_problems
 
             witness_list, witnessing = witness_problems(context, service, args.witnesses)
-            blob_problems += witness_list
     finally:
         context.close()
     problems = list(report.problems) + blob_problems
-    if witnessing is not None and not args.json:
-        names = ", ".join(c.name for c in witnessing.tally.vouched) or "none"
-        emit(f"witnesses that vouched for the latest checkpoint (size {witnessing.size}): {names}")
     if args.json:
         extra = {} if witnessing is None else {"witnesses": witnessing.to_dict()}
-        emit_json({**report.to_dict(), **extra, "problems": problems, "ok": not problems})
-    elif problems:
+        every = problems + witness_list
+        emit_json({**report.to_dict(), **extra, "problems": every, "ok": not every})
+        return 0 if not every else 1
+    if problems:
         emit("the ledger or the registry was changed behind modelward's back:")
         for problem in problems:
             emit(f"  - {problem}")
     else:
         emit(f"ledger verified: {report.to_dict().get('size', '?')} events, registry state agrees")
+    if witnessing is not None:
+        names = ", ".join(c.name for c in witnessing.tally.vouched) or "none"
+        emit(f"witnesses that vouched for the latest checkpoint (size {witnessing.size}): {names}")
+        for problem in witness_list:
+            emit(f"  - {problem}")
+    problems += witness_list
     return 0 if not problems else 1
 
 

@@ -140,7 +140,7 @@ def _serve(args: argparse.Namespace) -> int:
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
-        host, port = server.server_address[:2]
+        host, port = str(server.server_address[0]), int(server.server_address[1])
         emit(f"witness {name} listening on http://{host}:{port} for {', '.join(sorted(logs))}")
         emit(service.key.vkey())
         sys.stdout.flush()
