@@ -7,6 +7,9 @@ With a trusted checkpoint (`checkpoint_text`), both must be the same tree, or a
 `modelward.consistency/v1` proof between exactly those two checkpoints (either order) must show
 they are one history; two different roots at one size are a split view. Witness cosignatures
 are counted on the trusted checkpoint (else the embedded one).
+
+Dataset record proofs (`datasets prove --out`) are checked against record roots the caller
+trusts: given explicitly, or read from a dataset manifest pinned by its digest.
 """
 
 from __future__ import annotations
@@ -32,7 +35,21 @@ from modelward.core.consistency import (
     verify_consistency_proof,
 )
 from modelward.core.cosignature import CosignerKey, WitnessTally, tally_cosignatures
-from modelward.errors import InputError, ProofError, SignatureMismatchError, VerificationError
+from modelward.errors import (
+    DigestMismatchError,
+    InputError,
+    ProofError,
+    SignatureMismatchError,
+    VerificationError,
+)
+from modelward.provenance.datasets import DatasetManifest
+from modelward.provenance.record_proofs import (
+    RecordAbsenceProof,
+    RecordInclusionProof,
+    verify_record_absence,
+    verify_record_inclusion,
+)
+from modelward.provenance.records import RecordFormat, RecordRoots, parse_hex_digest
 from modelward.services.audit import ProofCheck, verify_proof_file
 
 
@@ -132,3 +149,82 @@ def verify_consistency_file(
         return verify_consistency_proof(proof, key, origin)
     claimed = parse_checkpoint_body(parse_signed_note(proof.new_checkpoint).text).origin
     return verify_consistency_proof(proof, _verifier(key, origin or claimed), origin)
+
+
+# -- dataset record proofs --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrustedRecordRoots:
+    """What the caller trusts about a dataset's files: explicit roots, or a dataset manifest
+    (pinned by `manifest_digest` when given, as provenance and ML-BOMs record it)."""
+
+    root: str | None = None
+    sorted_root: str | None = None
+    count: int | None = None
+    manifest: dict[str, Any] | None = None
+    manifest_digest: str | None = None
+
+
+@dataclass(frozen=True)
+class RecordProofResult:
+    kind: str  # "included" or "absent"
+    files: tuple[str, ...]
+    record_hash: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": True,
+            "kind": self.kind,
+            "files": list(self.files),
+            "recordHash": self.record_hash,
+        }
+
+
+def _roots_for(file: str, trusted: TrustedRecordRoots, proof_count: int) -> RecordRoots:
+    if trusted.manifest is not None:
+        data = trusted.manifest.get("manifest", trusted.manifest)
+        manifest = DatasetManifest.from_dict(data)
+        if trusted.manifest_digest is not None:
+            expected = trusted.manifest_digest.removeprefix("sha256:")
+            if manifest.digest != expected:
+                raise DigestMismatchError(
+                    f"the dataset manifest's digest is sha256:{manifest.digest}, "
+                    f"not sha256:{expected}"
+                )
+        for entry in manifest.files:
+            if entry.path == file:
+                if entry.records is None:
+                    raise ProofError(f"{file}: the manifest records no record roots for it")
+                return entry.records
+        raise ProofError(f"{file}: not a file of the dataset manifest")
+    # The record format plays no part in verification; the roots and count are what is trusted.
+    count = proof_count if trusted.count is None else trusted.count
+    root = parse_hex_digest(trusted.root or "0" * 64, "record root")
+    sorted_root = parse_hex_digest(trusted.sorted_root or "0" * 64, "sorted root")
+    return RecordRoots(RecordFormat.JSONL, count, root, sorted_root)
+
+
+def verify_record_proof_document(data: Any, trusted: TrustedRecordRoots) -> RecordProofResult:
+    """Check a `datasets prove --out` document (or a bare inclusion/absence proof) offline."""
+    if not isinstance(data, dict):
+        raise InputError("the record proof is not a JSON object")
+    if trusted.manifest is None and trusted.root is None and trusted.sorted_root is None:
+        raise InputError("give the trusted record root, sorted root or dataset manifest")
+    if "proofs" in data or ("recordHash" in data and "record" not in data):
+        items = data.get("proofs", [data])
+        if not isinstance(items, list) or not items:
+            raise InputError("the absence proof document has no proofs")
+        proofs = [RecordAbsenceProof.from_dict(item) for item in items]
+        if trusted.manifest is None and trusted.sorted_root is None:
+            raise InputError("an absence proof is checked against the sorted root (--sorted-root)")
+        if len({p.record_hash for p in proofs}) != 1:
+            raise InputError("the absence proofs are for different record hashes")
+        for absence in proofs:
+            verify_record_absence(absence, _roots_for(absence.file, trusted, absence.tree_size))
+        return RecordProofResult("absent", tuple(p.file for p in proofs), proofs[0].record_hash)
+    inclusion = RecordInclusionProof.from_dict(data.get("proof", data))
+    if trusted.manifest is None and trusted.root is None:
+        raise InputError("an inclusion proof is checked against the record root (--root)")
+    verify_record_inclusion(inclusion, _roots_for(inclusion.file, trusted, inclusion.tree_size))
+    return RecordProofResult("included", (inclusion.file,), inclusion.record_hash)
