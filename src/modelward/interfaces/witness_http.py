@@ -46,6 +46,9 @@ def handle_add_checkpoint(service: WitnessService, body: bytes) -> WitnessRespon
     except errors.ModelwardError as exc:
         status, content_type, payload = _status_for(exc)
         return WitnessResponse(status, content_type, payload)
+    except Exception as exc:  # never a traceback to the client; the operator sees it logged
+        message = f"internal error: {type(exc).__name__}: {exc}\n".encode()
+        return WitnessResponse(500, "text/plain; charset=utf-8", message)
     return WitnessResponse(200, "text/plain; charset=utf-8", cosigned.lines.encode("utf-8"))
 
 

@@ -231,6 +231,8 @@ class WitnessingService:
         with self._db.read() as conn:
             stored = LedgerRepository(conn).checkpoints()
         for row in stored:
+            if witness.name not in row.note:
+                continue
             if best < row.size <= limit and _cosigned_by(row.note, witness):
                 best = row.size
         return best
@@ -243,29 +245,41 @@ class WitnessingService:
         keys = [w.key for w in witnesses]
         with self._db.read() as conn:
             stored = LedgerRepository(conn).checkpoints()
-        merged: dict[tuple[int, bytes], SignedNote] = {}
+        groups: dict[tuple[int, bytes], list[str]] = {}
         for row in stored:
-            try:
-                checkpoint = open_checkpoint(row.note, self._audit.verifier)
-                note = parse_signed_note(row.note)
-            except ModelwardError:
-                continue  # `audit verify` reports checkpoints that do not verify
-            key = (checkpoint.size, checkpoint.root_hash)
-            previous = merged.get(key)
-            merged[key] = note if previous is None else add_signatures(previous, note.signatures)
+            groups.setdefault((row.size, bytes(row.root_hash)), []).append(row.note)
         now = int(self._clock().timestamp())
-        if not merged:
-            return WitnessReport(
-                None, WitnessTally((), tuple(k.name for k in keys), ()), required, None
-            )
-        ordered = sorted(merged.items(), key=lambda item: item[0][0], reverse=True)
-        latest_tally = tally_cosignatures(ordered[0][1], keys, now)
+        latest: tuple[int, WitnessTally] | None = None
         quorum = None
-        for (size, _root), note in ordered:
-            if len(tally_cosignatures(note, keys, now).vouched) >= max(required, 1):
-                quorum = size
+        # newest first; notes are verified only as far as the answer needs
+        for key in sorted(groups, key=lambda k: k[0], reverse=True):
+            note = self._merged(key, groups[key])
+            if note is None:
+                continue  # `audit verify` reports checkpoints that do not verify
+            tally = tally_cosignatures(note, keys, now)
+            if latest is None:
+                latest = (key[0], tally)
+            if len(tally.vouched) >= max(required, 1):
+                quorum = key[0]
                 break
-        return WitnessReport(ordered[0][0][0], latest_tally, required, quorum)
+        if latest is None:
+            missing = tuple(k.name for k in keys)
+            return WitnessReport(None, WitnessTally((), missing, ()), required, None)
+        return WitnessReport(latest[0], latest[1], required, quorum)
+
+    def _merged(self, key: tuple[int, bytes], notes: list[str]) -> SignedNote | None:
+        """Every signature of the stored notes of one (size, root) that the log really signed."""
+        merged = None
+        for text in notes:
+            try:
+                checkpoint = open_checkpoint(text, self._audit.verifier)
+                note = parse_signed_note(text)
+            except ModelwardError:
+                continue
+            if (checkpoint.size, checkpoint.root_hash) != key:
+                continue
+            merged = note if merged is None else add_signatures(merged, note.signatures)
+        return merged
 
 
 def _cosigned_by(note_text: str, witness: WitnessEndpoint) -> bool:
