@@ -275,3 +275,18 @@ def test_flipped_proof_byte_is_refused() -> None:
     request = AddCheckpointRequest(5, tuple(proof), _note(HONEST, 12))
     with pytest.raises(ProofError):
         decide_add_checkpoint(request, LOGS, _state(HONEST, 5))
+
+
+def test_the_spec_example_cosignature_line_has_the_layout_we_read() -> None:
+    """tlog-cosignature's example: key id, then the u64 timestamp of its example message
+    (`time 1679315147`), then a 64-byte signature."""
+    note = parse_signed_note(
+        "example.com/behind-the-sofa\n20852163\nCsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=\n\n"
+        "— example.com/behind-the-sofa Az3grlgtzPICa5OS8npVmf1Myq/5IZniMp+ZJurmRDeOoRDe4URYN7u5"
+        "/Zhcyv2q1gGzGku9nTo+zyWE+xeMcTOAYQ8=\n"
+        "— witness.example.com/w1 jWbPPwAAAABkGFDLEZMHwSRaJNiIDoe9DYn/zXcrtPHeolMI5OWXEhZCB9dlrDJs"
+        "X3b2oyin1nPZqhf5nNo0xUe+mbIUBkBIfZ+qnA==\n"
+    )
+    cosignature = note.signatures[1]
+    assert len(cosignature.signature) == 72
+    assert int.from_bytes(cosignature.signature[:8], "big") == 1679315147
