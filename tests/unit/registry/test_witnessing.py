@@ -307,3 +307,71 @@ def test_witness_config_file(tmp_path: Path) -> None:
     config.path.write_text("{not json")
     with pytest.raises(StorageError):
         config.load()
+
+
+class _RecordingStore(MemoryWitnessState):
+    def __init__(self) -> None:
+        super().__init__()
+        self.saved: list[int] = []
+
+    def save(self, state: StoredWitnessState) -> None:
+        from modelward.core.checkpoint import parse_checkpoint_body
+
+        self.saved.append(parse_checkpoint_body(parse_signed_note(state.checkpoint).text).size)
+        super().save(state)
+
+
+def test_concurrent_requests_never_roll_the_witness_back() -> None:
+    """tlog-witness: checking the old size and persisting must be atomic. Threads race to push
+    the witness forward from whatever size they last saw; the sizes it saves never decrease."""
+    import random
+    import threading
+
+    origin = "example.com/log"
+    log_key = Ed25519PrivateKey.generate()
+    levels = merkle.complete_levels([merkle.leaf_hash(b"%d" % i) for i in range(80)])
+    notes = {
+        size: sign_checkpoint(
+            Checkpoint(origin, size, merkle.root_from_levels(levels, size)), origin, log_key
+        )
+        for size in range(1, 81)
+    }
+    store = _RecordingStore()
+    witness = WitnessService(
+        "w.example",
+        Ed25519PrivateKey.generate(),
+        {origin: [NoteVerifier.from_public_key(origin, log_key.public_key())]},
+        store,
+    )
+    accepted: list[int] = []
+
+    def push(seed: int) -> None:
+        chance = random.Random(seed)
+        seen = 0
+        for _ in range(40):
+            new = min(80, seen + chance.randint(0, 3)) or 1
+            proof = (
+                tuple(merkle.consistency_proof(seen, new, lambda lv, i: levels[lv][i]))
+                if 0 < seen < new
+                else ()
+            )
+            reply = handle_add_checkpoint(
+                witness, AddCheckpointRequest(seen, proof, notes[new]).to_text().encode()
+            )
+            if reply.status == 200:
+                accepted.append(new)
+                seen = new
+            elif reply.status == 409 and reply.content_type == "text/x.tlog.size":
+                seen = int(reply.body)
+            else:
+                raise AssertionError(reply)
+
+    threads = [threading.Thread(target=push, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(t.is_alive() for t in threads)
+    assert store.saved == sorted(store.saved)
+    latest = witness.latest(origin)
+    assert latest is not None and latest.checkpoint.size == max(accepted)
