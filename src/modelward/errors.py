@@ -17,9 +17,11 @@ an exit code or a status. No error carries an exit code itself.
     │   ├── DigestMismatchError    stored or read bytes do not hash to their name
     │   ├── SignatureMismatchError a signature does not verify, or the key is not the signer's
     │   └── ProofError             a Merkle proof or tree does not check out
+    │       └── SplitViewError     a log signed two different trees of the same size
     ├── NotFoundError              a model, version, alias, dataset, user or record does not exist
     │   └── RegistryNotFoundError  no registry has been initialised where one was looked for
     ├── ConflictError              the state moved underneath an operation (retry it)
+    │   └── StaleSizeError         a witness holds another tree size than the one assumed
     ├── PermissionDeniedError      the actor's role does not allow the operation
     ├── PolicyError                a policy cannot be parsed or compiled
     ├── DeniedError                a gate, scan or check said "no" with reasons
@@ -86,6 +88,10 @@ class ProofError(VerificationError):
     """A Merkle inclusion or consistency proof, or a recomputed tree, does not check out."""
 
 
+class SplitViewError(ProofError):
+    """A log signed two checkpoints of the same size with different roots (equivocation)."""
+
+
 class NotFoundError(ModelwardError):
     """The thing asked for does not exist."""
 
@@ -96,6 +102,15 @@ class RegistryNotFoundError(NotFoundError):
 
 class ConflictError(ModelwardError):
     """The state changed underneath the operation; nothing was written."""
+
+
+class StaleSizeError(ConflictError):
+    """A witness's latest cosigned size is not the one the request assumed; `current_size` says
+    what it is, so the caller can send a proof from there."""
+
+    def __init__(self, message: str, current_size: int) -> None:
+        super().__init__(message)
+        self.current_size = current_size
 
 
 class PermissionDeniedError(ModelwardError):

@@ -9,7 +9,8 @@ every one published in the blob store's `checkpoints/` (signature and root: the 
 each), proves consistency with an older checkpoint the caller holds, and runs the state checks
 other services hand in. A tampered log is
 reported in the `AuditReport`, never raised; only malformed input (an unreadable checkpoint file)
-raises. `verify_proof_file` checks an exported tlog-proof offline, without a database.
+raises. `verify_proof_file` checks an exported tlog-proof offline, without a database;
+`consistency` exports a `modelward.consistency/v1` proof between two of the log's checkpoints.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from modelward.core.checkpoint import (
     parse_tlog_proof,
     verify_tlog_proof,
 )
+from modelward.core.consistency import ConsistencyProof
 from modelward.errors import (
     InputError,
     ModelwardError,
@@ -224,6 +226,60 @@ class AuditService:
             hashes = _stored_inclusion_proof(repo, seq, checkpoint.size)
         return TlogProof(seq, tuple(hashes), note, event.leaf_data()).to_text()
 
+    def consistency(self, old_text: str | bytes, new_text: str | bytes | None = None) -> str:
+        """A `modelward.consistency/v1` proof that checkpoint `new_text` (default: a fresh one)
+        extends `old_text`; both must be this log's, signed by its key, and agree with it."""
+        old_note = parse_signed_note(old_text).to_text()
+        old = open_checkpoint(old_note, self.verifier)
+        with self._db.transaction() as conn:
+            repo = LedgerRepository(conn)
+            if new_text is None:
+                new_note, new = self._issue_checkpoint(repo)
+            else:
+                new_note = parse_signed_note(new_text).to_text()
+                new = open_checkpoint(new_note, self.verifier)
+            if old.size > new.size:
+                raise InputError(
+                    f"the old checkpoint (size {old.size}) is newer than the new one "
+                    f"(size {new.size})"
+                )
+            hashes = self.consistency_hashes(old.size, new.size, repo, (old, new))
+        return ConsistencyProof(old_note, new_note, tuple(hashes)).to_text()
+
+    def consistency_hashes(
+        self,
+        old_size: int,
+        new_size: int,
+        repo: LedgerRepository | None = None,
+        expect: Sequence[Checkpoint] = (),
+    ) -> list[bytes]:
+        """The RFC 9162 consistency proof between two sizes of this log, from its stored nodes
+        (empty when `old_size` is 0 or equal to `new_size`). Each checkpoint in `expect` must
+        match the log's root at its size, else ProofError."""
+        if repo is None:
+            with self._db.read() as conn:
+                return self.consistency_hashes(old_size, new_size, LedgerRepository(conn), expect)
+        size = repo.size()
+        if not 0 <= old_size <= new_size:
+            raise InputError(f"no consistency proof from size {old_size} to size {new_size}")
+        for checkpoint in expect:
+            if checkpoint.size > size:
+                raise ProofError(
+                    f"the checkpoint of size {checkpoint.size} is larger than the log ({size})"
+                )
+            if _stored_root(repo, checkpoint.size) != checkpoint.root_hash:
+                raise ProofError(
+                    f"the checkpoint of size {checkpoint.size} is not of this log's history: "
+                    "its root differs from the log's root at that size"
+                )
+        if new_size > size:
+            raise InputError(f"the log has only {size} events, not {new_size}")
+        if old_size == 0 or old_size == new_size:
+            return []
+        groups = merkle.consistency_proof_positions(old_size, new_size)
+        reader = _batch_reader(repo, [pos for group in groups for pos in group])
+        return merkle.consistency_proof(old_size, new_size, reader)
+
     def verify_proof_file(
         self, text: str | bytes, event_leaf_data: bytes | None = None
     ) -> ProofCheck:
@@ -308,6 +364,10 @@ def _batch_reader(
     repo: LedgerRepository, positions: Sequence[merkle.Position]
 ) -> merkle.NodeReader:
     return merkle.reader_from_mapping(repo.nodes(positions) if positions else {})
+
+
+def _stored_root(repo: LedgerRepository, size: int) -> bytes:
+    return merkle.root_from_nodes(size, _batch_reader(repo, merkle.frontier_positions(size)))
 
 
 def _stored_inclusion_proof(repo: LedgerRepository, index: int, size: int) -> list[bytes]:

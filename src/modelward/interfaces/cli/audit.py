@@ -1,4 +1,5 @@
-"""`modelward audit`: the ledger — log, signed checkpoints, inclusion proofs, full verification."""
+"""`modelward audit`: the ledger — log, signed checkpoints, inclusion proofs, full verification.
+Offline proof checks and witnesses live in audit_proofs.py."""
 
 from __future__ import annotations
 
@@ -19,6 +20,16 @@ def register(subparsers: Any) -> None:
     log.set_defaults(handler=_log)
     checkpoint = verbs.add_parser("checkpoint", help="issue a signed checkpoint")
     checkpoint.add_argument("--out", help="write it to a file")
+    checkpoint.add_argument(
+        "--witness",
+        action="append",
+        default=[],
+        metavar="NAME_OR_URL",
+        help="ask this configured witness to cosign it (repeatable)",
+    )
+    checkpoint.add_argument(
+        "--all-witnesses", action="store_true", help="ask every configured witness"
+    )
     add_json_flag(checkpoint)
     checkpoint.set_defaults(handler=_checkpoint)
     proof = verbs.add_parser("proof", help="an inclusion proof of event SEQ (C2SP tlog-proof)")
@@ -34,8 +45,18 @@ def register(subparsers: Any) -> None:
         metavar="CHECKPOINT_FILE",
         help="an older checkpoint: prove the log only grew since",
     )
+    verify.add_argument(
+        "--witnesses",
+        type=int,
+        default=None,
+        metavar="N",
+        help="fail unless N configured witnesses cosigned the latest checkpoint",
+    )
     add_json_flag(verify)
     verify.set_defaults(handler=_verify)
+    from modelward.interfaces.cli.audit_proofs import register_verbs
+
+    register_verbs(verbs)
 
 
 def _service() -> Any:
@@ -74,6 +95,13 @@ def _write(path: str, text: str) -> None:
 
 def _checkpoint(args: argparse.Namespace) -> int:
     context, service = _service()
+    if args.witness or args.all_witnesses:
+        from modelward.interfaces.cli.audit_proofs import witnessed_checkpoint
+
+        try:
+            return witnessed_checkpoint(args, context, service)
+        finally:
+            context.close()
     try:
         note = service.checkpoint()
     finally:
@@ -133,17 +161,32 @@ def _verify(args: argparse.Namespace) -> int:
             ],
         )
         blob_problems = _blob_problems(context)
+        witnessing = None
+        witness_list: list[str] = []
+        if args.witnesses is not None:
+            from modelward.interfaces.cli.audit_proofs import witness_problems
+
+            witness_list, witnessing = witness_problems(context, service, args.witnesses)
     finally:
         context.close()
     problems = list(report.problems) + blob_problems
     if args.json:
-        emit_json({**report.to_dict(), "problems": problems, "ok": not problems})
-    elif problems:
+        extra = {} if witnessing is None else {"witnesses": witnessing.to_dict()}
+        every = problems + witness_list
+        emit_json({**report.to_dict(), **extra, "problems": every, "ok": not every})
+        return 0 if not every else 1
+    if problems:
         emit("the ledger or the registry was changed behind modelward's back:")
         for problem in problems:
             emit(f"  - {problem}")
     else:
         emit(f"ledger verified: {report.to_dict().get('size', '?')} events, registry state agrees")
+    if witnessing is not None:
+        names = ", ".join(c.name for c in witnessing.tally.vouched) or "none"
+        emit(f"witnesses that vouched for the latest checkpoint (size {witnessing.size}): {names}")
+        for problem in witness_list:
+            emit(f"  - {problem}")
+    problems += witness_list
     return 0 if not problems else 1
 
 

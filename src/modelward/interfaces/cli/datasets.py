@@ -1,4 +1,4 @@
-"""`modelward datasets`: add, list, show, prove, set-consent, set-retention."""
+"""`modelward datasets`: add, list, show, prove, verify-proof, set-consent, set-retention."""
 
 from __future__ import annotations
 
@@ -46,6 +46,17 @@ def register(subparsers: Any) -> None:
     prove.add_argument("--out", metavar="FILE", help="also write the proof as JSON")
     add_json_flag(prove)
     prove.set_defaults(handler=_prove)
+
+    check = verbs.add_parser("verify-proof", help="check a `datasets prove` proof offline")
+    check.add_argument("proof", metavar="PROOF")
+    trusted = check.add_mutually_exclusive_group(required=True)
+    trusted.add_argument("--root", metavar="HEX", help="the file's trusted record root")
+    trusted.add_argument("--sorted-root", metavar="HEX", help="its sorted root (absence)")
+    trusted.add_argument("--manifest", metavar="FILE", help="a dataset manifest JSON")
+    check.add_argument("--count", type=int, help="with --root/--sorted-root: the record count")
+    check.add_argument("--manifest-digest", metavar="sha256:HEX", help="pin the manifest")
+    add_json_flag(check)
+    check.set_defaults(handler=_verify_proof)
 
     consent = verbs.add_parser("set-consent", help="record a consent change (ledgered)")
     consent.add_argument("uri", metavar="NAME/N")
@@ -186,6 +197,41 @@ def _prove(args: argparse.Namespace) -> int:
                 f"({proof['treeSize']} records; neighbours verify against sorted root "
                 f"{proof['sortedRoot']})"
             )
+    return 0
+
+
+def _verify_proof(args: argparse.Namespace) -> int:
+    import json
+
+    from modelward.errors import InputError
+    from modelward.interfaces.cli._notekeys import read_text_file
+    from modelward.services.offline_proofs import TrustedRecordRoots, verify_record_proof_document
+
+    def load(path: str, what: str) -> object:
+        try:
+            return json.loads(read_text_file(path, what))
+        except ValueError as exc:
+            raise InputError(f"{path}: the {what} is not JSON: {exc}") from exc
+
+    if args.manifest_digest and not args.manifest:
+        raise InputError("--manifest-digest pins a --manifest")
+    manifest = load(args.manifest, "dataset manifest") if args.manifest else None
+    if manifest is not None and not isinstance(manifest, dict):
+        raise InputError(f"{args.manifest}: the dataset manifest is not a JSON object")
+    trusted = TrustedRecordRoots(
+        root=args.root,
+        sorted_root=args.sorted_root,
+        count=args.count,
+        manifest=manifest,
+        manifest_digest=args.manifest_digest,
+    )
+    result = verify_record_proof_document(load(args.proof, "proof"), trusted)
+    if args.json:
+        emit_json(result.to_dict())
+    elif result.kind == "included":
+        emit(f"verified: record {result.record_hash} is in {result.files[0]}")
+    else:
+        emit(f"verified: record {result.record_hash} is absent from {', '.join(result.files)}")
     return 0
 
 

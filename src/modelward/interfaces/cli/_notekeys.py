@@ -1,0 +1,58 @@
+"""Reading the keys and files the ledger and witness commands take: a log key as a signed-note
+vkey (text or file) or an Ed25519 PEM public key file; a witness vkey; a text file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from modelward.errors import KeyFormatError, PathError
+
+MAX_TEXT_FILE = 4 << 20
+
+
+def read_text_file(path: str, what: str) -> str:
+    file = Path(path)
+    try:
+        if not file.is_file():
+            raise PathError(f"{path}: no such {what} file")
+        if file.stat().st_size > MAX_TEXT_FILE:
+            raise PathError(f"{path}: too large to be a {what} file")
+        return file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise PathError(f"{path}: the {what} is not UTF-8 text") from exc
+    except OSError as exc:
+        raise PathError(f"{path}: cannot read the {what}: {exc.strerror or exc}") from exc
+
+
+def log_key(value: str, origin: str | None = None) -> Any:
+    """A `NoteVerifier` (from a vkey, or from a PEM key when `origin` is given) or an Ed25519
+    public key (a PEM key without an origin: the checkpoint's origin names it)."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    from modelward.core.checkpoint import NoteVerifier
+    from modelward.signing.keys import public_key_from_pem
+
+    text = _key_text(value, "key")
+    if text.lstrip().startswith("-----BEGIN"):
+        key = public_key_from_pem(text.encode("utf-8"), value)
+        if not isinstance(key, Ed25519PublicKey):
+            raise KeyFormatError(f"{value}: a ledger key is Ed25519")
+        return key if origin is None else NoteVerifier.from_public_key(origin, key)
+    return NoteVerifier.from_verifier_key(text.strip())
+
+
+def _key_text(value: str, what: str) -> str:
+    path = Path(value)
+    if path.is_file():
+        return read_text_file(value, what)
+    if "+" in value and not path.exists():
+        return value  # a NAME+ID+KEY verifier key given inline
+    raise PathError(f"{value}: no such {what} file (nor a NAME+ID+KEY verifier key)")
+
+
+def witness_key(value: str) -> Any:
+    """A witness's `CosignerKey` from a vkey, given as text or as a file holding it."""
+    from modelward.core.cosignature import CosignerKey
+
+    return CosignerKey.from_vkey(_key_text(value, "witness key").strip())

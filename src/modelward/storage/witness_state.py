@@ -1,0 +1,179 @@
+"""Where a witness keeps, per log, the latest checkpoint it cosigned, and its misbehaviour log.
+
+`DirectoryWitnessState` (a folder):
+
+- `logs/<sha256(origin) hex>.json`: `{"origin", "checkpoint", "cosigned_at"}`, the log-signed
+  checkpoint note as received; replaced atomically (temporary file, fsync, rename, fsync of the
+  folder), so a crash leaves the old or the new state, never a torn one.
+- `misbehaviour.jsonl`: one JSON object per refused request that is evidence against a log (a
+  split view, an inconsistent proof), with the signed checkpoints involved; appended and fsynced.
+- `witness.lock`: an exclusive `flock` held while the store is open, so two witness processes
+  cannot serve one state folder (the check-then-persist must be atomic, tlog-witness).
+
+`MemoryWitnessState` is its in-memory twin for unit tests. Stores bytes; does not verify them
+(the witness service re-verifies what it reads).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from modelward.errors import PathError, StorageError
+
+
+@dataclass(frozen=True)
+class StoredWitnessState:
+    origin: str
+    checkpoint: str
+    cosigned_at: int
+
+
+class WitnessStateStore(ABC):
+    """The witness's memory. Callers serialise `latest`/`save` pairs themselves."""
+
+    @abstractmethod
+    def latest(self, origin: str) -> StoredWitnessState | None: ...
+
+    @abstractmethod
+    def save(self, state: StoredWitnessState) -> None: ...
+
+    @abstractmethod
+    def record_misbehaviour(self, entry: dict[str, Any]) -> None: ...
+
+    @abstractmethod
+    def misbehaviour(self) -> list[dict[str, Any]]: ...
+
+    def close(self) -> None:  # noqa: B027 (optional hook: most stores hold nothing)
+        """Release whatever the store holds (a lock)."""
+
+
+class MemoryWitnessState(WitnessStateStore):
+    def __init__(self) -> None:
+        self._states: dict[str, StoredWitnessState] = {}
+        self._evidence: list[dict[str, Any]] = []
+
+    def latest(self, origin: str) -> StoredWitnessState | None:
+        return self._states.get(origin)
+
+    def save(self, state: StoredWitnessState) -> None:
+        self._states[state.origin] = state
+
+    def record_misbehaviour(self, entry: dict[str, Any]) -> None:
+        self._evidence.append(dict(entry))
+
+    def misbehaviour(self) -> list[dict[str, Any]]:
+        return [dict(e) for e in self._evidence]
+
+
+def _state_name(origin: str) -> str:
+    return hashlib.sha256(origin.encode("utf-8")).hexdigest() + ".json"
+
+
+class DirectoryWitnessState(WitnessStateStore):
+    def __init__(self, folder: Path) -> None:
+        import fcntl
+
+        self._folder = folder
+        self._logs = folder / "logs"
+        try:
+            self._logs.mkdir(parents=True, exist_ok=True)
+            self._lock = open(folder / "witness.lock", "a+b")  # noqa: SIM115 (held while open)
+        except OSError as exc:
+            raise PathError(
+                f"{folder}: cannot use as witness state: {exc.strerror or exc}"
+            ) from exc
+        try:
+            fcntl.flock(self._lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            self._lock.close()
+            raise StorageError(
+                f"{folder}: another witness process is using this state folder"
+            ) from exc
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._lock.close()
+
+    def latest(self, origin: str) -> StoredWitnessState | None:
+        path = self._logs / _state_name(origin)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise StorageError(f"{path}: unreadable witness state: {exc}") from exc
+        try:
+            state = StoredWitnessState(
+                str(data["origin"]), str(data["checkpoint"]), int(data["cosigned_at"])
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StorageError(f"{path}: malformed witness state: {exc}") from exc
+        if state.origin != origin:
+            raise StorageError(f"{path}: holds the state of {state.origin!r}, not {origin!r}")
+        return state
+
+    def save(self, state: StoredWitnessState) -> None:
+        path = self._logs / _state_name(state.origin)
+        body = json.dumps(
+            {
+                "origin": state.origin,
+                "checkpoint": state.checkpoint,
+                "cosigned_at": state.cosigned_at,
+            },
+            sort_keys=True,
+        )
+        try:
+            fd, temporary = tempfile.mkstemp(prefix=".state-", dir=self._logs)
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                    handle.write(body + "\n")
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.replace(temporary, path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(temporary)
+                raise
+            _fsync_folder(self._logs)
+        except OSError as exc:
+            raise StorageError(f"{path}: cannot save witness state: {exc}") from exc
+
+    def record_misbehaviour(self, entry: dict[str, Any]) -> None:
+        path = self._folder / "misbehaviour.jsonl"
+        try:
+            with open(path, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(entry, sort_keys=True) + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as exc:
+            raise StorageError(f"{path}: cannot record misbehaviour: {exc}") from exc
+
+    def misbehaviour(self) -> list[dict[str, Any]]:
+        path = self._folder / "misbehaviour.jsonl"
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise StorageError(f"{path}: unreadable: {exc}") from exc
+        entries = []
+        for line in lines:
+            with contextlib.suppress(ValueError):
+                entries.append(json.loads(line))
+        return entries
+
+
+def _fsync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
