@@ -42,7 +42,18 @@ def scan_for_push(
     accept_malformed: Sequence[str] = (),
     numeric: bool = False,
     allow: Sequence[str] = (),
-from collections.abc import Callable, Mapping, Sequence
+    refusing: str = "push",
+    sha256: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Scan exactly the files a push would store; return the report as a dict, or refuse
+    (`refusing` names what is refused in the message: a push, a promotion).
+
+    Each file's entry carries the sha256 of the bytes scanned; `sha256` (report path to digest)
+    passes digests already computed over the same, unchangeable bytes instead of hashing again.
+    """
+    from modelward.scanning import scan
+
+    report = scan(model_path, numeric=numeric, allow=allow, use_config=False, sha256=sha256)
     if model_path.is_dir():
         wanted = {f.name for f in files}
         report = dataclasses.replace(
