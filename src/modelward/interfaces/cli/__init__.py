@@ -29,6 +29,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "lineage",
     "bom",
     "reproduce",
+    "serve",
+    "tokens_cmds",
+    "oidc_cmds",
 )
 
 
