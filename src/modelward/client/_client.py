@@ -195,7 +195,9 @@ class Client:
         entries = []
         for model_file in files:
             digest = _sha256_file(model_file.path)
-            head = self._t.http.head(self._t.url(f"/uploads/{digest}"))
+            head = self._t.http.head(
+                self._t.url(f"/uploads/{digest}"), headers=self._t.with_headers()
+            )
             if head.status_code == 404:
                 self._t.request(
                     "PUT",
@@ -273,7 +275,10 @@ class Client:
         written = 0
         url = self._t.url(f"/models/{_seg(name)}/versions/{number}/files/{digest}")
         try:
-            with self._t.http.stream("GET", url) as response, target.open("xb") as handle:
+            with (
+                self._t.http.stream("GET", url, headers=self._t.with_headers()) as response,
+                target.open("xb") as handle,
+            ):
                 if not response.is_success:
                     response.read()
                     from modelward.client._transport import raise_for_error

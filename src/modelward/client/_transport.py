@@ -45,15 +45,23 @@ class Transport:
         headers = {"user-agent": USER_AGENT}
         if token:
             headers["authorization"] = f"Bearer {token}"
+        # sent with each request, never set on the (possibly shared) httpx client
+        self.headers = headers
         self.http = http or httpx.Client(timeout=timeout, follow_redirects=False)
-        self.http.headers.update(headers)
 
     def url(self, path: str) -> str:
         return f"{self.base}/api/v1{path}"
 
-    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def with_headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        return {**self.headers, **(extra or {})}
+
+    def request(
+        self, method: str, path: str, headers: dict[str, str] | None = None, **kwargs: Any
+    ) -> httpx.Response:
         try:
-            response = self.http.request(method, self.url(path), **kwargs)
+            response = self.http.request(
+                method, self.url(path), headers=self.with_headers(headers), **kwargs
+            )
         except httpx.HTTPError as exc:
             raise errors.StorageError(f"cannot reach the server at {self.base}: {exc}") from exc
         raise_for_error(response)

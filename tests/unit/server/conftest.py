@@ -47,19 +47,16 @@ class Served:
             conn.close()
 
 
-@pytest.fixture
-def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Served]:
-    home = tmp_path / "home"
-    monkeypatch.setenv("MODELWARD_HOME", str(home))
-    monkeypatch.setenv("MODELWARD_ACTOR", "root")
-    monkeypatch.delenv("MODELWARD_DATABASE_URL", raising=False)
-    monkeypatch.delenv("MODELWARD_BLOB_URL", raising=False)
+def build_served(root: Path) -> Served:
+    """Initialise a registry under `root` as `root` (the first admin) and serve it in-process;
+    MODELWARD_HOME and MODELWARD_ACTOR must be set by the caller."""
+    home = root / "home"
     initialize_registry(home)
     context = open_registry(home)
     users = UserService(context, actor="root")
     for role in ROLES:
         users.add(role, role)
-    settings = ServerSettings(home=home, spool_dir=tmp_path, auth_failures_per_minute=1000)
+    settings = ServerSettings(home=home, spool_dir=root, auth_failures_per_minute=1000)
     registry = ServerRegistry(settings, context)
     served = Served(home, TestClient(create_app(registry)), registry)
     for role in ROLES:
@@ -72,8 +69,35 @@ def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Served]:
     )
     served.tokens["revoked"] = served.token_for("admin")
     TokenService(context, actor="root").revoke(served.tokens["revoked"].split("_")[1])
+    return served
+
+
+def _environment(patch: pytest.MonkeyPatch, root: Path) -> None:
+    patch.setenv("MODELWARD_HOME", str(root / "home"))
+    patch.setenv("MODELWARD_ACTOR", "root")
+    patch.delenv("MODELWARD_DATABASE_URL", raising=False)
+    patch.delenv("MODELWARD_BLOB_URL", raising=False)
+
+
+@pytest.fixture
+def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Served]:
+    _environment(monkeypatch, tmp_path)
+    served = build_served(tmp_path)
     try:
         yield served
     finally:
         served.http.close()
-        registry.close()
+        served.registry.close()
+
+
+@pytest.fixture(scope="module")
+def served_module(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    root = tmp_path_factory.mktemp("served")
+    with pytest.MonkeyPatch.context() as patch:
+        _environment(patch, root)
+        served = build_served(root)
+        try:
+            yield served
+        finally:
+            served.http.close()
+            served.registry.close()
