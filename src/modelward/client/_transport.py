@@ -11,6 +11,16 @@ import httpx
 from modelward import errors
 
 USER_AGENT = "modelward-client/1"
+# When a response carries no error body (HEAD, a proxy's page), its status says what it was.
+_BY_STATUS: dict[int, type[errors.ModelwardError]] = {
+    400: errors.InputError,
+    401: errors.PermissionDeniedError,
+    403: errors.PermissionDeniedError,
+    404: errors.NotFoundError,
+    409: errors.ConflictError,
+    413: errors.InputError,
+    422: errors.VerificationError,
+}
 
 
 def raise_for_error(response: httpx.Response) -> None:
@@ -26,7 +36,9 @@ def raise_for_error(response: httpx.Response) -> None:
     kind = getattr(errors, str(body.get("type", "")), None)
     reasons = [str(r) for r in body.get("reasons") or []]
     if not (isinstance(kind, type) and issubclass(kind, errors.ModelwardError)):
-        kind = errors.StorageError if response.status_code >= 500 else errors.ModelwardError
+        kind = _BY_STATUS.get(response.status_code) or (
+            errors.StorageError if response.status_code >= 500 else errors.InputError
+        )
     if issubclass(kind, errors.DeniedError):
         raise kind(message, reasons)
     error = kind(message)

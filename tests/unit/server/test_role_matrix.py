@@ -7,15 +7,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-
-from modelward.client import Client
 from tests.unit.registry.bundles import make_bundle
 from tests.unit.server.conftest import ROLES, Served
+
+from modelward.client import Client
 
 ALL = frozenset(ROLES)
 PUSHERS = frozenset({"admin", "trainer"})

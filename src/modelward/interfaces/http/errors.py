@@ -60,9 +60,13 @@ def status_for(error: BaseException) -> tuple[int, int]:
 def error_body(error: BaseException) -> tuple[int, dict[str, Any]]:
     status, code = status_for(error)
     if isinstance(error, errors.ModelwardError):
-        kind = type(error).__name__
-        if kind in ("AuthenticationError", "AuthenticationRequiredError"):
-            kind = "PermissionDeniedError"  # the client needs the family, not our internals
+        # the nearest class of the public hierarchy in `modelward.errors`, so that a client
+        # raises what the embedded service would have raised
+        kind = next(
+            k.__name__
+            for k in type(error).__mro__
+            if getattr(errors, k.__name__, None) is k and issubclass(k, errors.ModelwardError)
+        )
         message = str(error).strip() or kind
         reasons = [str(r) for r in getattr(error, "reasons", [])]
     else:
