@@ -157,12 +157,15 @@ class Client:
         flags: dict[str, Any] | None = None,
         risk_tier: str | None = None,
         if_current: str | None = None,
+        flag_texts: Sequence[str] = (),
     ) -> dict[str, Any]:
-        """The gate's decision (`allowed`, `decision`) and, on allow, the new `release`."""
+        """The gate's decision (`allowed`, `decision`) and, on allow, the new `release`.
+        `flag_texts` are `KEY=VALUE` strings read as the CLI reads `--flag`."""
         body = {
             "uri": uri,
             "environment": environment,
             "flags": flags or {},
+            "flag_texts": list(flag_texts),
             "risk_tier": risk_tier,
             "if_current": if_current,
         }

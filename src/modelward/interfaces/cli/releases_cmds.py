@@ -29,13 +29,18 @@ def register(subparsers: Any) -> None:
 
 
 def _releases(args: argparse.Namespace) -> int:
-    import json
-
     from modelward.interfaces.cli._context import registry_context
     from modelward.services.releases import ReleaseService
 
     with registry_context() as context:
         rows = ReleaseService(context).list(args.model, args.environment)
+    return render_releases(args, rows)
+
+
+def render_releases(args: argparse.Namespace, rows: list[dict[str, Any]]) -> int:
+    """Print a release history as `releases` does (embedded or remote)."""
+    import json
+
     if args.json:
         emit_json(rows)
         return 0

@@ -29,7 +29,8 @@ class ApproveRequest(BaseModel):
 class PromoteRequest(BaseModel):
     uri: str = Field(max_length=400)
     environment: str = Field(max_length=100)
-    flags: dict[str, str | int | float | bool] = Field(default_factory=dict, max_length=200)
+    flags: dict[str, str | int | float | bool | None] = Field(default_factory=dict, max_length=200)
+    flag_texts: list[str] = Field(default_factory=list, max_length=200)  # KEY=VALUE, as the CLI
     risk_tier: str | None = Field(default=None, max_length=20)
     if_current: str | None = Field(default=None, max_length=100)
 
@@ -63,12 +64,15 @@ def promote(
     """The decision and, when allowed, the release; a deny is a 200 with `allowed: false`."""
     authorise(registry, principal, Action.PROMOTE, checked_later=True)
     principal.check_model(_model_of(registry, principal, body.uri))
+    from modelward.services.gate import parse_flag
+
+    flags = {**body.flags, **dict(parse_flag(text) for text in body.flag_texts)}
     kwargs: dict[str, Any] = {}
     if body.if_current is not None:
         kwargs["expected_release_id"] = None if body.if_current == "none" else body.if_current
     with bind_principal(principal):
         result = registry.gate(principal).promote(
-            body.uri, body.environment, flags=body.flags, risk_tier=body.risk_tier, **kwargs
+            body.uri, body.environment, flags=flags, risk_tier=body.risk_tier, **kwargs
         )
     return result.to_dict()
 
