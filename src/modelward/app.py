@@ -70,6 +70,7 @@ class ServerRegistry:
         self.settings = settings
         self.ctx = context or open_registry(settings.home)
         self.jwks: JwksCache = JwksCache(_fetch_jwks)
+        remove_stale_push_folders(settings.spool_dir)
 
     def now(self) -> datetime:
         return utc_now()
@@ -110,6 +111,34 @@ class ServerRegistry:
 
     def close(self) -> None:
         self.ctx.close()
+
+
+PUSH_FOLDER_PREFIX = "mw-push-"
+STALE_PUSH_SECONDS = 3600.0
+
+
+def remove_stale_push_folders(
+    spool_dir: Path, older_than: float = STALE_PUSH_SECONDS
+) -> list[Path]:
+    """Remove the private folders of pushes that a killed server left behind (older than an
+    hour, so a push in progress in another process on this machine is left alone)."""
+    import shutil
+    import time
+
+    removed = []
+    try:
+        candidates = list(spool_dir.glob(f"{PUSH_FOLDER_PREFIX}*"))
+    except OSError:
+        return []
+    for folder in candidates:
+        try:
+            stale = time.time() - folder.stat().st_mtime > older_than
+        except OSError:
+            continue
+        if stale and folder.is_dir() and not folder.is_symlink():
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
 
 
 def _fetch_jwks(url: str) -> dict[str, object]:

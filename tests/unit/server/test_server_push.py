@@ -229,3 +229,21 @@ def test_health_readiness_and_openapi(served: Served) -> None:
     assert served.http.get("/readyz").json() == {"status": "ready"}
     document = served.http.get("/api/v1/openapi.json").json()
     assert "/api/v1/models/{name}/versions" in document["paths"]
+
+
+def test_push_folders_left_by_a_killed_server_are_removed_at_start(tmp_path: Path) -> None:
+    import os
+
+    from modelward.app import remove_stale_push_folders
+
+    stale = tmp_path / "mw-push-old"
+    (stale / "bundle").mkdir(parents=True)
+    (stale / "bundle" / "w.bin").write_bytes(b"x")
+    os.utime(stale, (0, 0))
+    fresh = tmp_path / "mw-push-now"
+    fresh.mkdir()
+    other = tmp_path / "unrelated"
+    other.mkdir()
+    os.utime(other, (0, 0))
+    assert remove_stale_push_folders(tmp_path) == [stale]
+    assert not stale.exists() and fresh.exists() and other.exists()

@@ -24,7 +24,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from modelward.app import ServerRegistry
+from modelward.app import PUSH_FOLDER_PREFIX, ServerRegistry
 from modelward.core.principal import Principal, bind_principal
 from modelward.core.roles import Action
 from modelward.errors import DigestMismatchError, InputError, NotFoundError
@@ -146,7 +146,7 @@ def push(
         single_name = str(safe_relative_path(body.single_file_name))
         if "/" in single_name:
             raise InputError("single_file_name must be a file name, not a path")
-    workdir = Path(tempfile.mkdtemp(prefix="mw-push-", dir=registry.settings.spool_dir))
+    workdir = Path(tempfile.mkdtemp(prefix=PUSH_FOLDER_PREFIX, dir=registry.settings.spool_dir))
     try:
         root = workdir / "bundle"
         root.mkdir()
