@@ -109,8 +109,49 @@ class ServerRegistry:
             return authenticate_token(self.ctx, bearer, self.now())
         return authenticate_jwt(self.ctx, bearer, self.now(), self.jwks)
 
+    def start_job_worker(self, idle_seconds: float = 1.0) -> JobWorker:
+        worker = JobWorker(self.ctx, idle_seconds)
+        worker.start()
+        return worker
+
     def close(self) -> None:
         self.ctx.close()
+
+
+class JobWorker:
+    """One thread per server process claiming and running jobs until stopped. A job it was
+    running when the process died is claimed again by another worker once its lease ends."""
+
+    def __init__(self, context: RegistryContext, idle_seconds: float) -> None:
+        import threading
+
+        from modelward.services.jobs import JobService, worker_name
+
+        self.service = JobService(context)
+        self.name = worker_name()
+        self.idle_seconds = idle_seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="modelward-jobs", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        import logging
+
+        log = logging.getLogger("modelward.jobs")
+        while not self._stop.is_set():
+            try:
+                job = self.service.run_one(self.name)
+            except Exception:  # a broken database must not kill the worker; retry later
+                log.exception("job worker")
+                job = None
+            if job is None:
+                self._stop.wait(self.idle_seconds)
 
 
 PUSH_FOLDER_PREFIX = "mw-push-"

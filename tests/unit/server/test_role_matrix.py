@@ -45,6 +45,12 @@ def world(served_module: Served, tmp_path_factory: pytest.TempPathFactory) -> It
         known_registries=root / "known.json",
     )
     client.push(make_bundle(root / "bundle"), "llama")
+    from modelward.services.jobs import JobService
+
+    first = JobService(served_module.registry.ctx).enqueue(
+        "verify", {"uri": "models:/llama/1"}, "root"
+    )
+    assert first.id == 1  # read by the "jobs get" endpoint
     served_module.world = {"files": client.show("models:/llama/1")["manifest"]["files"]}  # type: ignore[attr-defined]
     served_module.bundle_body = {  # type: ignore[attr-defined]
         "files": [
@@ -115,6 +121,13 @@ ENDPOINTS = [
         APPROVERS,
         _post("/approvals", lambda _s, _w: {"uri": "models:/llama/1", "environment": "staging"}),
     ),
+    Endpoint(
+        "jobs enqueue",
+        ALL,
+        _post("/jobs", lambda _s, _w: {"kind": "verify", "uri": "models:/llama/1"}),
+        (202,),
+    ),
+    Endpoint("jobs get", ALL, _get("/jobs/1")),
     Endpoint(
         "promote",
         RELEASERS,

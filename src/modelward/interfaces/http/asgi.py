@@ -13,4 +13,4 @@ def create() -> FastAPI:
     from modelward.interfaces.http.server import create_app
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    return create_app(ServerRegistry(ServerSettings.from_environment()))
+    return create_app(ServerRegistry(ServerSettings.from_environment()), run_jobs=True)

@@ -6,7 +6,8 @@ CORS is off: no Access-Control headers are ever sent, so browsers refuse cross-o
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
@@ -93,14 +94,24 @@ def _swap(pair: tuple[int, dict[str, Any]]) -> tuple[dict[str, Any], int]:
     return pair[1], pair[0]
 
 
-def create_app(registry: ServerRegistry) -> FastAPI:
+def create_app(registry: ServerRegistry, run_jobs: bool = False) -> FastAPI:
     from modelward.interfaces.http import (
         routes_audit,
         routes_gate,
+        routes_jobs,
         routes_models,
         routes_push,
         routes_users,
     )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        worker = registry.start_job_worker() if run_jobs else None
+        try:
+            yield
+        finally:
+            if worker is not None:
+                worker.stop()
 
     app = FastAPI(
         title="modelward",
@@ -108,6 +119,7 @@ def create_app(registry: ServerRegistry) -> FastAPI:
         openapi_url=f"{API}/openapi.json",
         docs_url=None,
         redoc_url=None,
+        lifespan=lifespan,
     )
     app.state.registry = registry
     app.state.limiter = FailureLimiter(registry.settings.auth_failures_per_minute)
@@ -149,7 +161,14 @@ def create_app(registry: ServerRegistry) -> FastAPI:
             return JSONResponse(error_body(exc)[1], status_code=503)
         return JSONResponse({"status": "ready"})
 
-    for module in (routes_models, routes_push, routes_gate, routes_audit, routes_users):
+    for module in (
+        routes_models,
+        routes_push,
+        routes_gate,
+        routes_audit,
+        routes_users,
+        routes_jobs,
+    ):
         app.include_router(module.router, prefix=API)
     app.add_middleware(HardeningMiddleware, max_body=registry.settings.max_json_bytes)
     return app
