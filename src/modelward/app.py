@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -38,7 +38,7 @@ class ServerSettings:
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     max_json_bytes: int = DEFAULT_MAX_JSON_BYTES
     auth_failures_per_minute: int = 30
-    cors_origins: tuple[str, ...] = field(default=())
+    job_lease_seconds: int = 300
 
     @classmethod
     def from_environment(cls, home: Path | None = None) -> ServerSettings:
@@ -49,6 +49,7 @@ class ServerSettings:
             spool_dir=Path(spool),
             max_upload_bytes=_int_env("MODELWARD_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES),
             auth_failures_per_minute=_int_env("MODELWARD_AUTH_FAILURES_PER_MINUTE", 30),
+            job_lease_seconds=_int_env("MODELWARD_JOB_LEASE_SECONDS", 300),
         )
 
 
@@ -110,7 +111,7 @@ class ServerRegistry:
         return authenticate_jwt(self.ctx, bearer, self.now(), self.jwks)
 
     def start_job_worker(self, idle_seconds: float = 1.0) -> JobWorker:
-        worker = JobWorker(self.ctx, idle_seconds)
+        worker = JobWorker(self.ctx, idle_seconds, self.settings.job_lease_seconds)
         worker.start()
         return worker
 
@@ -122,12 +123,13 @@ class JobWorker:
     """One thread per server process claiming and running jobs until stopped. A job it was
     running when the process died is claimed again by another worker once its lease ends."""
 
-    def __init__(self, context: RegistryContext, idle_seconds: float) -> None:
+    def __init__(self, context: RegistryContext, idle_seconds: float, lease_seconds: int) -> None:
         import threading
+        from datetime import timedelta
 
         from modelward.services.jobs import JobService, worker_name
 
-        self.service = JobService(context)
+        self.service = JobService(context, lease=timedelta(seconds=lease_seconds))
         self.name = worker_name()
         self.idle_seconds = idle_seconds
         self._stop = threading.Event()

@@ -205,3 +205,74 @@ def test_a_server_killed_mid_upload_or_mid_commit_leaves_nothing_half_visible(
     leftovers = json.loads(fsck.stdout)
     # at most the blobs a killed push had stored before it could commit, which fsck removes
     assert all(d != digest for d in leftovers["orphan_blobs"])
+
+
+def test_jobs_are_claimed_once_across_servers_and_survive_a_killed_worker(
+    shared: dict[str, str], tmp_path: Path
+) -> None:
+    token = create_token(shared, "tina")
+    viewer = create_token(shared, "vic")
+    env = {**shared, "MODELWARD_JOB_LEASE_SECONDS": "3"}
+    big = make_bundle(tmp_path / "jobs-big", seed=77, weights=2, weight_size=8 * 1024 * 1024)
+    with running(env, tmp_path / "pusher.log") as pusher:
+        _client(pusher.url, token, tmp_path).push(big, "jobs-llm")
+    engine = create_engine(shared["MODELWARD_DATABASE_URL"])
+
+    def job_rows() -> list[tuple[int, str, int, str | None]]:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                text("SELECT id, state, attempts, claimed_by FROM jobs ORDER BY id")
+            ).all()
+        return [(int(r[0]), str(r[1]), int(r[2]), r[3]) for r in rows]
+
+    # a server that dies while running a job: its lease ends, another server finishes it
+    victim = start_server(env, tmp_path / "jobs-victim.log")
+    try:
+        job = httpx.post(
+            f"{victim.url}/api/v1/jobs",
+            json={"kind": "verify", "uri": "models:/jobs-llm/1"},
+            headers={"authorization": f"Bearer {viewer}"},
+            timeout=30,
+        ).json()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            state = {r[0]: r for r in job_rows()}[job["id"]]
+            if state[1] != "queued":
+                break
+            time.sleep(0.01)
+        victim.stop(signal.SIGKILL)
+    finally:
+        victim.stop(signal.SIGKILL)
+    with (
+        running(env, tmp_path / "jobs-a.log") as a,
+        running(env, tmp_path / "jobs-b.log") as b,
+    ):
+        ids = [job["id"]]
+        for i in range(10):
+            server = (a, b)[i % 2]
+            response = httpx.post(
+                f"{server.url}/api/v1/jobs",
+                json={"kind": "verify", "uri": "models:/jobs-llm/1"},
+                headers={"authorization": f"Bearer {viewer}"},
+                timeout=30,
+            )
+            assert response.status_code == 202, response.text
+            ids.append(response.json()["id"])
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            rows = {r[0]: r for r in job_rows()}
+            if all(rows[i][1] == "done" for i in ids):
+                break
+            time.sleep(0.2)
+    rows = {r[0]: r for r in job_rows()}
+    assert all(rows[i][1] == "done" for i in ids), rows
+    # every new job ran exactly once, whichever server took it; the killed one at most twice
+    assert all(rows[i][2] == 1 for i in ids[1:]), rows
+    assert rows[ids[0]][2] in (1, 2)
+    with engine.connect() as conn:
+        results = [
+            json.loads(r[0])
+            for r in conn.execute(text("SELECT result FROM jobs WHERE state = 'done'"))
+        ]
+    engine.dispose()
+    assert all(r["ok"] is True for r in results)
