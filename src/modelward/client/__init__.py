@@ -8,6 +8,10 @@ or pinned on first use in `known_registries.json`) and every byte against the si
 
 from __future__ import annotations
 
-from modelward.client._client import Client, default_known_registries
+from modelward.client._fast_import import skip_httpx_command_line
+
+skip_httpx_command_line()
+
+from modelward.client._client import Client, default_known_registries  # noqa: E402
 
 __all__ = ["Client", "default_known_registries"]
