@@ -1,5 +1,5 @@
-"""Authenticating HTTP requests: `Authorization: Bearer <API token or OIDC JWT>` to a Principal,
-and the server-side authorisation check every endpoint makes before calling a service.
+"""Authenticating HTTP requests: `Authorization: Bearer <API token or OIDC JWT>` to a Principal.
+(The authorisation check every endpoint makes is `services.access.authorise`.)
 
 Failed authentications are logged as one JSON line each (client address, reason, never the
 credential) and rate-limited per client address: after `auth_failures_per_minute` failures in a
@@ -15,13 +15,11 @@ import json
 import logging
 import threading
 import time
-from typing import Any
 
 from fastapi import Request
 
 from modelward.app import ServerRegistry
 from modelward.core.principal import Principal
-from modelward.core.roles import Action, check
 from modelward.errors import ModelwardError, PermissionDeniedError
 from modelward.interfaces.http.errors import AuthenticationRequiredError, RateLimitedError
 
@@ -91,35 +89,3 @@ def authenticate_request(
             )
         )
         raise
-
-
-def authorise(
-    registry: ServerRegistry,
-    principal: Principal,
-    action: Action,
-    model: str | None = None,
-    *,
-    checked_later: bool = False,
-) -> None:
-    """Refuse unless the principal's role allows `action` and its token's scopes and model
-    pattern allow it too. `model=None` marks a registry-wide request, which model-limited
-    tokens may not make, unless `checked_later` (the endpoint checks the model once it has
-    resolved it, or filters by it). Services check their own writes again."""
-    from modelward.services.gate_config import load_gate_config
-    from modelward.services.users import role_of
-
-    with registry.ctx.database.read() as conn:
-        role = role_of(conn, principal.name)
-    check([role], action, load_gate_config(registry.ctx.home).permissions, actor=principal.name)
-    principal.check_action(action.value)
-    if model is not None:
-        principal.check_model(model)
-    elif principal.model_pattern is not None and not checked_later:
-        raise PermissionDeniedError(
-            f"this token of {principal.name!r} is limited to models matching "
-            f"{principal.model_pattern!r}; it may not read registry-wide records"
-        )
-
-
-def principal_summary(principal: Principal) -> dict[str, Any]:
-    return principal.to_dict()

@@ -12,8 +12,8 @@ from fastapi import APIRouter, Query
 from modelward.app import ServerRegistry
 from modelward.core.principal import Principal, bind_principal
 from modelward.core.roles import Action
-from modelward.interfaces.http.auth import authorise
 from modelward.interfaces.http.server import Caller, Registry
+from modelward.services.access import authorise
 
 router = APIRouter(prefix="/audit", tags=["audit"])
 
@@ -25,7 +25,7 @@ def log(
     principal: Principal = Caller,
     registry: ServerRegistry = Registry,
 ) -> list[dict[str, Any]]:
-    authorise(registry, principal, Action.VIEW)
+    authorise(registry.ctx, principal, Action.VIEW)
     return [event.to_dict() for event in registry.audit().log(since, limit)]
 
 
@@ -33,7 +33,7 @@ def log(
 def checkpoint(
     principal: Principal = Caller, registry: ServerRegistry = Registry
 ) -> dict[str, str]:
-    authorise(registry, principal, Action.VIEW)
+    authorise(registry.ctx, principal, Action.VIEW)
     with bind_principal(principal):
         return {"checkpoint": registry.audit().checkpoint()}
 
@@ -42,6 +42,6 @@ def checkpoint(
 def proof(
     seq: int, principal: Principal = Caller, registry: ServerRegistry = Registry
 ) -> dict[str, Any]:
-    authorise(registry, principal, Action.VIEW)
+    authorise(registry.ctx, principal, Action.VIEW)
     with bind_principal(principal):
         return {"seq": seq, "proof": registry.audit().proof(seq)}

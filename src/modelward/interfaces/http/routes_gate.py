@@ -13,8 +13,8 @@ from pydantic import BaseModel, Field
 from modelward.app import ServerRegistry
 from modelward.core.principal import Principal, bind_principal
 from modelward.core.roles import Action
-from modelward.interfaces.http.auth import authorise
 from modelward.interfaces.http.server import Caller, Registry
+from modelward.services.access import authorise
 
 router = APIRouter(tags=["gate"])
 
@@ -49,7 +49,7 @@ def _model_of(registry: ServerRegistry, principal: Principal, uri: str) -> str:
 def approve(
     body: ApproveRequest, principal: Principal = Caller, registry: ServerRegistry = Registry
 ) -> dict[str, Any]:
-    authorise(registry, principal, Action.APPROVE, checked_later=True)
+    authorise(registry.ctx, principal, Action.APPROVE, checked_later=True)
     principal.check_model(_model_of(registry, principal, body.uri))
     with bind_principal(principal):
         return registry.gate(principal).approve(
@@ -62,7 +62,7 @@ def promote(
     body: PromoteRequest, principal: Principal = Caller, registry: ServerRegistry = Registry
 ) -> dict[str, Any]:
     """The decision and, when allowed, the release; a deny is a 200 with `allowed: false`."""
-    authorise(registry, principal, Action.PROMOTE, checked_later=True)
+    authorise(registry.ctx, principal, Action.PROMOTE, checked_later=True)
     principal.check_model(_model_of(registry, principal, body.uri))
     from modelward.services.gate import parse_flag
 
@@ -83,7 +83,7 @@ def decisions(
     principal: Principal = Caller,
     registry: ServerRegistry = Registry,
 ) -> list[dict[str, Any]]:
-    authorise(registry, principal, Action.VIEW, checked_later=True)
+    authorise(registry.ctx, principal, Action.VIEW, checked_later=True)
     principal.check_model(_model_of(registry, principal, uri))
     with bind_principal(principal):
         return registry.gate(principal).decisions(uri)
@@ -96,7 +96,7 @@ def releases(
     principal: Principal = Caller,
     registry: ServerRegistry = Registry,
 ) -> list[dict[str, Any]]:
-    authorise(registry, principal, Action.VIEW, model=name)
+    authorise(registry.ctx, principal, Action.VIEW, model=name)
     with bind_principal(principal):
         return registry.releases(principal).list(name, environment)
 
@@ -108,6 +108,6 @@ def rollback(
     principal: Principal = Caller,
     registry: ServerRegistry = Registry,
 ) -> dict[str, Any]:
-    authorise(registry, principal, Action.ROLLBACK, model=name)
+    authorise(registry.ctx, principal, Action.ROLLBACK, model=name)
     with bind_principal(principal):
         return registry.releases(principal).rollback(name, body.environment, body.to).to_dict()

@@ -13,8 +13,8 @@ from modelward.app import ServerRegistry
 from modelward.core.principal import Principal, bind_principal
 from modelward.core.roles import Action
 from modelward.errors import InputError
-from modelward.interfaces.http.auth import authorise
 from modelward.interfaces.http.server import Caller, Registry
+from modelward.services.access import authorise
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
@@ -30,7 +30,7 @@ def enqueue(
 ) -> dict[str, Any]:
     from modelward.services.jobs import JobService
 
-    authorise(registry, principal, Action.VIEW, checked_later=True)
+    authorise(registry.ctx, principal, Action.VIEW, checked_later=True)
     with bind_principal(principal):
         principal.check_model(registry.registry(principal).resolve(body.uri).model)
     if body.kind != "verify":
@@ -45,5 +45,5 @@ def get(
 ) -> dict[str, Any]:
     from modelward.services.jobs import JobService
 
-    authorise(registry, principal, Action.VIEW)
+    authorise(registry.ctx, principal, Action.VIEW)
     return JobService(registry.ctx).get(job_id).to_dict()

@@ -17,8 +17,8 @@ from modelward.app import ServerRegistry
 from modelward.core.principal import Principal, bind_principal
 from modelward.core.roles import Action
 from modelward.errors import InputError, NotFoundError
-from modelward.interfaces.http.auth import authorise
 from modelward.interfaces.http.server import Caller, Registry
+from modelward.services.access import authorise
 
 router = APIRouter(tags=["models"])
 
@@ -57,7 +57,7 @@ def whoami(principal: Principal = Caller, registry: ServerRegistry = Registry) -
 def list_models(
     principal: Principal = Caller, registry: ServerRegistry = Registry
 ) -> list[dict[str, Any]]:
-    authorise(registry, principal, Action.VIEW, checked_later=True)
+    authorise(registry.ctx, principal, Action.VIEW, checked_later=True)
     with bind_principal(principal):
         rows = registry.registry(principal).list_models()
     return [row for row in rows if principal.allows_model(str(row["name"]))]
@@ -67,7 +67,7 @@ def list_models(
 def list_versions(
     name: str, principal: Principal = Caller, registry: ServerRegistry = Registry
 ) -> list[dict[str, Any]]:
-    authorise(registry, principal, Action.VIEW, model=name)
+    authorise(registry.ctx, principal, Action.VIEW, model=name)
     with bind_principal(principal):
         return registry.registry(principal).list_versions(name)
 
@@ -78,7 +78,7 @@ def resolve(
     principal: Principal = Caller,
     registry: ServerRegistry = Registry,
 ) -> dict[str, Any]:
-    authorise(registry, principal, Action.VIEW, checked_later=True)
+    authorise(registry.ctx, principal, Action.VIEW, checked_later=True)
     with bind_principal(principal):
         record = registry.registry(principal).resolve(uri)
     principal.check_model(record.model)
@@ -91,7 +91,7 @@ def show(
     principal: Principal = Caller,
     registry: ServerRegistry = Registry,
 ) -> dict[str, Any]:
-    authorise(registry, principal, Action.VIEW, checked_later=True)
+    authorise(registry.ctx, principal, Action.VIEW, checked_later=True)
     with bind_principal(principal):
         service = registry.registry(principal)
         principal.check_model(service.resolve(uri).model)
@@ -107,7 +107,7 @@ def bundle(
 
     from modelward.services.registry import REGISTRY_SIGNATURE
 
-    authorise(registry, principal, Action.VIEW, model=name)
+    authorise(registry.ctx, principal, Action.VIEW, model=name)
     with bind_principal(principal):
         service = registry.registry(principal)
         record = service.resolve(f"models:/{name}/{_number(number)}")
@@ -131,7 +131,7 @@ def download(
 ) -> StreamingResponse:
     """One file of the version, by digest; the store re-hashes while reading and the stream
     breaks off on a mismatch (the client hashes again in any case)."""
-    authorise(registry, principal, Action.VIEW, model=name)
+    authorise(registry.ctx, principal, Action.VIEW, model=name)
     with bind_principal(principal):
         record = registry.registry(principal).resolve(f"models:/{name}/{_number(number)}")
     if digest not in {entry.digest for entry in record.manifest().files}:

@@ -28,9 +28,9 @@ from modelward.app import PUSH_FOLDER_PREFIX, ServerRegistry
 from modelward.core.principal import Principal, bind_principal
 from modelward.core.roles import Action
 from modelward.errors import DigestMismatchError, InputError, NotFoundError
-from modelward.interfaces.http.auth import authorise
 from modelward.interfaces.http.errors import RequestTooLargeError
 from modelward.interfaces.http.server import Caller, Registry
+from modelward.services.access import authorise
 
 router = APIRouter(tags=["push"])
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
@@ -48,7 +48,7 @@ def _digest(text: str) -> str:
 def upload_exists(
     digest: str, principal: Principal = Caller, registry: ServerRegistry = Registry
 ) -> Response:
-    authorise(registry, principal, Action.PUSH, checked_later=True)
+    authorise(registry.ctx, principal, Action.PUSH, checked_later=True)
     found = registry.ctx.blobs.exists(_digest(digest))
     return Response(status_code=200 if found else 404)
 
@@ -61,7 +61,9 @@ async def upload(
     registry: ServerRegistry = Registry,
 ) -> dict[str, Any]:
     _digest(digest)
-    await run_in_threadpool(authorise, registry, principal, Action.PUSH, None, checked_later=True)
+    await run_in_threadpool(
+        authorise, registry.ctx, principal, Action.PUSH, None, checked_later=True
+    )
     limit = registry.settings.max_upload_bytes
     hasher = hashlib.sha256()
     size = 0
@@ -124,7 +126,7 @@ def push(
     from modelward.services.ingest import scan_for_push
 
     validate_name(name, "model name")
-    authorise(registry, principal, Action.PUSH, model=name)
+    authorise(registry.ctx, principal, Action.PUSH, model=name)
     single = len(body.files) == 1 and body.files[0].name == "."
     names = set()
     for entry in body.files:

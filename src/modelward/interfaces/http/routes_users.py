@@ -10,8 +10,8 @@ from pydantic import BaseModel, Field
 from modelward.app import ServerRegistry
 from modelward.core.principal import Principal, bind_principal
 from modelward.core.roles import Action
-from modelward.interfaces.http.auth import authorise
 from modelward.interfaces.http.server import Caller, Registry
+from modelward.services.access import authorise
 
 router = APIRouter(prefix="/users", tags=["users"])
 
@@ -25,7 +25,7 @@ class AddUserRequest(BaseModel):
 def list_users(
     principal: Principal = Caller, registry: ServerRegistry = Registry
 ) -> list[dict[str, Any]]:
-    authorise(registry, principal, Action.VIEW)
+    authorise(registry.ctx, principal, Action.VIEW)
     with bind_principal(principal):
         return [user.to_dict() for user in registry.users(principal).list()]
 
@@ -34,6 +34,6 @@ def list_users(
 def add_user(
     body: AddUserRequest, principal: Principal = Caller, registry: ServerRegistry = Registry
 ) -> dict[str, Any]:
-    authorise(registry, principal, Action.ADD_USER)
+    authorise(registry.ctx, principal, Action.ADD_USER)
     with bind_principal(principal):
         return registry.users(principal).add(body.name, body.role).to_dict()
