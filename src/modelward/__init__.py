@@ -13,6 +13,7 @@ _EXPORTS: dict[str, str] = {
     "sign_bundle": "modelward.services.bundle_signing",
     "verify_bundle": "modelward.services.bundle_signing",
     "BundleMismatchError": "modelward.services.bundle_signing",
+    "Client": "modelward.client",
     "Signer": "modelward.signing.keys",
     "Verifier": "modelward.signing.keys",
     "generate_private_key": "modelward.signing.keys",

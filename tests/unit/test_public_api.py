@@ -4,6 +4,7 @@ import modelward
 
 EXPECTED = {
     "BundleMismatchError",
+    "Client",
     "Manifest",
     "ModelwardError",
     "Signer",

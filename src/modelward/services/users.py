@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from modelward.core.names import validate_name
+from modelward.core.principal import bound_principal
 from modelward.core.roles import DEFAULT_PERMISSIONS, Action, PermissionTable, Role, check
 from modelward.core.roles import parse_role as _parse_role
 from modelward.errors import InputError, PermissionDeniedError
@@ -54,6 +55,13 @@ def require(
     """Refuse (PermissionDeniedError) unless `actor` is a user whose role allows `action`."""
     role = role_of(conn, actor)
     check([role], action, table, actor=actor)
+    principal = bound_principal()
+    if principal is not None:  # a token's scopes narrow its user's role, never widen it
+        if principal.name != actor:
+            raise PermissionDeniedError(
+                f"authenticated as {principal.name!r}, the operation acts as {actor!r}"
+            )
+        principal.check_action(action.value)
     return role
 
 

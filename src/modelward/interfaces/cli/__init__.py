@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -33,6 +34,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "bom",
     "reproduce",
     "witness",
+    "serve",
+    "tokens_cmds",
+    "oidc_cmds",
 )
 
 
@@ -96,6 +100,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     from modelward.interfaces.cli._errors import run_translated
 
+    if os.environ.get("MODELWARD_URL", "").strip():
+        from modelward.interfaces.cli.remote import handler_for
+
+        local = args.handler
+        args.handler = lambda parsed: (handler_for(parsed) or local)(parsed)
     return run_translated(args)
 
 

@@ -170,6 +170,11 @@ def _decisions(args: argparse.Namespace) -> int:
 
     with registry_context() as context:
         rows = GateService(context).decisions(args.uri)
+    return render_decisions(args, rows)
+
+
+def render_decisions(args: argparse.Namespace, rows: list[dict[str, Any]]) -> int:
+    """Print past decisions as `decisions` does (embedded or remote)."""
     if args.json:
         emit_json(rows)
         return 0

@@ -327,6 +327,11 @@ def _show(args: argparse.Namespace) -> int:
         return export_attestations(args)
     with registry_service() as service:
         data = service.show(args.uri)
+    return render_show(args, data)
+
+
+def render_show(args: argparse.Namespace, data: dict[str, Any]) -> int:
+    """Print a version as `show` does (embedded or remote)."""
     if args.json:
         emit_json(data)
         return 0

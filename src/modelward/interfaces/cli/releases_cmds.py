@@ -61,6 +61,12 @@ def _list(args: argparse.Namespace, environment: str) -> int:
 
     with registry_context() as context:
         rows = ReleaseService(context).list(args.model, environment)
+    return render_releases(args, rows)
+
+
+def render_releases(args: argparse.Namespace, rows: list[dict[str, Any]]) -> int:
+    """Print a release history as `releases` does (embedded or remote)."""
+
     if args.json:
         emit_json(rows)
         return 0

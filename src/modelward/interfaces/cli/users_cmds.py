@@ -63,6 +63,11 @@ def _whoami(args: argparse.Namespace) -> int:
 
     with registry_context() as context:
         data = UserService(context).whoami()
+    return render_whoami(args, data)
+
+
+def render_whoami(args: argparse.Namespace, data: dict[str, Any]) -> int:
+    """Print who the caller acts as (embedded or remote)."""
     if args.json:
         emit_json(data)
     elif data["known"]:

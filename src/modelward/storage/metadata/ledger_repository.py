@@ -28,6 +28,7 @@ from sqlalchemy.engine import Connection
 
 from modelward.core import merkle
 from modelward.core.canonical import canonical_json
+from modelward.core.principal import bound_principal
 from modelward.errors import InputError, NotFoundError, ProofError
 from modelward.storage.metadata.ledger_tables import (
     ledger_checkpoints,
@@ -236,7 +237,11 @@ class LedgerRepository:
             subject = _check_field("subject", new.subject)
             if not isinstance(new.details, Mapping):
                 raise InputError("ledger event details must be a mapping")
-            details_json = canonical_json(dict(new.details)).decode("utf-8")
+            details = dict(new.details)
+            principal = bound_principal()
+            if principal is not None:  # server mode: who authenticated, by which token
+                details["auth"] = principal.ledger_record()
+            details_json = canonical_json(details).decode("utf-8")
             digest = details_digest(details_json)
             leaf = merkle.leaf_hash(
                 event_leaf_data(seq, recorded_at, actor, action, subject, digest)

@@ -1,0 +1,207 @@
+"""The composition root: builds the services from settings, for the embedded CLI or a server.
+
+Only this module (and `services.context`, which it calls) reads settings. A `ServerRegistry` holds
+the one registry context a server process shares between requests (database engine, blob store,
+keys) and makes per-request services acting for an authenticated `Principal`; it keeps no other
+state, so any number of server processes can share one database and one blob store.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from modelward.errors import InputError
+from modelward.services.context import RegistryContext, home_dir, open_registry, utc_now
+
+if TYPE_CHECKING:
+    from modelward.core.principal import Principal
+    from modelward.services.audit import AuditService
+    from modelward.services.gate import GateService
+    from modelward.services.oidc import JwksCache
+    from modelward.services.registry import RegistryService
+    from modelward.services.releases import ReleaseService
+    from modelward.services.users import UserService
+
+DEFAULT_MAX_UPLOAD_BYTES = 64 * 1024**3  # one file of a bundle
+DEFAULT_MAX_JSON_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    home: Path
+    spool_dir: Path
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+    max_json_bytes: int = DEFAULT_MAX_JSON_BYTES
+    auth_failures_per_minute: int = 30
+    job_lease_seconds: int = 300
+
+    @classmethod
+    def from_environment(cls, home: Path | None = None) -> ServerSettings:
+        home = home or home_dir()
+        spool = os.environ.get("MODELWARD_SPOOL_DIR") or tempfile.gettempdir()
+        return cls(
+            home=home,
+            spool_dir=Path(spool),
+            max_upload_bytes=_int_env("MODELWARD_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES),
+            auth_failures_per_minute=_int_env("MODELWARD_AUTH_FAILURES_PER_MINUTE", 30),
+            job_lease_seconds=_int_env("MODELWARD_JOB_LEASE_SECONDS", 300),
+        )
+
+
+def _int_env(name: str, default: int) -> int:
+    text = os.environ.get(name)
+    if text is None:
+        return default
+    if not text.isdigit() or int(text) < 1:
+        raise InputError(f"{name}={text!r} must be a positive whole number")
+    return int(text)
+
+
+class ServerRegistry:
+    """The registry a server process serves: one context, services made per principal."""
+
+    def __init__(self, settings: ServerSettings, context: RegistryContext | None = None) -> None:
+        from modelward.services.oidc import JwksCache
+
+        self.settings = settings
+        self.ctx = context or open_registry(settings.home)
+        self.jwks: JwksCache = JwksCache(_fetch_jwks)
+        remove_stale_push_folders(settings.spool_dir)
+
+    def now(self) -> datetime:
+        return utc_now()
+
+    def registry(self, principal: Principal) -> RegistryService:
+        from modelward.services.registry import RegistryService
+
+        return RegistryService(self.ctx, actor=principal.name)
+
+    def gate(self, principal: Principal) -> GateService:
+        from modelward.services.gate import GateService
+
+        return GateService(self.ctx, actor=principal.name)
+
+    def releases(self, principal: Principal) -> ReleaseService:
+        from modelward.services.releases import ReleaseService
+
+        return ReleaseService(self.ctx, actor=principal.name)
+
+    def users(self, principal: Principal) -> UserService:
+        from modelward.services.users import UserService
+
+        return UserService(self.ctx, actor=principal.name)
+
+    def audit(self) -> AuditService:
+        from modelward.services.audit import AuditService
+
+        return AuditService(self.ctx.database, self.ctx.ledger_key, self.ctx.origin)
+
+    def authenticate(self, bearer: str) -> Principal:
+        """The principal a bearer credential stands for (API token or OIDC JWT)."""
+        from modelward.services.oidc import authenticate_jwt
+        from modelward.services.tokens import TOKEN_PREFIX, authenticate_token
+
+        if bearer.startswith(TOKEN_PREFIX):
+            return authenticate_token(self.ctx, bearer, self.now())
+        return authenticate_jwt(self.ctx, bearer, self.now(), self.jwks)
+
+    def start_job_worker(self, idle_seconds: float = 1.0) -> JobWorker:
+        worker = JobWorker(self.ctx, idle_seconds, self.settings.job_lease_seconds)
+        worker.start()
+        return worker
+
+    def close(self) -> None:
+        self.ctx.close()
+
+
+class JobWorker:
+    """One thread per server process claiming and running jobs until stopped. A job it was
+    running when the process died is claimed again by another worker once its lease ends."""
+
+    def __init__(self, context: RegistryContext, idle_seconds: float, lease_seconds: int) -> None:
+        import threading
+        from datetime import timedelta
+
+        from modelward.services.jobs import JobService, worker_name
+
+        self.service = JobService(context, lease=timedelta(seconds=lease_seconds))
+        self.name = worker_name()
+        self.idle_seconds = idle_seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="modelward-jobs", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        import logging
+
+        log = logging.getLogger("modelward.jobs")
+        while not self._stop.is_set():
+            try:
+                job = self.service.run_one(self.name)
+            except Exception:  # a broken database must not kill the worker; retry later
+                log.exception("job worker")
+                job = None
+            if job is None:
+                self._stop.wait(self.idle_seconds)
+
+
+PUSH_FOLDER_PREFIX = "mw-push-"
+STALE_PUSH_SECONDS = 3600.0
+
+
+def remove_stale_push_folders(
+    spool_dir: Path, older_than: float = STALE_PUSH_SECONDS
+) -> list[Path]:
+    """Remove the private folders of pushes that a killed server left behind (older than an
+    hour, so a push in progress in another process on this machine is left alone)."""
+    import shutil
+    import time
+
+    removed = []
+    try:
+        candidates = list(spool_dir.glob(f"{PUSH_FOLDER_PREFIX}*"))
+    except OSError:
+        return []
+    for folder in candidates:
+        try:
+            stale = time.time() - folder.stat().st_mtime > older_than
+        except OSError:
+            continue
+        if stale and folder.is_dir() and not folder.is_symlink():
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def _fetch_jwks(url: str) -> dict[str, object]:
+    """GET a JWKS (1 MiB at most, 5 s timeout); StorageError when unreachable."""
+    import json
+    import urllib.request
+
+    from modelward.errors import StorageError
+
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            body = response.read(1024 * 1024 + 1)
+    except OSError as exc:
+        raise StorageError(f"cannot fetch the JWKS at {url}: {exc}") from exc
+    if len(body) > 1024 * 1024:
+        raise StorageError(f"the JWKS at {url} is larger than 1 MiB")
+    try:
+        data = json.loads(body)
+    except ValueError as exc:
+        raise StorageError(f"the JWKS at {url} is not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise StorageError(f"the JWKS at {url} is not a JSON object")
+    return data

@@ -1,0 +1,364 @@
+"""The `Client` class: one method per registry use case, over `Transport`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import httpx
+
+from modelward.client._transport import Transport
+from modelward.errors import (
+    DigestMismatchError,
+    InputError,
+    PathError,
+    SignatureMismatchError,
+    StorageError,
+    VerificationError,
+)
+
+CHUNK = 1024 * 1024
+KNOWN_REGISTRIES = "known_registries.json"
+ProgressCallback = Callable[[int], None]
+
+
+def default_known_registries() -> Path:
+    home = os.environ.get("MODELWARD_HOME")
+    root = Path(home).expanduser() if home else Path.home() / ".modelward"
+    return root / KNOWN_REGISTRIES
+
+
+def _file_chunks(path: Path, progress: ProgressCallback | None) -> Iterator[bytes]:
+    with path.open("rb") as handle:
+        while chunk := handle.read(CHUNK):
+            if progress is not None:
+                progress(len(chunk))
+            yield chunk
+
+
+def _sha256_file(path: Path) -> str:
+    hasher = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(CHUNK):
+            hasher.update(chunk)
+    return hasher.hexdigest()
+
+
+class Client:
+    """A registry served by `modelward serve` at `url`, acting as the owner of `token`.
+
+    `registry_key`: the registry's public key (PEM bytes, or a path to a PEM file) to verify
+    pulls against; without it the key is pinned on first use in `known_registries`
+    (default `~/.modelward/known_registries.json`) and any later change is refused.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        token: str | None = None,
+        *,
+        registry_key: bytes | str | os.PathLike[str] | None = None,
+        known_registries: Path | None = None,
+        timeout: float = 300.0,
+        http: httpx.Client | None = None,
+    ) -> None:
+        self._t = Transport(url, token, timeout, http)
+        self.url = self._t.base
+        self._given_key = registry_key
+        self._known = known_registries or default_known_registries()
+        self._verifier: Any = None
+
+    def close(self) -> None:
+        self._t.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def whoami(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._t.json("GET", "/whoami")
+        return result
+
+    def list_models(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._t.json("GET", "/models")
+        return result
+
+    def list_versions(self, name: str) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._t.json("GET", f"/models/{_seg(name)}/versions")
+        return result
+
+    def resolve(self, uri: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._t.json("GET", "/resolve", params={"uri": uri})
+        return result
+
+    def show(self, uri: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._t.json("GET", "/show", params={"uri": uri})
+        return result
+
+    def decisions(self, uri: str) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._t.json("GET", "/decisions", params={"uri": uri})
+        return result
+
+    def releases(self, model: str, environment: str) -> list[dict[str, Any]]:
+        path = f"/models/{_seg(model)}/releases/{_seg(environment)}"
+        result: list[dict[str, Any]] = self._t.json("GET", path)
+        return result
+
+    def users(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._t.json("GET", "/users")
+        return result
+
+    def audit_log(self, since: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = []
+        while True:
+            page = 1000 if limit is None else min(1000, limit - len(events))
+            if page <= 0:
+                return events
+            batch = self._t.json(
+                "GET", "/audit/log", params={"since": since + len(events), "limit": page}
+            )
+            events.extend(batch)
+            if len(batch) < page:
+                return events
+
+    def audit_checkpoint(self) -> str:
+        return str(self._t.json("POST", "/audit/checkpoint")["checkpoint"])
+
+    def audit_proof(self, seq: int) -> str:
+        return str(self._t.json("GET", f"/audit/proof/{int(seq)}")["proof"])
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def add_user(self, name: str, role: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._t.json("POST", "/users", json={"name": name, "role": role})
+        return result
+
+    def approve(
+        self, uri: str, environment: str, comment: str = "", sign_off: bool = False
+    ) -> dict[str, Any]:
+        body = {"uri": uri, "environment": environment, "comment": comment, "sign_off": sign_off}
+        result: dict[str, Any] = self._t.json("POST", "/approvals", json=body)
+        return result
+
+    def promote(
+        self,
+        uri: str,
+        environment: str,
+        *,
+        flags: dict[str, Any] | None = None,
+        risk_tier: str | None = None,
+        if_current: str | None = None,
+        flag_texts: Sequence[str] = (),
+    ) -> dict[str, Any]:
+        """The gate's decision (`allowed`, `decision`) and, on allow, the new `release`.
+        `flag_texts` are `KEY=VALUE` strings read as the CLI reads `--flag`."""
+        body = {
+            "uri": uri,
+            "environment": environment,
+            "flags": flags or {},
+            "flag_texts": list(flag_texts),
+            "risk_tier": risk_tier,
+            "if_current": if_current,
+        }
+        result: dict[str, Any] = self._t.json("POST", "/promotions", json=body)
+        return result
+
+    def rollback(self, model: str, environment: str, to: str | None = None) -> dict[str, Any]:
+        body = {"environment": environment, "to": to}
+        result: dict[str, Any] = self._t.json("POST", f"/models/{_seg(model)}/rollbacks", json=body)
+        return result
+
+    def push(
+        self,
+        model_path: str | os.PathLike[str],
+        model: str,
+        *,
+        description: str = "",
+        accept_malformed: Sequence[str] = (),
+        change: str | None = None,
+        compat: str | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> dict[str, Any]:
+        """Upload the bundle's files (each streamed, skipped when the server has it) and create
+        the version; the server scans, signs and records it exactly as an embedded push."""
+        from modelward.core.manifest import DEFAULT_IGNORE_PATHS
+        from modelward.storage.model_files import list_model_files
+
+        path = Path(model_path)
+        files = list_model_files(path, ignore_paths=sorted(DEFAULT_IGNORE_PATHS))
+        entries = []
+        for model_file in files:
+            digest = _sha256_file(model_file.path)
+            head = self._t.http.head(
+                self._t.url(f"/uploads/{digest}"), headers=self._t.with_headers()
+            )
+            if head.status_code == 404:
+                self._t.request(
+                    "PUT",
+                    f"/uploads/{digest}",
+                    content=_file_chunks(model_file.path, progress),
+                    headers={"content-type": "application/octet-stream"},
+                )
+            else:
+                from modelward.client._transport import raise_for_error
+
+                raise_for_error(head)
+                if progress is not None:
+                    progress(model_file.size)
+            entries.append({"name": model_file.name, "digest": digest, "size": model_file.size})
+        body: dict[str, Any] = {
+            "files": entries,
+            "description": description,
+            "accept_malformed": list(accept_malformed),
+            "change": change,
+            "compat": compat,
+        }
+        if len(files) == 1 and files[0].name == ".":
+            body["single_file_name"] = path.name
+        result: dict[str, Any] = self._t.json("POST", f"/models/{_seg(model)}/versions", json=body)
+        return result
+
+    def pull(self, uri: str, out_dir: str | os.PathLike[str]) -> dict[str, Any]:
+        """Write the version into `out_dir` (new or empty) after checking the registry's OMS
+        signature over its manifest; every file is re-hashed while written. On any mismatch
+        what was written is removed and a VerificationError raised."""
+        from modelward.core.manifest import Manifest
+        from modelward.signing.oms import SignatureBundle, manifest_from_statement, verify_with_key
+
+        record = self.resolve(uri)
+        out = Path(out_dir)
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise PathError(f"{out}: exists and is not an empty folder; choose a new one")
+        name, number = str(record["model"]), int(record["version"])
+        bundle = self._t.json("GET", f"/models/{_seg(name)}/versions/{number}/bundle")
+        manifest = Manifest.from_dict(bundle["manifest"])
+        signed = manifest_from_statement(
+            verify_with_key(SignatureBundle.from_dict(bundle["registry_signature"]), self.key())
+        )
+        if (
+            signed.root_digest != manifest.root_digest
+            or signed.digests() != manifest.digests()
+            or manifest.root_digest != record["root_digest"]
+        ):
+            raise VerificationError(f"{uri}: the registry signature covers other files")
+        created = not out.exists()
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            for entry in manifest.files:
+                if entry.name == ".":
+                    raise InputError("single-file versions are pulled into a folder by name")
+                target = out / _inside(entry.name)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                self._download(name, number, entry.digest, entry.size, target)
+        except BaseException:
+            if created:
+                shutil.rmtree(out, ignore_errors=True)
+            else:
+                for child in list(out.iterdir()):
+                    if child.is_dir():
+                        shutil.rmtree(child, ignore_errors=True)
+                    else:
+                        child.unlink(missing_ok=True)
+            raise
+        return record
+
+    def _download(
+        self, name: str, number: int, digest: str, size: int | None, target: Path
+    ) -> None:
+        hasher = hashlib.sha256()
+        written = 0
+        url = self._t.url(f"/models/{_seg(name)}/versions/{number}/files/{digest}")
+        try:
+            with (
+                self._t.http.stream("GET", url, headers=self._t.with_headers()) as response,
+                target.open("xb") as handle,
+            ):
+                if not response.is_success:
+                    response.read()
+                    from modelward.client._transport import raise_for_error
+
+                    raise_for_error(response)
+                for chunk in response.iter_bytes(CHUNK):
+                    written += len(chunk)
+                    if size is not None and written > size:
+                        break
+                    hasher.update(chunk)
+                    handle.write(chunk)
+        except httpx.HTTPError as exc:
+            raise StorageError(f"download of {digest} broke off: {exc}") from exc
+        if (size is not None and written != size) or hasher.hexdigest() != digest:
+            raise DigestMismatchError(
+                f"{target.name}: the bytes received do not match sha256:{digest}"
+            )
+
+    # -- the registry's key -----------------------------------------------------------------
+
+    def key(self) -> Any:
+        """The registry's verifier: the given key, or the one pinned for this URL (pinned now,
+        on first use); SignatureMismatchError when the server presents another key."""
+        if self._verifier is not None:
+            return self._verifier
+        from modelward.signing.keys import Verifier, key_hint, public_key_from_pem
+
+        info = self._t.json("GET", "/registry")
+        served = public_key_from_pem(str(info["registry_public_key"]).encode(), "registry key")
+        if self._given_key is not None:
+            given = self._given_key
+            pem = given if isinstance(given, bytes) else Path(given).read_bytes()
+            expected = public_key_from_pem(pem, "registry key")
+        else:
+            expected = self._pinned(info["registry_public_key"], key_hint(served))
+        if key_hint(expected) != key_hint(served):
+            raise SignatureMismatchError(
+                f"the server at {self.url} presents registry key {key_hint(served)[:16]}…, "
+                f"not the pinned {key_hint(expected)[:16]}…; refusing to trust it"
+            )
+        self._verifier = Verifier(expected)
+        return self._verifier
+
+    def _pinned(self, served_pem: str, served_id: str) -> Any:
+        from modelward.signing.keys import public_key_from_pem
+
+        known: dict[str, Any] = {}
+        if self._known.is_file():
+            try:
+                known = json.loads(self._known.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise PathError(f"{self._known}: cannot read the pinned registry keys") from exc
+        entry = known.get(self.url)
+        if isinstance(entry, dict) and "public_key" in entry:
+            return public_key_from_pem(str(entry["public_key"]).encode(), str(self._known))
+        known[self.url] = {"public_key": served_pem, "key_id": served_id}
+        try:
+            self._known.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            temp = self._known.with_suffix(".tmp")
+            temp.write_text(json.dumps(known, indent=2, sort_keys=True), encoding="utf-8")
+            temp.replace(self._known)
+        except OSError as exc:
+            raise PathError(f"{self._known}: cannot pin the registry key: {exc}") from exc
+        return public_key_from_pem(served_pem.encode(), "registry key")
+
+
+def _seg(text: str) -> str:
+    """One URL path segment; names never contain '/', and anything else is escaped."""
+    from urllib.parse import quote
+
+    if not text or "/" in text:
+        raise InputError(f"{text!r} is not a valid name")
+    return quote(text, safe="")
+
+
+def _inside(name: str) -> PurePosixPath:
+    path = PurePosixPath(name)
+    if path.is_absolute() or "\\" in name or any(p in ("", ".", "..") for p in name.split("/")):
+        raise VerificationError(f"stored file name {name!r} leaves the output folder")
+    return path

@@ -1,0 +1,73 @@
+"""`modelward serve`: run the registry as an HTTP server (FastAPI on uvicorn).
+
+In server mode the identity is the bearer token's; `MODELWARD_ACTOR` is ignored. TLS is best
+terminated by a reverse proxy; `--ssl-keyfile/--ssl-certfile` are handed to uvicorn.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from modelward.interfaces.cli._output import warn
+
+
+def register(subparsers: Any) -> None:
+    serve = subparsers.add_parser("serve", help="serve the registry over HTTP (tokens, OIDC)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=_port, default=8080)
+    serve.add_argument("--workers", type=_workers, default=1, help="server processes")
+    serve.add_argument("--ssl-keyfile", metavar="FILE")
+    serve.add_argument("--ssl-certfile", metavar="FILE")
+    serve.set_defaults(handler=_serve)
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (1-65535)")
+    return int(text)
+
+
+def _workers(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) <= 64:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of workers (1-64)")
+    return int(text)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import os
+    from pathlib import Path
+
+    from modelward.errors import DependencyError, PathError
+    from modelward.services.context import home_dir, open_registry
+
+    try:
+        import uvicorn
+    except ImportError as exc:
+        raise DependencyError(
+            "the server needs its extra: pip install 'modelward[server]'"
+        ) from exc
+    if (args.ssl_keyfile is None) != (args.ssl_certfile is None):
+        raise PathError("--ssl-keyfile and --ssl-certfile go together")
+    for path in (args.ssl_keyfile, args.ssl_certfile):
+        if path is not None and not Path(path).is_file():
+            raise PathError(f"{path}: no such file")
+    if os.environ.get("MODELWARD_ACTOR"):
+        warn("MODELWARD_ACTOR is ignored by the server: every request acts as its token's user")
+    home = home_dir()
+    open_registry(home).close()  # fail now, with the usual message, not in every worker
+    os.environ["MODELWARD_HOME"] = str(home)
+    uvicorn.run(
+        "modelward.interfaces.http.asgi:create",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        ssl_keyfile=args.ssl_keyfile,
+        ssl_certfile=args.ssl_certfile,
+        proxy_headers=False,
+        server_header=False,
+        log_level="info",
+        timeout_graceful_shutdown=10,
+    )
+    return 0

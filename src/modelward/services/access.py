@@ -1,0 +1,40 @@
+"""Authorisation of an authenticated principal, for every request the server serves, reads
+included: the user's role (from the registry, per the permission table), then the token's
+scopes and model pattern, which only narrow it. The services check their own writes again
+(`users.require`, which also applies the bound principal's scopes).
+"""
+
+from __future__ import annotations
+
+from modelward.core.principal import Principal
+from modelward.core.roles import Action, check
+from modelward.errors import PermissionDeniedError
+from modelward.services.context import RegistryContext
+
+
+def authorise(
+    context: RegistryContext,
+    principal: Principal,
+    action: Action,
+    model: str | None = None,
+    *,
+    checked_later: bool = False,
+) -> None:
+    """Refuse unless the principal's role allows `action` and its token's scopes and model
+    pattern allow it too. `model=None` marks a registry-wide request, which model-limited
+    tokens may not make, unless `checked_later` (the endpoint checks the model once it has
+    resolved it, or filters by it). Services check their own writes again."""
+    from modelward.services.gate_config import load_gate_config
+    from modelward.services.users import role_of
+
+    with context.database.read() as conn:
+        role = role_of(conn, principal.name)
+    check([role], action, load_gate_config(context).permissions, actor=principal.name)
+    principal.check_action(action.value)
+    if model is not None:
+        principal.check_model(model)
+    elif principal.model_pattern is not None and not checked_later:
+        raise PermissionDeniedError(
+            f"this token of {principal.name!r} is limited to models matching "
+            f"{principal.model_pattern!r}; it may not read registry-wide records"
+        )

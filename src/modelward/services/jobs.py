@@ -1,0 +1,95 @@
+"""Background work as jobs in the database: enqueue, and workers that claim one job at a time
+with a lease. A worker that dies mid-job loses nothing: its lease runs out and another worker
+(in any server process) claims the job again, up to `max_attempts` claims. Handlers are the
+same services the CLI and HTTP call; a handler's result (a JSON object) is stored with the job.
+
+Knows nothing of threads or HTTP; `run_one` does one claim and one job.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Callable, Mapping
+from datetime import timedelta
+from typing import Any
+
+from modelward.errors import InputError, ModelwardError
+from modelward.services.context import RegistryContext, utc_now
+from modelward.storage.metadata.jobs_repository import DONE, FAILED, JobRecord, JobsRepository
+from modelward.storage.metadata.ledger_repository import format_time
+
+# (registry, payload, actor): the job runs as the user who queued it, with their rights.
+JobHandler = Callable[[RegistryContext, dict[str, Any], str], dict[str, Any]]
+DEFAULT_LEASE = timedelta(minutes=5)
+MAX_ATTEMPTS = 3
+
+
+def verify_job(context: RegistryContext, payload: dict[str, Any], actor: str) -> dict[str, Any]:
+    """Re-hash every blob of a version and check its signature and ledger entry."""
+    from modelward.services.registry import RegistryService
+
+    uri = payload.get("uri")
+    if not isinstance(uri, str):
+        raise InputError("a verify job needs a 'uri'")
+    report = RegistryService(context, actor=actor).verify(uri)
+    return {"ok": report.ok, "problems": report.problems, **report.details}
+
+
+HANDLERS: Mapping[str, JobHandler] = {"verify": verify_job}
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class JobService:
+    def __init__(
+        self,
+        context: RegistryContext,
+        handlers: Mapping[str, JobHandler] = HANDLERS,
+        lease: timedelta = DEFAULT_LEASE,
+        max_attempts: int = MAX_ATTEMPTS,
+    ) -> None:
+        self.ctx = context
+        self.handlers = handlers
+        self.lease = lease
+        self.max_attempts = max_attempts
+
+    def enqueue(self, kind: str, payload: dict[str, Any], by: str) -> JobRecord:
+        if kind not in self.handlers:
+            raise InputError(f"unknown job kind {kind!r}; kinds are {', '.join(self.handlers)}")
+        with self.ctx.database.transaction() as conn:
+            repo = JobsRepository(conn)
+            return repo.job(repo.enqueue(kind, payload, format_time(utc_now()), by))
+
+    def get(self, job_id: int) -> JobRecord:
+        with self.ctx.database.read() as conn:
+            return JobsRepository(conn).job(job_id)
+
+    def claim(self, worker: str) -> JobRecord | None:
+        now = utc_now()
+        with self.ctx.database.transaction() as conn:
+            repo = JobsRepository(conn)
+            repo.exhausted(format_time(now), self.max_attempts)
+            return repo.claim(
+                worker,
+                format_time(now),
+                format_time(now + self.lease),
+                sorted(self.handlers),
+                self.max_attempts,
+            )
+
+    def run_one(self, worker: str) -> JobRecord | None:
+        """Claim one job and run it; None when there was nothing to do."""
+        job = self.claim(worker)
+        if job is None:
+            return None
+        try:
+            result, state = self.handlers[job.kind](self.ctx, job.payload, job.created_by), DONE
+        except ModelwardError as exc:
+            result, state = {"error": str(exc), "type": type(exc).__name__}, FAILED
+        with self.ctx.database.transaction() as conn:
+            JobsRepository(conn).finish(job.id, worker, state, result, format_time(utc_now()))
+        return self.get(job.id)

@@ -1,0 +1,69 @@
+"""The server's tables on the shared `metadata`: API tokens (hashed), OIDC issuers, the claim
+mappings that turn a CI job's JWT into a registry user, and the jobs queue.
+
+Declares tables only; the SQL lives in `auth_repository` (and `jobs_repository`).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Column, Integer, String, Table, Text
+
+from modelward.storage.metadata.schema import metadata
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", String(40), primary_key=True),  # public part of the token, `mwt_<id>_<secret>`
+    Column("user_name", String(200), nullable=False, index=True),
+    Column("secret_sha256", String(64), nullable=False),  # hex SHA-256 of the secret
+    Column("scopes", Text, nullable=False),  # JSON list of actions; [] = whatever the role allows
+    Column("model_pattern", String(200), nullable=True),
+    Column("created_at", String(40), nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("expires_at", String(40), nullable=True),
+    Column("revoked_at", String(40), nullable=True),
+    Column("last_used_at", String(40), nullable=True),
+    Column("ledger_seq", BigInteger, nullable=True),
+)
+
+oidc_issuers = Table(
+    "oidc_issuers",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("issuer", String(500), nullable=False, unique=True),
+    Column("audience", String(500), nullable=False),
+    Column("jwks_url", String(1000), nullable=True),
+    Column("jwks", Text, nullable=True),  # a JWKS given as a file, for offline use
+    Column("algorithms", String(200), nullable=False),  # comma-separated
+    Column("created_at", String(40), nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("ledger_seq", BigInteger, nullable=True),
+)
+
+oidc_mappings = Table(
+    "oidc_mappings",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("issuer", String(500), nullable=False, index=True),
+    Column("claims", Text, nullable=False),  # canonical JSON object: claim -> required value
+    Column("user_name", String(200), nullable=False),
+    Column("created_at", String(40), nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("ledger_seq", BigInteger, nullable=True),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(100), nullable=False, index=True),
+    Column("payload", Text, nullable=False),
+    Column("state", String(20), nullable=False, index=True),  # queued, running, done, failed
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("lease_until", String(40), nullable=True),
+    Column("claimed_by", String(200), nullable=True),
+    Column("result", Text, nullable=True),
+    Column("created_at", String(40), nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("finished_at", String(40), nullable=True),
+)

@@ -1,0 +1,154 @@
+"""All of the jobs queue's SQL: enqueue, claim with a lease (`FOR UPDATE SKIP LOCKED` on
+PostgreSQL, so concurrent workers never wait on or take each other's job), extend, finish.
+
+A job whose lease ran out (its worker died) is claimable again; `attempts` counts the claims.
+Works inside the caller's transaction; does not run jobs or commit.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy.engine import Connection
+
+from modelward.errors import ConflictError, NotFoundError
+from modelward.storage.metadata.auth_tables import jobs
+
+QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    id: int
+    kind: str
+    payload: dict[str, Any]
+    state: str
+    attempts: int
+    lease_until: str | None
+    claimed_by: str | None
+    result: dict[str, Any] | None
+    created_at: str
+    created_by: str
+    finished_at: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "payload": self.payload,
+            "state": self.state,
+            "attempts": self.attempts,
+            "lease_until": self.lease_until,
+            "claimed_by": self.claimed_by,
+            "result": self.result,
+            "created_at": self.created_at,
+            "created_by": self.created_by,
+            "finished_at": self.finished_at,
+        }
+
+
+def _job(row: Any) -> JobRecord:
+    return JobRecord(
+        int(row.id),
+        str(row.kind),
+        dict(json.loads(row.payload)),
+        str(row.state),
+        int(row.attempts),
+        row.lease_until,
+        row.claimed_by,
+        json.loads(row.result) if row.result else None,
+        str(row.created_at),
+        str(row.created_by),
+        row.finished_at,
+    )
+
+
+class JobsRepository:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def enqueue(self, kind: str, payload: dict[str, Any], at: str, by: str) -> int:
+        result = self.conn.execute(
+            insert(jobs).values(
+                kind=kind,
+                payload=json.dumps(payload, sort_keys=True),
+                state=QUEUED,
+                attempts=0,
+                created_at=at,
+                created_by=by,
+            )
+        )
+        key = result.inserted_primary_key
+        return int(key[0]) if key else 0
+
+    def job(self, job_id: int) -> JobRecord:
+        row = self.conn.execute(select(jobs).where(jobs.c.id == job_id)).first()
+        if row is None:
+            raise NotFoundError(f"no job {job_id}")
+        return _job(row)
+
+    def claim(
+        self, worker: str, now: str, lease_until: str, kinds: list[str], max_attempts: int
+    ) -> JobRecord | None:
+        """Take the oldest claimable job: queued, or running with a lease that ran out."""
+        claimable = or_(
+            jobs.c.state == QUEUED,
+            and_(jobs.c.state == RUNNING, jobs.c.lease_until < now),
+        )
+        query = (
+            select(jobs.c.id)
+            .where(claimable, jobs.c.kind.in_(kinds), jobs.c.attempts < max_attempts)
+            .order_by(jobs.c.id)
+            .limit(1)
+        )
+        if self.conn.dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        found = self.conn.execute(query).scalar()
+        if found is None:
+            return None
+        self.conn.execute(
+            update(jobs)
+            .where(jobs.c.id == found)
+            .values(
+                state=RUNNING,
+                claimed_by=worker,
+                lease_until=lease_until,
+                attempts=jobs.c.attempts + 1,
+            )
+        )
+        return self.job(int(found))
+
+    def exhausted(self, now: str, max_attempts: int) -> list[int]:
+        """Jobs whose every attempt died with its worker: marked failed, never retried."""
+        rows = self.conn.execute(
+            select(jobs.c.id).where(
+                jobs.c.state == RUNNING,
+                jobs.c.lease_until < now,
+                jobs.c.attempts >= max_attempts,
+            )
+        )
+        ids = [int(r[0]) for r in rows]
+        for job_id in ids:
+            self.conn.execute(
+                update(jobs)
+                .where(jobs.c.id == job_id)
+                .values(
+                    state=FAILED,
+                    finished_at=now,
+                    result=json.dumps({"error": "every attempt's worker died"}),
+                )
+            )
+        return ids
+
+    def finish(self, job_id: int, worker: str, state: str, result: dict[str, Any], at: str) -> None:
+        """Record the outcome, unless the lease was lost to another worker meanwhile."""
+        done = self.conn.execute(
+            update(jobs)
+            .where(jobs.c.id == job_id, jobs.c.claimed_by == worker, jobs.c.state == RUNNING)
+            .values(state=state, result=json.dumps(result, sort_keys=True), finished_at=at)
+        )
+        if done.rowcount != 1:
+            raise ConflictError(f"job {job_id} is no longer leased to {worker}")

@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.unit.registry.bundles import make_bundle
+from tests.unit.server.conftest import Served
+
+from modelward.client import Client
+
+
+def test_push_pull_roundtrip(served: Served, tmp_path: Path) -> None:
+    client = Client(
+        "http://testserver",
+        served.tokens["trainer"],
+        http=served.http,
+        known_registries=tmp_path / "known.json",
+    )
+    bundle = make_bundle(tmp_path / "b")
+    pushed = client.push(bundle, "llama")
+    assert pushed["created"] and pushed["version"] == 1
+    out = tmp_path / "out"
+    client.pull("models:/llama/1", out)
+    assert (out / "config.json").read_bytes() == (bundle / "config.json").read_bytes()

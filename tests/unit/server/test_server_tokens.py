@@ -1,0 +1,159 @@
+"""API tokens at the HTTP boundary: hashed storage, scopes and model patterns narrowing a role,
+the authenticated identity in the ledger, MODELWARD_ACTOR ignored, revocation, rate limits."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from tests.unit.registry.bundles import make_bundle
+from tests.unit.server.conftest import Served
+
+from modelward.client import Client
+from modelward.errors import PermissionDeniedError
+from modelward.services.tokens import TokenService
+
+
+def _client(served: Served, token: str, tmp_path: Path) -> Client:
+    return Client(
+        "http://testserver", token, http=served.http, known_registries=tmp_path / "known.json"
+    )
+
+
+def test_tokens_are_stored_as_a_hash_of_the_secret_only(served: Served) -> None:
+    token = served.tokens["trainer"]
+    token_id, secret = token[len("mwt_") :].split("_", 1)
+    rows = served.sql("SELECT id, secret_sha256 FROM api_tokens WHERE id = ?", (token_id,))
+    assert rows == [(token_id, hashlib.sha256(secret.encode()).hexdigest())]
+    dump = "\n".join(str(r) for r in served.sql("SELECT * FROM api_tokens"))
+    dump += "\n".join(str(r) for r in served.sql("SELECT details FROM ledger_events"))
+    assert secret not in dump
+
+
+def test_a_wrong_secret_for_a_real_id_is_refused(served: Served) -> None:
+    token_id = served.tokens["admin"].split("_")[1]
+    response = served.http.get(
+        "/api/v1/whoami", headers={"authorization": f"Bearer mwt_{token_id}_guessed"}
+    )
+    assert response.status_code == 401
+    assert response.json()["error"]["exit_code"] == 1
+
+
+def test_ledger_events_record_the_authenticated_subject_issuer_and_token(
+    served: Served, tmp_path: Path
+) -> None:
+    token = served.tokens["trainer"]
+    _client(served, token, tmp_path).push(make_bundle(tmp_path / "b"), "llama")
+    (details,) = served.sql("SELECT details FROM ledger_events WHERE action = 'version.push'")[0]
+    auth = json.loads(str(details))["auth"]
+    assert auth == {"sub": "trainer", "iss": "modelward", "token_id": token.split("_")[1]}
+    (actor,) = served.sql("SELECT actor FROM ledger_events WHERE action = 'version.push'")[0]
+    assert actor == "trainer"
+
+
+def test_modelward_actor_means_nothing_to_the_server(
+    served: Served, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MODELWARD_ACTOR", "admin")
+    trainer = _client(served, served.tokens["trainer"], tmp_path)
+    trainer.push(make_bundle(tmp_path / "b"), "llama")
+    with pytest.raises(PermissionDeniedError, match="may not approve"):
+        trainer.approve("models:/llama/1", "staging")
+    with pytest.raises(PermissionDeniedError, match="may not promote"):
+        trainer.promote("models:/llama/1", "staging")
+    with pytest.raises(PermissionDeniedError, match="may not add users"):
+        trainer.add_user("mallory", "admin")
+    assert "mallory" not in {
+        u["name"] for u in _client(served, served.tokens["admin"], tmp_path).users()
+    }
+
+
+def test_nobody_approves_their_own_version_even_as_admin(served: Served, tmp_path: Path) -> None:
+    admin = _client(served, served.tokens["admin"], tmp_path)
+    admin.push(make_bundle(tmp_path / "b"), "llama")
+    with pytest.raises(PermissionDeniedError, match="author"):
+        admin.approve("models:/llama/1", "staging")
+    reviewer = _client(served, served.tokens["reviewer"], tmp_path)
+    assert reviewer.approve("models:/llama/1", "staging")["reviewer"] == "reviewer"
+
+
+def test_a_scoped_token_may_do_less_than_its_role(served: Served, tmp_path: Path) -> None:
+    push_only = served.token_for("trainer", scopes=["push"])
+    client = _client(served, push_only, tmp_path)
+    pushed = client.push(make_bundle(tmp_path / "b"), "llama")
+    assert pushed["created"]
+    with pytest.raises(PermissionDeniedError, match="limited to push"):
+        client.show("models:/llama/1")
+    # the scope never widens the role
+    widened = served.token_for("viewer", scopes=["push"])
+    with pytest.raises(PermissionDeniedError):
+        _client(served, widened, tmp_path).push(make_bundle(tmp_path / "c", seed=2), "llama")
+    response = served.http.post(
+        "/api/v1/models/llama/versions",
+        headers={"authorization": f"Bearer {widened}"},
+        json={"files": [{"name": "x", "digest": "0" * 64, "size": 1}]},
+    )
+    assert response.status_code == 403 and "may not push" in response.json()["error"]["message"]
+
+
+def test_a_model_pattern_token_sees_and_touches_only_its_models(
+    served: Served, tmp_path: Path
+) -> None:
+    admin = _client(served, served.tokens["trainer"], tmp_path)
+    admin.push(make_bundle(tmp_path / "a"), "team-a-llm")
+    admin.push(make_bundle(tmp_path / "b", seed=2), "secret-llm")
+    limited = _client(served, served.token_for("trainer", model_pattern="team-a-*"), tmp_path)
+    assert [m["name"] for m in limited.list_models()] == ["team-a-llm"]
+    assert limited.show("models:/team-a-llm/1")["version"] == 1
+    for call in (
+        lambda: limited.show("models:/secret-llm/1"),
+        lambda: limited.list_versions("secret-llm"),
+        lambda: limited.push(make_bundle(tmp_path / "c", seed=3), "secret-llm"),
+        lambda: limited.audit_log(),
+    ):
+        with pytest.raises(PermissionDeniedError, match="team-a-"):
+            call()
+
+
+def test_revoked_and_revoked_all_tokens_stop_working(served: Served) -> None:
+    service = TokenService(served.registry.ctx, actor="root")
+    first, second = served.token_for("viewer"), served.token_for("viewer")
+    ok = {"authorization": f"Bearer {first}"}
+    assert served.http.get("/api/v1/whoami", headers=ok).status_code == 200
+    service.revoke_all("viewer")
+    for token in (first, second, served.tokens["viewer"]):
+        response = served.http.get("/api/v1/whoami", headers={"authorization": f"Bearer {token}"})
+        assert response.status_code == 401
+        assert "revoked" in response.json()["error"]["message"]
+
+
+def test_last_use_is_recorded(served: Served) -> None:
+    token = served.tokens["auditor"]
+    token_id = token.split("_")[1]
+    assert served.sql("SELECT last_used_at FROM api_tokens WHERE id = ?", (token_id,)) == [(None,)]
+    served.http.get("/api/v1/whoami", headers={"authorization": f"Bearer {token}"})
+    (used,) = served.sql("SELECT last_used_at FROM api_tokens WHERE id = ?", (token_id,))[0]
+    assert used is not None
+
+
+def test_only_an_admin_creates_tokens(served: Served) -> None:
+    with pytest.raises(PermissionDeniedError):
+        TokenService(served.registry.ctx, actor="trainer").create("trainer")
+
+
+def test_failed_authentications_are_rate_limited_per_address(
+    served: Served, caplog: pytest.LogCaptureFixture
+) -> None:
+    served.http.app.state.limiter.per_minute = 3  # type: ignore[attr-defined]
+    bad = {"authorization": "Bearer mwt_0000_s3cr3tguess"}
+    statuses = [served.http.get("/api/v1/whoami", headers=bad).status_code for _ in range(4)]
+    assert statuses == [401, 401, 401, 429]
+    # even a good token from that address waits now
+    good = served.http.get("/api/v1/whoami", headers=served.headers("admin"))
+    assert good.status_code == 429
+    assert good.json()["error"]["exit_code"] == 4
+    logged = [json.loads(r.getMessage()) for r in caplog.records if r.name == "modelward.http.auth"]
+    assert logged and logged[0]["event"] == "authentication.failed"
+    assert "s3cr3tguess" not in caplog.text  # the credential itself is never logged
