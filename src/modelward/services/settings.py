@@ -340,10 +340,10 @@ def set_in(
     allowed = roles_for_setting(key)
     role = role_of(conn, actor)
     if role not in allowed:
-        needed = ", ".join(sorted(r.value for r in allowed))
+        needed = " or ".join(sorted(r.value for r in allowed))
         raise PermissionDeniedError(
             f"{actor!r} (with role {role.value}) may not change the setting {key!r}; "
-            f"this needs one of: {needed}"
+            f"this needs the {needed} role"
         )
     text = canonical_json(value).decode("utf-8")
     created_at = now_text or format_time(now)

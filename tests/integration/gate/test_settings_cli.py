@@ -35,7 +35,7 @@ def _ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess
 
 def _settings_events(run: Run) -> list[str]:
     events = json.loads(_ok(run("alice", "audit", "log", "--json")).stdout)
-    return [e["subject"] for e in events if e["action"] == "setting.set"]
+    return [e["subject"] for e in events if e["action"] == "settings.set"]
 
 
 def test_trusted_keys_commands(run: Run, tmp_path: Path) -> None:
@@ -67,7 +67,7 @@ def test_threshold_and_provenance_requirement_commands(run: Run, tmp_path: Path)
     assert_clean_error(
         run("bob", "eval", "thresholds", "set", "q", "--metric", "accuracy", "--min", "0.8"),
         1,
-        "needs one of: admin, reviewer",
+        "needs the admin or reviewer role",
     )
     assert_clean_error(run("rev", "eval", "thresholds", "set", "q", "--metric", "accuracy"),
                        2, "--min")  # fmt: skip
@@ -117,7 +117,11 @@ def test_facts_command(run: Run, tmp_path: Path) -> None:
     _ok(run("bob", "push", str(bundle), "--model", "m"))
     before = json.loads(_ok(run("alice", "audit", "log", "--json")).stdout)
     facts = json.loads(_ok(run("bob", "facts", "models:/m/1", "--to", "canary", "--json")).stdout)
-    assert facts["environment"] == {"name": "canary", "previous": "staging"}
+    assert facts["environment"] == {
+        "name": "canary",
+        "previous": "staging",
+        "previous_override_expired": None,
+    }
     assert facts["signatures"]["registry_signed"] is True
     assert facts["signatures"]["verified"] is False
     assert facts["provenance"]["present"] is False and facts["datasets"] is None

@@ -50,7 +50,9 @@ def test_forged_scan_attestations_do_not_turn_deny_into_allow(
 ) -> None:
     reg = cli_registry
     with reg.service() as service:
-        record = service.push(make_bundle(tmp_path / "one", seed=1), "llama").version  # unscanned
+        record = service.push(make_bundle(tmp_path / "one", seed=1), "llama").version
+    # every push is scanned: take the genuine scan away, so only forgeries could supply one
+    reg.sql("DELETE FROM attestations WHERE kind = 'scan' AND version_id = :v", {"v": record.id})
     policy = tmp_path / "scan-only.yaml"
     policy.write_text(SCAN_ONLY)
     reg.ok("policy", "set", "staging", str(policy))
