@@ -36,11 +36,15 @@ printf '{"architectures": ["TinyModel"], "hidden_size": 2}' > "$work/tiny-model/
 
 step "a registry on the embedded default: SQLite + local blob store in \$MODELWARD_HOME"
 modelward init
+# the gate counts only signatures by keys an admin trusts (never the registry's own)
+modelward keys trust "$work/signing-key.pub" --name demo-uploader
 modelward sign "$work/tiny-model" --key "$work/signing-key"
 modelward push "$work/tiny-model" --model tiny --description "first cut" \
   --signature "$work/tiny-model.sig" --public-key "$work/signing-key.pub"
 printf '{"architectures": ["TinyModel"], "hidden_size": 4}' > "$work/tiny-model/config.json"
-modelward push "$work/tiny-model" --model tiny --description "wider"
+modelward sign "$work/tiny-model" --key "$work/signing-key"
+modelward push "$work/tiny-model" --model tiny --description "wider" \
+  --signature "$work/tiny-model.sig" --public-key "$work/signing-key.pub"
 modelward alias set tiny champion 1
 modelward versions list tiny
 modelward show models:/tiny@champion
