@@ -143,10 +143,11 @@ class RegistryService:
     ) -> PushResult:
         """Store the bundle and make it the next version of `name` (or report the existing one).
 
-        Every push is scanned. The files are read once, into a private staged copy; the scanner
-        (by default `push_scanner` with the registry's `scan.allow` setting and
-        `accept_malformed`; an injected one is run the same way) scans that copy, and its report
-        must name each file's sha256, equal to the digest stored. The report is kept as a signed
+        Every push is scanned. The files are read once, into a private staged copy; the
+        registry's own scanner (`push_scanner` with the `scan.allow` setting and
+        `accept_malformed`) scans that copy, and its report must name each file's sha256, equal to
+        the digest stored. An injected `scanner` runs as well and may refuse, but its report is
+        never kept as the scan. The report is kept as a signed
         attestation; on DeniedError nothing is stored and the refusal is written to the ledger.
         `change` classifies the file diff against the previous version (kept as a signed
         "change" attestation). `provenance` checks a training-provenance statement before
@@ -169,13 +170,16 @@ class RegistryService:
             from modelward.services.bundle_signing import read_signature
 
             uploader = read_signature(signature_path)
-        if scanner is None:
-            with self.ctx.database.read() as conn:
-                allow = setting_in(conn, "scan.allow")
-            scanner = push_scanner(allow=allow, accept_malformed=accept_malformed)
+        with self.ctx.database.read() as conn:
+            allow = setting_in(conn, "scan.allow")
+        # The registry's own scanner always runs and its report is the one kept; an injected
+        # scanner may only refuse more (its report is never trusted as the scan).
+        own_scanner = push_scanner(allow=allow, accept_malformed=accept_malformed)
         with stage_bundle(files, self.ctx.home / "staging", single_name=model_path.name) as staged:
             try:
-                scan_report = scan_staged(staged, scanner)
+                if scanner is not None:
+                    scan_staged(staged, scanner)
+                scan_report = scan_staged(staged, own_scanner)
             except DeniedError as exc:
                 self.record_refusal(
                     name, str(exc), {"findings": exc.reasons[:50], "files": len(files)}
@@ -595,20 +599,57 @@ def _refuse_environment_alias(conn: Connection, alias: str) -> None:
 
 
 def resolve_in(repo: RegistryRepository, uri: ModelURI) -> VersionRecord:
+    """The version `uri` names, after checking its row against the sealed ledger event that
+    pushed it (VerificationError when the row was edited behind modelward's back)."""
     if uri.kind != "models":
         raise InputError(f"{uri} is not a model URI")
     if uri.digest is not None:
         matches = repo.versions_by_root(uri.digest)
         if not matches:
             raise NotFoundError(f"no version has root digest sha256:{uri.digest}")
-        return matches[0]
+        return check_version_row(repo, matches[0])
     assert uri.name is not None
     if uri.alias is not None:
         target = repo.alias_target(uri.name, uri.alias)
         check_alias(repo.connection, uri.name, uri.alias)  # a moved alias is refused
-        return target
+        return check_version_row(repo, target)
     assert uri.version is not None
-    return repo.version(uri.name, uri.version)
+    return check_version_row(repo, repo.version(uri.name, uri.version))
+
+
+def check_version_row(repo: RegistryRepository, record: VersionRecord) -> VersionRecord:
+    """`record`, if it agrees with its push event (which must be a trusted, sealed event)."""
+    from modelward.services.state_integrity import keeper_of
+
+    conn = repo.connection
+    try:
+        event = LedgerRepository(conn).event(record.ledger_seq)
+    except NotFoundError as exc:
+        raise VerificationError(
+            f"{record.uri}: its push event #{record.ledger_seq} is missing; it is not trusted"
+        ) from exc
+    keeper = keeper_of(conn)
+    problem = keeper.event_problem(event) if keeper is not None else None
+    if problem is not None and event.seal is None and _vouched_by_baseline(conn, record, keeper):
+        problem = None  # pushed before seals existed; a sealed upgrade baseline lists it
+    problems = [problem] if problem else []
+    problems += version_event_problems(record, event.action, event.details, event.actor)
+    if problems:
+        raise VerificationError(
+            f"{record.uri}: the version row does not match the ledger; it is not trusted: "
+            + "; ".join(problems[:3])
+        )
+    return record
+
+
+def _vouched_by_baseline(conn: Connection, record: VersionRecord, keeper: Any) -> bool:
+    """Whether a trusted (sealed) upgrade baseline after the push lists this version."""
+    for event in LedgerRepository(conn).subject_events("ledger", record.ledger_seq):
+        if event.action != "ledger.baseline" or keeper.event_problem(event) is not None:
+            continue
+        if [record.model, record.number] in event.details.get("versions", []):
+            return True
+    return False
 
 
 def version_event_problems(

@@ -24,6 +24,7 @@ from modelward.errors import (
     DeniedError,
     InputError,
     PermissionDeniedError,
+    VerificationError,
 )
 from modelward.services.audit import AuditService
 from modelward.services.datasets import DatasetService
@@ -40,6 +41,7 @@ from modelward.services.settings import (
     settings_state_checks,
 )
 from modelward.services.users import UserService
+from modelward.storage.metadata.registry_repository import RegistryRepository
 from modelward.storage.model_files import ModelFile
 
 from .bundles import make_bundle, safetensors_bytes
@@ -413,3 +415,43 @@ def test_a_deleted_setting_row_does_not_bring_back_an_older_value(registry: Regi
     registry.sql("DELETE FROM registry_settings")
     view = service.get("gate.max_override")
     assert view.source == "untrusted" and "deleted" in str(view.problem)
+
+
+def test_an_injected_scanner_that_says_clean_cannot_store_an_unsafe_pickle(
+    registry: Registry, tmp_path: Path
+) -> None:
+    bundle = make_bundle(tmp_path / "bundle")
+    (bundle / "weights.bin").write_bytes(EVIL_PICKLE)
+
+    def says_clean(path: Path, files: Any) -> dict[str, Any]:
+        return {"verdict": "clean", "files": [{"path": f.name} for f in files], "findings": []}
+
+    with pytest.raises(DeniedError, match="unsafe"):
+        registry.service.push(bundle, "llama", scanner=says_clean)
+    assert registry.sql("SELECT COUNT(*) FROM versions") == [(0,)]
+
+
+def test_a_version_row_renumbered_with_sql_is_not_pulled(
+    registry: Registry, tmp_path: Path
+) -> None:
+    registry.service.push(make_bundle(tmp_path / "one"), "llama")
+    second = make_bundle(tmp_path / "two")
+    (second / "extra.json").write_text("{}")
+    registry.service.push(second, "llama")
+    registry.sql("UPDATE versions SET number = 99 WHERE number = 2")
+    registry.sql("UPDATE versions SET number = 2 WHERE number = 1")
+    with pytest.raises(VerificationError, match="does not match the ledger"):
+        registry.service.pull("models:/llama/2", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_fsck_keeps_the_blobs_a_manifest_needs_when_version_files_are_edited(
+    registry: Registry, tmp_path: Path
+) -> None:
+    registry.service.push(make_bundle(tmp_path / "one"), "llama")
+    registry.sql("UPDATE version_files SET digest = '00' || substr(digest, 3)")
+    with registry.context.database.read() as conn:
+        referenced = RegistryRepository(conn).referenced_digests()
+    stored = set(registry.context.blobs.list_digests())
+    record = registry.service.resolve("models:/llama/1")
+    assert {f.digest for f in record.manifest().files} <= referenced & stored

@@ -264,7 +264,21 @@ class RegistryRepository:
         return [(n, d, s) for n, d, s in rows]
 
     def referenced_digests(self) -> set[str]:
-        return set(self._conn.execute(select(version_files.c.digest).distinct()).scalars())
+        """Every blob a version needs: from `version_files` and from each stored manifest (the
+        manifest is what the ledger vouches for, so an edited `version_files` row can never make
+        fsck delete a version's bytes)."""
+        found = set(self._conn.execute(select(version_files.c.digest).distinct()).scalars())
+        for text in self._conn.execute(select(versions.c.manifest)).scalars():
+            try:
+                manifest = json.loads(text)
+                entries = manifest.get("files", []) if isinstance(manifest, dict) else []
+            except ValueError:
+                continue
+            for entry in entries:
+                digest = entry.get("digest") if isinstance(entry, dict) else None
+                if isinstance(digest, str):
+                    found.add(digest.removeprefix("sha256:"))
+        return found
 
     # -- attestations -----------------------------------------------------------------------
 
