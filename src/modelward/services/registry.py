@@ -531,9 +531,12 @@ class RegistryService:
         return manifest, bundle
 
     def verify(self, uri: str) -> CheckReport:
-        """Re-hash every stored blob, check the registry signature and the ledger inclusion."""
+        """Re-hash every stored blob, check the registry signature and the ledger inclusion;
+        a version row that disagrees with its push event is reported, not raised."""
         report = CheckReport()
-        record = self.resolve(uri)
+        with self.ctx.database.read() as conn:
+            require(conn, self.actor, Action.VIEW)
+            record = resolve_in(RegistryRepository(conn), parse_uri(uri), check=False)
         report.details["uri"] = record.uri
         report.details["root_digest"] = record.root_digest
         try:
@@ -598,23 +601,29 @@ def _refuse_environment_alias(conn: Connection, alias: str) -> None:
         )
 
 
-def resolve_in(repo: RegistryRepository, uri: ModelURI) -> VersionRecord:
+def resolve_in(repo: RegistryRepository, uri: ModelURI, *, check: bool = True) -> VersionRecord:
     """The version `uri` names, after checking its row against the sealed ledger event that
-    pushed it (VerificationError when the row was edited behind modelward's back)."""
+    pushed it (VerificationError when the row was edited behind modelward's back); `check=False`
+    leaves that to the caller (`verify`, which reports it)."""
+    record = _resolve_row(repo, uri)
+    return check_version_row(repo, record) if check else record
+
+
+def _resolve_row(repo: RegistryRepository, uri: ModelURI) -> VersionRecord:
     if uri.kind != "models":
         raise InputError(f"{uri} is not a model URI")
     if uri.digest is not None:
         matches = repo.versions_by_root(uri.digest)
         if not matches:
             raise NotFoundError(f"no version has root digest sha256:{uri.digest}")
-        return check_version_row(repo, matches[0])
+        return matches[0]
     assert uri.name is not None
     if uri.alias is not None:
         target = repo.alias_target(uri.name, uri.alias)
         check_alias(repo.connection, uri.name, uri.alias)  # a moved alias is refused
-        return check_version_row(repo, target)
+        return target
     assert uri.version is not None
-    return check_version_row(repo, repo.version(uri.name, uri.version))
+    return repo.version(uri.name, uri.version)
 
 
 def check_version_row(repo: RegistryRepository, record: VersionRecord) -> VersionRecord:

@@ -109,8 +109,15 @@ class UserService:
         return UserInfo(name, role.value)
 
     def list(self) -> list[UserInfo]:
+        """The users (needs the `view` role); a row that fails its ledger check is listed with
+        the role `untrusted`, never with the role it claims."""
         with self.ctx.database.read() as conn:
-            return [UserInfo(n, r) for n, r in RegistryRepository(conn).list_users()]
+            require(conn, self.actor, Action.VIEW)
+            users = []
+            for name, role in RegistryRepository(conn).list_users():
+                trusted, _problem = trusted_role(conn, name)
+                users.append(UserInfo(name, role if trusted == role else "untrusted"))
+            return users
 
     def whoami(self) -> dict[str, Any]:
         with self.ctx.database.read() as conn:

@@ -455,3 +455,15 @@ def test_fsck_keeps_the_blobs_a_manifest_needs_when_version_files_are_edited(
     stored = set(registry.context.blobs.list_digests())
     record = registry.service.resolve("models:/llama/1")
     assert {f.digest for f in record.manifest().files} <= referenced & stored
+
+
+def test_users_list_needs_a_user_and_marks_rows_written_behind_modelwards_back(
+    registry: Registry,
+) -> None:
+    from modelward.services.users import UserService
+
+    with pytest.raises(PermissionDeniedError):
+        UserService(registry.context, "nobody").list()
+    registry.sql("INSERT INTO users VALUES ('mallory', 'admin', 'now', 'alice', NULL)")
+    roles = {u.name: u.role for u in UserService(registry.context).list()}
+    assert roles["mallory"] == "untrusted" and roles["alice"] == "admin"
