@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection
 from modelward.core.canonical import canonical_json
 from modelward.core.names import parse_uri
 from modelward.core.roles import Action
-from modelward.errors import InputError, NotFoundError
+from modelward.errors import InputError, NotFoundError, VerificationError
 from modelward.provenance.datasets import (
     Consent,
     DatasetManifest,
@@ -41,11 +41,13 @@ from modelward.provenance.record_proofs import (
     verify_record_inclusion,
 )
 from modelward.services.context import RegistryContext, current_actor, utc_now
+from modelward.services.state_integrity import keeper_of
 from modelward.services.users import require
 from modelward.storage.metadata.ledger_repository import LedgerRepository, format_time
 from modelward.storage.metadata.provenance_repository import (
     DatasetFileRow,
     DatasetVersionRecord,
+    GovernanceRecord,
     ProvenanceRepository,
 )
 from modelward.storage.metadata.registry_repository import RegistryRepository
@@ -74,16 +76,100 @@ def stored_manifest(record: DatasetVersionRecord) -> DatasetManifest:
     return DatasetManifest.from_dict(json.loads(record.manifest_json))
 
 
-def effective_manifest(repo: ProvenanceRepository, record: DatasetVersionRecord) -> DatasetManifest:
-    """The stored manifest with the latest governance record of each field applied."""
+def effective_manifest(conn: Connection, record: DatasetVersionRecord) -> DatasetManifest:
+    """The stored manifest with the latest trusted governance change of each field applied
+    (`trusted_governance`); VerificationError when the record or a change fails its check."""
     manifest = stored_manifest(record)
-    for change in repo.governance(record.id):
+    for change in trusted_governance(conn, record):
         if change.field == "consent":
             manifest = dataclasses.replace(manifest, consent=parse_consent(change.value))
         elif change.field == "retention_until":
             retention = None if change.value is None else parse_retention_date(change.value)
             manifest = dataclasses.replace(manifest, retention_until=retention)
     return manifest
+
+
+def trusted_governance(conn: Connection, record: DatasetVersionRecord) -> list[GovernanceRecord]:
+    """A dataset version's consent and retention changes, oldest first, as the sealed ledger
+    recorded them: the version row must match its sealed `dataset.add` event, and the changes are
+    those of the sealed `dataset.governance` events about it. The `dataset_governance` rows are
+    only a copy: an edited, inserted or deleted row changes nothing (the audit names it), and an
+    event about the dataset that fails its seal refuses (VerificationError): a withdrawal that
+    cannot be read is not taken as no withdrawal."""
+    keeper = keeper_of(conn)
+    if keeper is None:
+        raise VerificationError(f"{record.uri}: cannot be checked without the ledger key")
+    ledger = LedgerRepository(conn)
+    try:
+        added = ledger.event(record.ledger_seq)
+    except NotFoundError:
+        raise VerificationError(
+            f"{record.uri}: its ledger event #{record.ledger_seq} is missing; it is not trusted"
+        ) from None
+    problem = keeper.event_problem(added)
+    details = added.details
+    if problem is None and (
+        added.action != "dataset.add"
+        or added.subject != record.uri
+        or details.get("manifest_digest") != record.manifest_digest
+        or stored_manifest(record).digest != record.manifest_digest
+    ):
+        problem = f"differs from what its ledger event #{added.seq} recorded"
+    if problem is not None:
+        raise VerificationError(f"{record.uri}: {problem}; it is not trusted")
+    changes: list[GovernanceRecord] = []
+    for event in reversed(ledger.subject_events(record.uri, record.ledger_seq)):
+        if event.action != "dataset.governance":
+            continue
+        problem = keeper.event_problem(event)
+        field, value = event.details.get("field"), event.details.get("value")
+        if problem is None and (
+            event.details.get("manifest_digest") != record.manifest_digest
+            or field not in ("consent", "retention_until")
+            or not (value is None or isinstance(value, str))
+        ):
+            problem = f"ledger event #{event.seq} is not a governance change of this version"
+        if problem is not None:
+            raise VerificationError(
+                f"{record.uri}: a governance change fails its check ({problem}); its consent "
+                "and retention cannot be trusted"
+            )
+        changes.append(
+            GovernanceRecord(
+                str(field),
+                value,
+                str(event.details.get("reason", "")),
+                event.recorded_at,
+                event.actor,
+                event.seq,
+            )
+        )
+    return changes
+
+
+def governance_state_check(conn: Connection) -> list[str]:
+    """Audit hook (a `StateCheck`): every dataset version's governance rows against the sealed
+    governance events about it (rows edited, inserted or deleted behind modelward's back)."""
+    repo = ProvenanceRepository(conn)
+    problems: list[str] = []
+    for record in repo.all_dataset_versions(None):
+        try:
+            trusted = trusted_governance(conn, record)
+        except VerificationError as exc:
+            problems.append(str(exc))
+            continue
+        stored = repo.governance(record.id)
+        if [_governance_key(g) for g in stored] != [_governance_key(g) for g in trusted]:
+            problems.append(
+                f"{record.uri}: its governance rows differ from the ledger's governance events "
+                f"({len(stored)} rows, {len(trusted)} events; edited, inserted or deleted "
+                "behind modelward's back); the ledger's are used"
+            )
+    return problems
+
+
+def _governance_key(change: GovernanceRecord) -> tuple[object, ...]:
+    return (change.field, change.value, change.reason, change.created_by, change.ledger_seq)
 
 
 def lineage_records(conn: Connection) -> list[VersionLineage]:
@@ -254,7 +340,7 @@ class DatasetService:
             repo = ProvenanceRepository(conn)
             rows = []
             for record in repo.all_dataset_versions(name):
-                manifest = effective_manifest(repo, record)
+                manifest = effective_manifest(conn, record)
                 rows.append(
                     {
                         **record.to_dict(),
@@ -277,7 +363,7 @@ class DatasetService:
             require(conn, self.actor, Action.VIEW)
             repo = ProvenanceRepository(conn)
             record = repo.dataset_version(name, number)
-            manifest = effective_manifest(repo, record)
+            manifest = effective_manifest(conn, record)
             verdict = eligibility(manifest, today())
             downstream = downstream_of_dataset(record.uri, self._verified_lineage(conn))
             return {
@@ -290,7 +376,7 @@ class DatasetService:
                     "owner": manifest.owner,
                     "source": manifest.source,
                 },
-                "governance": [g.to_dict() for g in repo.governance(record.id)],
+                "governance": [g.to_dict() for g in trusted_governance(conn, record)],
                 "eligibility": verdict.to_dict(),
                 "downstream": [
                     {"uri": v.uri, "root_digest": v.root_digest, "flagged": not verdict.eligible}
@@ -377,7 +463,7 @@ def ineligible_datasets(conn: Connection, uris: Sequence[str]) -> dict[str, list
     found: dict[str, list[str]] = {}
     for uri in uris:
         name, number = parse_dataset_uri(uri)
-        verdict = eligibility(effective_manifest(repo, repo.dataset_version(name, number)), today())
+        verdict = eligibility(effective_manifest(conn, repo.dataset_version(name, number)), today())
         if not verdict.eligible:
             found[uri] = verdict.reasons
     return found

@@ -310,7 +310,7 @@ class EvidenceService:
             for use in run.datasets if run else ():
                 name, number = parse_dataset_uri(use.uri)
                 stored = repo.dataset_version(name, number)
-                datasets.append(BomDataset(use.uri, effective_manifest(repo, stored)))
+                datasets.append(BomDataset(use.uri, effective_manifest(conn, stored)))
             evaluations = evaluations_in(conn, record, self.key)
         metrics = [
             BomMetric(name=name, value=value, suite=e["suite"])

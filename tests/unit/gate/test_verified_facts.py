@@ -520,3 +520,49 @@ def test_provenance_that_does_not_verify_is_absent(reg: Reg, tmp_path: Path) -> 
     assert any("provenance" in p and "trusted key" in p for p in facts["evidence_problems"])
     lineage = ProvenanceService(reg.ctx, actor=ADMIN).lineage(uri)
     assert lineage["unverified"] and "datasets:/" not in json.dumps(lineage["tree"])
+
+
+def test_deleting_a_consent_withdrawal_row_changes_nothing(reg: Reg, tmp_path: Path) -> None:
+    _trust(reg)
+    use = _dataset(reg, tmp_path)
+    uri = _push_with_provenance(reg, make_bundle(tmp_path / "a", seed=1), _cpu_run((use,)))
+    DatasetService(reg.ctx, actor=ADMIN).set_governance(use.uri, consent="withdrawn")
+    # someone with write access to the database deletes the withdrawal
+    reg.sql("DELETE FROM dataset_governance")
+    facts = reg.facts(uri, "canary")
+    assert facts["datasets"]["eligible"] is False
+    assert use.uri in facts["datasets"]["ineligible"]
+    shown = DatasetService(reg.ctx, actor=ADMIN).show(use.uri)
+    assert shown["effective"]["consent"] == "withdrawn"
+    from modelward.services.datasets import governance_state_check
+
+    with reg.ctx.database.read() as conn:
+        problems = governance_state_check(conn)
+    assert any(use.uri in p and "governance rows differ" in p for p in problems)
+
+
+def test_an_edited_dataset_manifest_is_not_trusted(reg: Reg, tmp_path: Path) -> None:
+    _trust(reg)
+    use = _dataset(reg, tmp_path)
+    _push_with_provenance(reg, make_bundle(tmp_path / "a", seed=1), _cpu_run((use,)))
+    DatasetService(reg.ctx, actor=ADMIN).set_governance(use.uri, consent="withdrawn")
+    [(text,)] = reg.sql("SELECT manifest FROM dataset_versions")
+    edited = json.loads(text)
+    edited["license"] = "MIT" if edited["license"] != "MIT" else "Apache-2.0"
+    reg.sql("UPDATE dataset_versions SET manifest = ?", (json.dumps(edited),))
+    with pytest.raises(VerificationError, match="not trusted"):
+        DatasetService(reg.ctx, actor=ADMIN).show(use.uri)
+
+
+def test_a_governance_event_that_fails_its_seal_refuses(reg: Reg, tmp_path: Path) -> None:
+    _trust(reg)
+    use = _dataset(reg, tmp_path)
+    DatasetService(reg.ctx, actor=ADMIN).set_governance(use.uri, consent="withdrawn")
+    [(seq, details)] = reg.sql(
+        "SELECT seq, details FROM ledger_events WHERE action = 'dataset.governance'"
+    )
+    forged = json.loads(details)
+    forged["value"] = "granted"
+    reg.sql("UPDATE ledger_events SET details = ? WHERE seq = ?", (json.dumps(forged), seq))
+    with pytest.raises(VerificationError, match="governance change fails its check"):
+        DatasetService(reg.ctx, actor=ADMIN).show(use.uri)

@@ -135,6 +135,7 @@ def _verify(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from modelward.errors import PathError
+    from modelward.services.datasets import governance_state_check
     from modelward.services.registry import registry_state_checks
     from modelward.services.settings import settings_state_checks
     from modelward.services.state_integrity import state_integrity_check
@@ -157,6 +158,7 @@ def _verify(args: argparse.Namespace) -> int:
                 registry_state_checks,
                 settings_state_checks,
                 state_integrity_check,
+                governance_state_check,
                 attestations,
             ],
         )
