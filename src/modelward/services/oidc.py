@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import builtins
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -23,14 +24,19 @@ from modelward.core.canonical import canonical_json
 from modelward.core.names import validate_name
 from modelward.core.principal import Principal
 from modelward.core.roles import Action
-from modelward.errors import DependencyError, InputError, NotFoundError
+from modelward.errors import DependencyError, InputError, NotFoundError, VerificationError
 from modelward.services.context import RegistryContext, current_actor, utc_now
 from modelward.services.gate_config import load_gate_config
+from modelward.services.state_integrity import (
+    anchored_append,
+    trusted_role,
+    verify_current,
+    verify_row,
+)
 from modelward.services.tokens import AuthenticationError
 from modelward.services.users import require
 from modelward.storage.metadata.auth_repository import AuthRepository, IssuerRecord, MappingRecord
-from modelward.storage.metadata.ledger_repository import LedgerRepository, format_time
-from modelward.storage.metadata.registry_repository import RegistryRepository
+from modelward.storage.metadata.ledger_repository import format_time
 
 ASYMMETRIC_ALGORITHMS = (
     "RS256",
@@ -51,6 +57,12 @@ _LEEWAY_SECONDS = 30
 MAX_JWT_BYTES = 16_384
 
 JwksFetcher = Callable[[str], Mapping[str, Any]]
+_log = logging.getLogger("modelward.auth")
+
+
+def issuer_subject(issuer: str) -> str:
+    """The ledger subject of an issuer's events (its configuration and claim mappings)."""
+    return f"oidc:{issuer}"
 
 
 def parse_algorithms(text: str | None) -> tuple[str, ...]:
@@ -148,10 +160,12 @@ class OidcService:
         )
         with self.ctx.database.transaction() as conn:
             self._require_admin(conn)
-            event = LedgerRepository(conn).append(
+            AuthRepository(conn).add_issuer(record, None)
+            anchored_append(
+                conn,
                 self.actor,
                 "oidc.issuer.add",
-                f"oidc:{issuer}",
+                issuer_subject(issuer),
                 {
                     "issuer": issuer,
                     "audience": audience,
@@ -160,8 +174,8 @@ class OidcService:
                     "algorithms": list(algorithms),
                 },
                 now,
+                rows=[("oidc_issuers", issuer)],
             )
-            AuthRepository(conn).add_issuer(record, event.seq)
         return record
 
     def map_claims(self, issuer: str, claims: Mapping[str, str], user: str) -> MappingRecord:
@@ -177,20 +191,25 @@ class OidcService:
             repo = AuthRepository(conn)
             if repo.issuer(issuer) is None:
                 raise NotFoundError(f"issuer {issuer!r} is not configured: `modelward oidc add`")
-            if RegistryRepository(conn).user_role(user) is None:
+            role, problem = trusted_role(conn, user)
+            if problem is not None:
+                raise VerificationError(f"{user!r}: {problem}; no mapping is made to them")
+            if role is None:
                 raise NotFoundError(
                     f"{user!r} is not a user of this registry; add the service identity first "
                     f"with `modelward users add {user} --role trainer`"
                 )
-            event = LedgerRepository(conn).append(
+            mapping_id = repo.add_mapping(
+                issuer, claims_json, user, format_time(now), self.actor, None
+            )
+            anchored_append(
+                conn,
                 self.actor,
                 "oidc.mapping.add",
-                f"oidc:{issuer}",
-                {"issuer": issuer, "claims": dict(claims), "user": user},
+                issuer_subject(issuer),
+                {"issuer": issuer, "claims": dict(claims), "user": user, "mapping_id": mapping_id},
                 now,
-            )
-            mapping_id = repo.add_mapping(
-                issuer, claims_json, user, format_time(now), self.actor, event.seq
+                rows=[("oidc_mappings", str(mapping_id))],
             )
         return MappingRecord(mapping_id, issuer, dict(claims), user, format_time(now), self.actor)
 
@@ -222,9 +241,20 @@ def authenticate_jwt(
     with context.database.read() as conn:
         repo = AuthRepository(conn)
         issuer = repo.issuer(issuer_name)
-        mappings = repo.mappings(issuer_name) if issuer else []
-    if issuer is None:
-        raise AuthenticationError(f"issuer {issuer_name!r} is not trusted by this registry")
+        if issuer is None:
+            raise AuthenticationError(f"issuer {issuer_name!r} is not trusted by this registry")
+        # Issuer and mapping rows decide who a bearer is: each must be what the ledger recorded
+        # (an inserted or edited row is refused; a mapping that fails is never matched).
+        problem = verify_current(conn, "oidc_issuers", issuer_name, issuer_subject(issuer_name))
+        if problem is not None:
+            raise AuthenticationError(f"{problem}; it is not trusted")
+        mappings = []
+        for mapping in repo.mappings(issuer_name):
+            mapping_problem = verify_row(conn, "oidc_mappings", str(mapping.id))
+            if mapping_problem is None:
+                mappings.append(mapping)
+            else:
+                _log.warning("OIDC claim mapping refused: %s", mapping_problem)
     alg = header.get("alg")
     if not isinstance(alg, str) or alg not in issuer.algorithms:
         raise AuthenticationError(

@@ -53,6 +53,9 @@ _WHAT = {
     "gate_releases": "release",
     "gate_drills": "drill",
     "registry_settings": "setting row",
+    "api_tokens": "token",
+    "oidc_issuers": "OIDC issuer",
+    "oidc_mappings": "OIDC claim mapping",
 }
 
 

@@ -23,16 +23,32 @@ from modelward.core.roles import Action, parse_action
 from modelward.errors import InputError, NotFoundError, PermissionDeniedError
 from modelward.services.context import RegistryContext, current_actor, utc_now
 from modelward.services.gate_config import load_gate_config
+from modelward.services.state_integrity import anchored_append, trusted_role, verify_current
 from modelward.services.users import require
 from modelward.storage.metadata.auth_repository import AuthRepository, TokenRecord
-from modelward.storage.metadata.ledger_repository import LedgerRepository, format_time
-from modelward.storage.metadata.registry_repository import RegistryRepository
+from modelward.storage.metadata.ledger_repository import format_time
 
 TOKEN_PREFIX = "mwt_"
 TOKEN_ISSUER = "modelward"
 # Writing last-use on every request would serialise readers behind writers; a minute is enough.
 _LAST_USE_RESOLUTION = timedelta(seconds=60)
 _DUMMY_HASH = hashlib.sha256(b"modelward-no-such-token").hexdigest()
+
+
+TOKENS_TABLE = "api_tokens"
+
+
+def token_subject(token_id: str) -> str:
+    """The ledger subject of a token's events (its creation and revocation)."""
+    return f"token:{token_id}"
+
+
+def _log_refusal(token_id: str, problem: str) -> None:
+    import logging
+
+    logging.getLogger("modelward.auth").warning(
+        "token refused", extra={"token_id": token_id, "problem": problem}
+    )
 
 
 class AuthenticationError(PermissionDeniedError):
@@ -100,15 +116,20 @@ class TokenService:
         )
         with self.ctx.database.transaction() as conn:
             self._require_admin(conn)
-            if RegistryRepository(conn).user_role(user) is None:
+            role, problem = trusted_role(conn, user)
+            if problem is not None:
+                raise PermissionDeniedError(f"{user!r}: {problem}; no token is made for them")
+            if role is None:
                 raise NotFoundError(
                     f"{user!r} is not a user of this registry; add them first with "
                     f"`modelward users add {user} --role ROLE`"
                 )
-            event = LedgerRepository(conn).append(
+            AuthRepository(conn).add_token(record, None)
+            anchored_append(
+                conn,
                 self.actor,
                 "token.create",
-                f"user:{user}",
+                token_subject(token_id),
                 {
                     "token_id": token_id,
                     "user": user,
@@ -117,8 +138,8 @@ class TokenService:
                     "expires_at": record.expires_at,
                 },
                 now,
+                rows=[(TOKENS_TABLE, token_id)],
             )
-            AuthRepository(conn).add_token(record, event.seq)
         return CreatedToken(f"{TOKEN_PREFIX}{token_id}_{secret}", record)
 
     def list(self, user: str | None = None) -> builtins.list[TokenRecord]:
@@ -145,12 +166,14 @@ class TokenService:
                 if found is None or found.revoked_at is not None:
                     raise NotFoundError(f"no active token {token_id!r}")
                 repo.revoke(token_id, format_time(now))
-                LedgerRepository(conn).append(
+                anchored_append(
+                    conn,
                     self.actor,
                     "token.revoke",
-                    f"user:{found.user}",
+                    token_subject(token_id),
                     {"token_id": token_id, "user": found.user},
                     now,
+                    rows=[(TOKENS_TABLE, token_id)],
                 )
         return ids
 
@@ -161,11 +184,19 @@ def authenticate_token(context: RegistryContext, text: str, now: datetime) -> Pr
     presented = secret_digest(secret)
     with context.database.read() as conn:
         record = AuthRepository(conn).token(token_id)
-        role = RegistryRepository(conn).user_role(record.user) if record else None
-    # Compare even when the id is unknown, so a miss takes as long as a wrong secret.
-    matches = hmac.compare_digest(presented, record.secret_sha256 if record else _DUMMY_HASH)
-    if record is None or not matches:
-        raise AuthenticationError("unknown token or wrong secret")
+        # Compare even when the id is unknown, so a miss takes as long as a wrong secret.
+        matches = hmac.compare_digest(presented, record.secret_sha256 if record else _DUMMY_HASH)
+        if record is None or not matches:
+            raise AuthenticationError("unknown token or wrong secret")
+        # The row decides who the bearer is: it must be the one the ledger recorded last
+        # (an inserted, edited or un-revoked row is refused, and so is its user's forged row).
+        problem = verify_current(conn, TOKENS_TABLE, token_id, token_subject(token_id))
+        if problem is not None:
+            _log_refusal(token_id, problem)
+            raise AuthenticationError(f"{problem}; it is not trusted")
+        role, role_problem = trusted_role(conn, record.user)
+        if role_problem is not None:
+            raise AuthenticationError(f"token {token_id}: {role_problem}")
     if record.revoked_at is not None:
         raise AuthenticationError(f"token {token_id} was revoked at {record.revoked_at}")
     if record.expires_at is not None and record.expires_at <= format_time(now):

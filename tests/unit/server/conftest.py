@@ -6,7 +6,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -16,6 +16,7 @@ from modelward.app import ServerRegistry, ServerSettings
 from modelward.interfaces.http.server import create_app
 from modelward.services.context import open_registry
 from modelward.services.registry_init import initialize_registry
+import modelward.services.tokens as tokens_module
 from modelward.services.tokens import TokenService
 from modelward.services.users import UserService
 
@@ -61,12 +62,9 @@ def build_served(root: Path) -> Served:
     served = Served(home, TestClient(create_app(registry)), registry)
     for role in ROLES:
         served.tokens[role] = served.token_for(role)
-    served.tokens["expired"] = served.token_for("admin", expires_in=timedelta(hours=1))
-    expired_id = served.tokens["expired"].split("_")[1]
-    served.sql(
-        "UPDATE api_tokens SET expires_at = '2020-01-01T00:00:00.000000Z' WHERE id = ?",
-        (expired_id,),
-    )
+    with pytest.MonkeyPatch.context() as patch:  # made in 2020, valid for an hour
+        patch.setattr(tokens_module, "utc_now", lambda: datetime(2020, 1, 1, tzinfo=UTC))
+        served.tokens["expired"] = served.token_for("admin", expires_in=timedelta(hours=1))
     served.tokens["revoked"] = served.token_for("admin")
     TokenService(context, actor="root").revoke(served.tokens["revoked"].split("_")[1])
     return served

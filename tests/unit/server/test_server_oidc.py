@@ -95,3 +95,35 @@ def test_only_admins_configure_issuers(served: Served) -> None:
         OidcService(served.registry.ctx, actor="trainer").add_issuer(
             ISSUER.url, AUDIENCE, jwks_text=json.dumps(ISSUER.jwks())
         )
+
+
+def _bearer(served: Served, jwt: str) -> tuple[int, str]:
+    response = served.http.get("/api/v1/whoami", headers={"authorization": f"Bearer {jwt}"})
+    return response.status_code, response.text
+
+
+def test_a_claim_mapping_edited_in_the_database_maps_nobody(oidc: Served) -> None:
+    good = ISSUER.mint()
+    assert _bearer(oidc, good)[0] == 200
+    oidc.sql("UPDATE oidc_mappings SET user_name = 'admin'")
+    status, text = _bearer(oidc, good)
+    assert status == 401
+    assert "no claim mapping" in text
+
+
+def test_a_claim_mapping_inserted_in_the_database_maps_nobody(oidc: Served) -> None:
+    claims = {**GOOD_CLAIMS, "repository": "mallory/evil"}
+    oidc.sql(
+        "INSERT INTO oidc_mappings (issuer, claims, user_name, created_at, created_by)"
+        " VALUES (?, ?, 'admin', '2026-01-01T00:00:00Z', 'root')",
+        (ISSUER.url, json.dumps({"repository": "mallory/evil"})),
+    )
+    status, _ = _bearer(oidc, ISSUER.mint(**claims))
+    assert status == 401
+
+
+def test_an_issuer_edited_in_the_database_is_not_trusted(oidc: Served) -> None:
+    oidc.sql("UPDATE oidc_issuers SET algorithms = 'RS256,ES256,PS256'")
+    status, text = _bearer(oidc, ISSUER.mint())
+    assert status == 401
+    assert "OIDC issuer" in text and "not trusted" in text

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -157,3 +158,71 @@ def test_failed_authentications_are_rate_limited_per_address(
     logged = [json.loads(r.getMessage()) for r in caplog.records if r.name == "modelward.http.auth"]
     assert logged and logged[0]["event"] == "authentication.failed"
     assert "s3cr3tguess" not in caplog.text  # the credential itself is never logged
+
+
+def _token_id(token: str) -> str:
+    return token.split("_")[1]
+
+
+def _whoami(served: Served, token: str) -> tuple[int, str]:
+    response = served.http.get("/api/v1/whoami", headers={"authorization": f"Bearer {token}"})
+    return response.status_code, response.text
+
+
+def test_an_expired_token_is_refused_as_expired(served: Served) -> None:
+    status, text = _whoami(served, served.tokens["expired"])
+    assert status == 401
+    assert "expired at 2020-01-01T01:00" in text
+
+
+def test_a_token_revoked_in_the_ledger_cannot_be_revived_in_the_database(served: Served) -> None:
+    token = served.tokens["revoked"]
+    token_id = _token_id(token)
+    [(create_seq,)] = served.sql(
+        "SELECT seq FROM ledger_events WHERE action = 'token.create' AND subject = ?",
+        (f"token:{token_id}",),
+    )
+    # someone with write access to the database puts the row back as it was before revocation
+    served.sql(
+        "UPDATE api_tokens SET revoked_at = NULL, ledger_seq = ? WHERE id = ?",
+        (create_seq, token_id),
+    )
+    status, text = _whoami(served, token)
+    assert status == 401
+    assert "not the current one" in text
+
+
+def test_a_token_row_inserted_behind_the_registrys_back_is_refused(served: Served) -> None:
+    secret = "forged-secret-forged-secret-forged"
+    served.sql(
+        "INSERT INTO api_tokens (id, user_name, secret_sha256, scopes, created_at, created_by)"
+        " VALUES ('feedfacefeedface', 'admin', ?, '[]', '2026-01-01T00:00:00Z', 'root')",
+        (hashlib.sha256(secret.encode()).hexdigest(),),
+    )
+    status, text = _whoami(served, f"mwt_feedfacefeedface_{secret}")
+    assert status == 401
+    assert "no ledger event anchors it" in text
+
+
+@pytest.mark.parametrize(
+    "column,value",
+    [("user_name", "admin"), ("scopes", "[]"), ("expires_at", None), ("model_pattern", None)],
+)
+def test_an_edited_token_row_is_refused(served: Served, column: str, value: object) -> None:
+    token = served.token_for(
+        "trainer", scopes=["push"], model_pattern="team-*", expires_in=timedelta(days=1)
+    )
+    served.sql(f"UPDATE api_tokens SET {column} = ? WHERE id = ?", (value, _token_id(token)))
+    status, text = _whoami(served, token)
+    assert status == 401
+    assert "differs from what its ledger event" in text
+
+
+def test_tokens_made_and_revoked_are_anchored_so_audit_names_tampering(served: Served) -> None:
+    from modelward.services.state_integrity import state_integrity_check
+
+    served.sql("UPDATE api_tokens SET revoked_at = NULL")
+    with served.registry.ctx.database.read() as conn:
+        problems = state_integrity_check(conn)
+    revoked = _token_id(served.tokens["revoked"])
+    assert any(f"token {revoked}" in p and "edited" in p for p in problems)

@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection, Row
 from sqlalchemy.sql.elements import ColumnElement
 
 from modelward.errors import InputError
+from modelward.storage.metadata.auth_tables import api_tokens, oidc_issuers, oidc_mappings
 from modelward.storage.metadata.gate_tables import (
     gate_approvals,
     gate_decisions,
@@ -45,6 +46,9 @@ ANCHORED_TABLES = (
     "gate_releases",
     "gate_drills",
     "registry_settings",
+    "api_tokens",
+    "oidc_issuers",
+    "oidc_mappings",
 )
 
 
@@ -282,6 +286,53 @@ _SPECS: dict[str, _Spec] = {
         where_key=_id_where(registry_settings.c.id),
         table=registry_settings,
         order=registry_settings.c.id,
+    ),
+    "api_tokens": _Spec(
+        query=lambda: select(*api_tokens.c),
+        key_of=lambda r: str(r.id),
+        fields_of=lambda r: {
+            "user": r.user_name,
+            "secret_sha256": r.secret_sha256,
+            "scopes": r.scopes,
+            "model_pattern": r.model_pattern,
+            "created_at": r.created_at,
+            "created_by": r.created_by,
+            "expires_at": r.expires_at,
+            "revoked_at": r.revoked_at,
+        },  # last_used_at is bookkeeping, written without an event
+        where_key=lambda key: api_tokens.c.id == key,
+        table=api_tokens,
+        order=(api_tokens.c.created_at, api_tokens.c.id),
+    ),
+    "oidc_issuers": _Spec(
+        query=lambda: select(*oidc_issuers.c),
+        key_of=lambda r: str(r.issuer),
+        fields_of=lambda r: {
+            "issuer": r.issuer,
+            "audience": r.audience,
+            "jwks_url": r.jwks_url,
+            "jwks": _sha256(r.jwks),
+            "algorithms": r.algorithms,
+            "created_at": r.created_at,
+            "created_by": r.created_by,
+        },
+        where_key=lambda key: oidc_issuers.c.issuer == key,
+        table=oidc_issuers,
+        order=oidc_issuers.c.id,
+    ),
+    "oidc_mappings": _Spec(
+        query=lambda: select(*oidc_mappings.c),
+        key_of=lambda r: str(r.id),
+        fields_of=lambda r: {
+            "issuer": r.issuer,
+            "claims": r.claims,
+            "user": r.user_name,
+            "created_at": r.created_at,
+            "created_by": r.created_by,
+        },
+        where_key=_id_where(oidc_mappings.c.id),
+        table=oidc_mappings,
+        order=oidc_mappings.c.id,
     ),
 }
 
