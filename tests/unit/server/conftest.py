@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+import modelward.services.tokens as tokens_module
 from modelward.app import ServerRegistry, ServerSettings
 from modelward.interfaces.http.server import create_app
 from modelward.services.context import open_registry
 from modelward.services.registry_init import initialize_registry
-import modelward.services.tokens as tokens_module
 from modelward.services.tokens import TokenService
 from modelward.services.users import UserService
 
