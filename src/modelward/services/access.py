@@ -7,7 +7,7 @@ scopes and model pattern, which only narrow it. The services check their own wri
 from __future__ import annotations
 
 from modelward.core.principal import Principal
-from modelward.core.roles import Action, check
+from modelward.core.roles import Action
 from modelward.errors import PermissionDeniedError
 from modelward.services.context import RegistryContext
 
@@ -25,11 +25,17 @@ def authorise(
     tokens may not make, unless `checked_later` (the endpoint checks the model once it has
     resolved it, or filters by it). Services check their own writes again."""
     from modelward.services.gate_config import load_gate_config
-    from modelward.services.users import role_of
+    from modelward.services.users import allowed_role
 
     with context.database.read() as conn:
-        role = role_of(conn, principal.name)
-    check([role], action, load_gate_config(context).permissions, actor=principal.name)
+        allowed_role(
+            conn,
+            principal.name,
+            action,
+            load_gate_config(context).permissions,
+            model=model,
+            any_model=model is None and checked_later,
+        )
     principal.check_action(action.value)
     if model is not None:
         principal.check_model(model)

@@ -130,7 +130,7 @@ class EvidenceService:
             suite=suite, results=results, evaluated_on=utc_now(), evaluator=self.actor, url=url
         )
         with self.ctx.database.transaction() as conn:
-            require(conn, self.actor, Action.ATTACH_PROVENANCE)
+            require(conn, self.actor, Action.ATTACH_PROVENANCE, model=parse_uri(uri).name)
             repo = RegistryRepository(conn)
             record = resolve_in(repo, parse_uri(uri))
             if results.dataset is not None:

@@ -166,7 +166,7 @@ class GateService:
             raise InputError(f"the comment is longer than {MAX_COMMENT} characters")
         now = utc_now()
         with self.ctx.database.transaction() as conn:
-            require(conn, self.actor, Action.APPROVE, self.config.permissions)
+            require(conn, self.actor, Action.APPROVE, self.config.permissions, model=_model_of(uri))
             record = resolve_in(RegistryRepository(conn), parse_uri(uri))
             check_approval(self.actor, record.created_by)
             approval_id = GateRepository(conn).add_approval(
@@ -234,7 +234,7 @@ class GateService:
         now = utc_now()
         source_environment = self.config.path.previous(environment)
         with self.ctx.database.read() as conn:
-            require(conn, self.actor, action, self.config.permissions)
+            require(conn, self.actor, action, self.config.permissions, model=_model_of(uri))
             record = resolve_in(RegistryRepository(conn), parse_uri(uri))
             current_releases = GateRepository(conn).current_releases_of_model(record.model)
             source = current_releases.get(source_environment) if source_environment else None
@@ -302,7 +302,7 @@ class GateService:
                 previous_release_id=seen,
             )
         with self.ctx.database.transaction() as conn:
-            require(conn, self.actor, action, self.config.permissions)
+            require(conn, self.actor, action, self.config.permissions, model=_model_of(uri))
             note_expired_overrides(conn, record.model, now, self.actor)
             decision_id = GateRepository(conn).add_decision(
                 version_id=record.id,
@@ -454,3 +454,8 @@ class GateService:
                 }
             )
         return out
+
+
+def _model_of(uri: str) -> str | None:
+    """The model a URI names (None for a bare digest: then only registry-wide roles count)."""
+    return parse_uri(uri).name

@@ -143,10 +143,12 @@ class PushProvenance:
         manifest: Manifest,
         now: str,
         actor: str,
+        *,
+        model: str | None = None,
     ) -> None:
         """Inside the push's transaction: attestation, links and ledger event."""
         assert self.run is not None and self.root_digest is not None
-        require(conn, actor, Action.ATTACH_PROVENANCE)
+        require(conn, actor, Action.ATTACH_PROVENANCE, model=model)
         if manifest.root_digest != self.root_digest:
             raise InputError("the bundle changed while it was being pushed")
         dataset_ids = self._check_references(conn)

@@ -154,7 +154,7 @@ class RegistryService:
         anything is stored and keeps it with the version, in the same transaction.
         """
         validate_name(name, "model name")
-        self._require(Action.PUSH)
+        self._require(Action.PUSH, model=name)
         if len(description) > 10_000:
             raise InputError("the description is longer than 10,000 characters")
         model_path = Path(model_path)
@@ -265,7 +265,7 @@ class RegistryService:
             if event.seq != push_seq:
                 raise StorageError("the ledger moved during a push; nothing was changed")
             if provenance is not None:
-                provenance.store(conn, repo, version_id, manifest, now, self.actor)
+                provenance.store(conn, repo, version_id, manifest, now, self.actor, model=name)
             record = repo.version_by_id(version_id)
         return PushResult(record, created=True, manifest=manifest)
 
@@ -347,16 +347,16 @@ class RegistryService:
             (stored,) = self._store_files(staged.files, None)
         return "sha256:" + stored.digest
 
-    def _require(self, action: Action) -> None:
+    def _require(self, action: Action, model: str | None = None) -> None:
         with self.ctx.database.read() as conn:
-            require(conn, self.actor, action)
+            require(conn, self.actor, action, model=model)
 
     def set_alias(self, name: str, alias: str, number: int) -> VersionRecord:
         """Point `name@alias` at version `number`; environment aliases (the registry's
         `gate.environments`) are refused: they move only by promote or rollback."""
         validate_name(alias, "alias")
         with self.ctx.database.transaction() as conn:
-            require(conn, self.actor, Action.PUSH)
+            require(conn, self.actor, Action.PUSH, model=name)
             _refuse_environment_alias(conn, alias)
             repo = RegistryRepository(conn)
             record = repo.version(name, number)
@@ -382,7 +382,7 @@ class RegistryService:
         """Remove `name@alias`; environment aliases are refused as in `set_alias`."""
         validate_name(alias, "alias")
         with self.ctx.database.transaction() as conn:
-            require(conn, self.actor, Action.PUSH)
+            require(conn, self.actor, Action.PUSH, model=name)
             _refuse_environment_alias(conn, alias)
             repo = RegistryRepository(conn)
             model_id = repo.require_model_id(name)

@@ -216,7 +216,7 @@ class ReleaseService:
         fails any check."""
         self.config.path.index(environment)
         with self.ctx.database.transaction() as conn:
-            require(conn, self.actor, Action.ROLLBACK, self.config.permissions)
+            require(conn, self.actor, Action.ROLLBACK, self.config.permissions, model=model)
             now = utc_now()
             note_expired_overrides(conn, model, now, self.actor)
             target, problems = self._checked_target(conn, model, environment, to_release_id)
@@ -302,7 +302,7 @@ class ReleaseService:
                 f"not in {environment}"
             )
         with self.ctx.database.transaction() as conn:
-            require(conn, self.actor, Action.ROLLBACK, self.config.permissions)
+            require(conn, self.actor, Action.ROLLBACK, self.config.permissions, model=model)
             now = utc_now()
             note_expired_overrides(conn, model, now, self.actor)
             _target, problems = self._checked_target(conn, model, environment, None)

@@ -226,3 +226,19 @@ def test_tokens_made_and_revoked_are_anchored_so_audit_names_tampering(served: S
         problems = state_integrity_check(conn)
     revoked = _token_id(served.tokens["revoked"])
     assert any(f"token {revoked}" in p and "edited" in p for p in problems)
+
+
+def test_a_model_scoped_grant_works_through_the_server(served: Served, tmp_path: Path) -> None:
+    from modelward.services.users import UserService
+
+    UserService(served.registry.ctx, actor="root").grant("viewer", "reviewer", "llama*")
+    trainer = _client(served, served.tokens["trainer"], tmp_path)
+    trainer.push(make_bundle(tmp_path / "a", seed=1), "llama")
+    trainer.push(make_bundle(tmp_path / "b", seed=2), "other")
+    viewer = _client(served, served.tokens["viewer"], tmp_path)
+    viewer.approve("models:/llama/1", "staging")
+    with pytest.raises(PermissionDeniedError, match="may not approve"):
+        viewer.approve("models:/other/1", "staging")
+    auditor = _client(served, served.tokens["auditor"], tmp_path)
+    with pytest.raises(PermissionDeniedError, match="may not approve"):
+        auditor.approve("models:/llama/1", "staging")
