@@ -35,7 +35,7 @@ from modelward.services.gate_facts import gather_facts
 from modelward.services.registry import RegistryService, resolve_in
 from modelward.services.release_checks import note_expired_overrides
 from modelward.services.releases import new_release_id, release_view, write_release
-from modelward.services.state_integrity import anchored_append, check_current_policy
+from modelward.services.state_integrity import anchored_append, check_current_policy, verify_row
 from modelward.services.users import require
 from modelward.storage.metadata.gate_repository import GateRepository
 from modelward.storage.metadata.ledger_repository import format_time
@@ -424,6 +424,7 @@ class GateService:
             require(conn, self.actor, Action.VIEW)
             record = resolve_in(RegistryRepository(conn), parse_uri(uri))
             rows = GateRepository(conn).decisions(record.id)
+            problems = {row.id: verify_row(conn, "gate_decisions", str(row.id)) for row in rows}
         out = []
         for row in rows:
             envelope = Envelope.from_dict(json.loads(row.envelope))
@@ -449,6 +450,9 @@ class GateService:
                     "facts_digest": row.facts_digest,
                     "decision_digest": row.decision_digest,
                     "signature_verified": signed,
+                    # a row inserted or edited in the database is listed, never trusted
+                    "trusted": signed and problems[row.id] is None,
+                    "problem": problems[row.id],
                     "at": row.created_at,
                     "by": row.created_by,
                 }

@@ -36,7 +36,11 @@ from modelward.services.attestation_verify import (
 from modelward.services.change import CHANGE_KIND
 from modelward.services.context import RegistryContext
 from modelward.services.provenance import dataset_eligibility, provenance_facts_in
-from modelward.services.state_integrity import latest_drill_problem, trusted_approvals
+from modelward.services.state_integrity import (
+    check_releases,
+    latest_drill_problem,
+    trusted_approvals,
+)
 from modelward.services.thresholds import SuiteThresholds, suite_thresholds_in
 from modelward.signing.keys import Verifier
 from modelward.storage.metadata.gate_repository import GateRepository
@@ -84,6 +88,11 @@ def gather_facts(
     for att in uploader:
         used(att)
     current_releases = gate.current_releases_of_model(record.model)
+    # Which version each environment runs decides rules (promoted through the previous
+    # environment, regressions against the current one): every release row of the model in
+    # each environment must check out against the ledger first (VerificationError otherwise).
+    for release_environment in sorted(set(current_releases) | set(path.environments)):
+        check_releases(conn, record.model, release_environment)
     current = current_releases.get(environment)
     current_version = None
     if current is not None:

@@ -405,3 +405,40 @@ def test_releases_show_and_pull_release_give_the_full_state_verified(
         releases.pull_release(tmp_path / "bad", release_id=release.release_id)
     assert any("policy file guard.yaml" in r for r in refused.value.reasons)
     assert not (tmp_path / "bad").exists()
+
+
+def test_a_release_row_inserted_in_the_database_refuses_the_facts(
+    registry: Registry, gate: GateService, tmp_path: Path
+) -> None:
+    """Someone with database access claims v2 runs in staging (so production would see it as
+    promoted through the previous environment): the gate refuses instead of believing it."""
+    _two_releases(registry, gate, tmp_path)
+    registry.service.push(make_bundle(tmp_path / "v3", seed=3), "llama")
+    [(record, state)] = registry.sql(
+        "SELECT record, state_digest FROM gate_releases ORDER BY seq DESC LIMIT 1"
+    )
+    [(v3_id,)] = registry.sql("SELECT id FROM versions WHERE number = 3")
+    registry.sql(
+        "INSERT INTO gate_releases (release_id, model, environment, version_id, kind, record,"
+        " state_digest, created_at, created_by) VALUES ('rel-forged', 'llama', 'staging', ?,"
+        " 'promote', ?, ?, '2026-01-01T00:00:00Z', 'mallory')",
+        (v3_id, record, state),
+    )
+    from modelward.errors import VerificationError
+
+    with pytest.raises(VerificationError, match="release rel-forged"):
+        gate.facts("models:/llama/3", "production")
+    with pytest.raises(VerificationError):
+        gate.promote("models:/llama/3", "production")
+
+
+def test_decisions_list_a_forged_decision_row_as_not_trusted(
+    registry: Registry, gate: GateService, tmp_path: Path
+) -> None:
+    registry.service.push(make_bundle(tmp_path / "v1", seed=1), "llama")
+    gate.promote("models:/llama/1", "staging")
+    [(decision_id,)] = registry.sql("SELECT id FROM gate_decisions")
+    registry.sql("UPDATE gate_decisions SET created_by = 'mallory' WHERE id = ?", (decision_id,))
+    [row] = gate.decisions("models:/llama/1")
+    assert row["trusted"] is False
+    assert "differs from what its ledger event" in row["problem"]

@@ -183,7 +183,11 @@ def render_decisions(args: argparse.Namespace, rows: list[dict[str, Any]]) -> in
         if row["overridden"]:
             verdict = "allow (OVERRIDE)"
         signed = "signed" if row["signature_verified"] else "SIGNATURE INVALID"
+        if row.get("problem"):
+            signed += ", NOT TRUSTED"
         emit(f"{row['at']}\t{row['environment']}\t{verdict}\tby {row['by']}\t{signed}")
+        if row.get("problem"):
+            emit(f"  ! {row['problem']}")
         for failed in row["failed"]:
             emit(f"  ✗ {failed['rule_id']} [{failed['severity']}]: {failed['message']}")
         if row["override"]:
