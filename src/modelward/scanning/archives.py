@@ -35,6 +35,10 @@ def scan_zip(data: Buffer, ctx: ScanContext, where: str) -> str:
     files = [m for m in members if not m.is_dir]
     names = {m.name for m in files}
     pickles = [m for m in files if _torch_pickle_name(m.name)]
+    pt2_prefix = _pt2_prefix(data, files, ctx, where)
+    if pt2_prefix is not None:
+        _scan_pt2(data, pt2_prefix, files, ctx, where)
+        return "pt2"
     if pickles:
         _scan_torch_zip(data, members[0].name, files, ctx, where)
         return "torch-zip"
@@ -59,6 +63,110 @@ def scan_zip(data: Buffer, ctx: ScanContext, where: str) -> str:
         if content is not None:
             ctx.nested(content, at(where, member.name))
     return "zip"
+
+
+# torch.export archives (`torch.export.save`, `.pt2`): raw tensor bytes under data/weights and
+# data/constants, named by a JSON config beside them; the graph is JSON (models/*.json).
+_PT2_RAW_DIRS = ("data/weights", "data/constants")
+_PT2_CONFIGS = {
+    "data/weights": "model_weights_config.json",
+    "data/constants": "model_constants_config.json",
+}
+_PT2_DTYPE_BYTES = {  # torch._export.serde.schema.ScalarType -> element size in bytes
+    1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 2, 7: 4, 8: 8, 9: 4, 10: 8, 11: 16, 12: 1, 13: 2,
+    28: 2, 29: 1, 30: 1, 31: 1, 32: 1, 33: 1, 34: 4, 35: 8,
+}  # fmt: skip
+
+
+def _pt2_prefix(data: Buffer, files: list[ZipMember], ctx: ScanContext, where: str) -> str | None:
+    """The archive's folder if it is a torch.export archive (`PREFIX/archive_format` says
+    `pt2`), else None."""
+    for member in files:
+        parts = member.name.split("/")
+        if len(parts) == 2 and parts[1] == "archive_format" and member.size <= 16:
+            content = read_member(data, member, ctx, where)
+            if content is not None and content.strip() == b"pt2":
+                return parts[0]
+    return None
+
+
+def _scan_pt2(
+    data: Buffer, prefix: str, files: list[ZipMember], ctx: ScanContext, where: str
+) -> None:
+    by_name = {m.name: m for m in files}
+    raw: dict[str, int | None] = {}  # member name -> expected byte count (None: unknown)
+    pickled: set[str] = set()
+    for folder, config_name in _PT2_CONFIGS.items():
+        member = by_name.get(f"{prefix}/{folder}/{config_name}")
+        if member is None:
+            continue
+        content = _member_bytes(data, member, ctx, where)
+        entries = _pt2_config_entries(content, ctx, at(where, member.name))
+        for path_name, use_pickle, nbytes in entries:
+            name = f"{prefix}/{folder}/{path_name}"
+            if use_pickle:
+                pickled.add(name)
+            else:
+                raw[name] = nbytes
+    for member in files:
+        location = at(where, member.name)
+        if member.name in raw:
+            expected = raw[member.name]
+            ctx.expanded += member.size
+            if expected is not None and member.size < expected:
+                ctx.add(
+                    "MW-PT2-WEIGHTS",
+                    location,
+                    f"holds {member.size} bytes but its tensor needs {expected}",
+                )
+            continue  # raw numbers, never parsed or executed by the loader
+        content = _member_bytes(data, member, ctx, where)
+        if content is not None:
+            ctx.nested(content, location)  # JSON graph, pickled constants, sample inputs
+
+
+def _pt2_config_entries(
+    content: bytes | None, ctx: ScanContext, where: str
+) -> list[tuple[str, bool, int | None]]:
+    import json
+
+    if content is None:
+        return []
+    try:
+        config = json.loads(content).get("config")
+    except (ValueError, AttributeError, UnicodeDecodeError):
+        config = None
+    if not isinstance(config, dict):
+        ctx.add("MW-PT2-WEIGHTS", where, "the weights config is not a JSON object with 'config'")
+        return []
+    entries = []
+    for name, entry in config.items():
+        path_name = entry.get("path_name") if isinstance(entry, dict) else None
+        if not isinstance(path_name, str) or "/" in path_name or path_name in ("", ".", ".."):
+            ctx.add("MW-PT2-WEIGHTS", where, f"entry {name!r} has no usable path_name")
+            continue
+        entries.append((path_name, bool(entry.get("use_pickle")), _pt2_nbytes(entry)))
+    return entries
+
+
+def _pt2_nbytes(entry: dict[str, object]) -> int | None:
+    meta = entry.get("tensor_meta")
+    if not isinstance(meta, dict):
+        return None
+    size = _PT2_DTYPE_BYTES.get(meta.get("dtype"))  # type: ignore[arg-type]
+    sizes, strides = meta.get("sizes"), meta.get("strides")
+    if size is None or not isinstance(sizes, list) or not isinstance(strides, list):
+        return None
+    try:
+        dims = [int(d["as_int"]) for d in sizes]
+        steps = [int(d["as_int"]) for d in strides]
+        offset = int(meta.get("storage_offset", {}).get("as_int", 0))
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+    if any(d == 0 for d in dims):
+        return 0
+    span = 1 + sum((d - 1) * s for d, s in zip(dims, steps, strict=False))
+    return (offset + span) * size
 
 
 def _torch_pickle_name(name: str) -> bool:

@@ -294,6 +294,13 @@ def _dispatch(ctx: ScanContext, data: Buffer, where: str) -> str:
         return scan_compressed(data, ctx, where, fmt)
     elif fmt in ("json", "text"):
         return _scan_text(data, ctx, where, fmt)
+    elif fmt == "native":
+        ctx.add(
+            "MW-CODE-NATIVE",
+            where,
+            "the file is compiled code (an executable or shared library); loading the bundle "
+            "may run it with the loader's privileges",
+        )
     else:
         ctx.add(
             "MW-FMT-UNKNOWN",

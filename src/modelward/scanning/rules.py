@@ -28,6 +28,8 @@ _RULES: tuple[Rule, ...] = (
     Rule("MW-FMT-UNREADABLE", "malformed", "medium", "File cannot be read"),
     Rule("MW-FMT-LIMIT", "malformed", "medium", "Scan limit reached; the rest was not checked"),
     Rule("MW-FMT-LINK", "unsafe", "high", "Symbolic link or special file in the bundle"),
+    Rule("MW-CODE-NATIVE", "unsafe", "high", "Compiled code (executable or shared library)"),
+    Rule("MW-PT2-WEIGHTS", "malformed", "medium", "torch.export archive weights do not fit"),
     # pickle
     Rule("MW-PKL-GLOBAL", "unsafe", "critical", "Pickle imports a global not on the allow-list"),
     Rule("MW-PKL-GLOBAL-UNRESOLVED", "unsafe", "critical", "Pickle import cannot be resolved"),

@@ -57,6 +57,8 @@ def sniff(data: Buffer) -> str:
         return "bz2"
     if head.startswith(b"\xfd7zXZ\x00"):
         return "xz"
+    if _looks_like_native(head):
+        return "native"
     if _looks_like_zlib(head):
         return "zlib"
     if _looks_like_onnx(data):
@@ -67,6 +69,20 @@ def sniff(data: Buffer) -> str:
     if text_kind is not None:
         return text_kind
     return "unknown"
+
+
+_MACHO_MAGICS = (b"\xfe\xed\xfa\xce", b"\xfe\xed\xfa\xcf", b"\xce\xfa\xed\xfe", b"\xcf\xfa\xed\xfe")
+
+
+def _looks_like_native(head: bytes) -> bool:
+    """An ELF, Mach-O or PE (Windows) executable or shared library: compiled code a loader may
+    map and run (AOTInductor packages, custom-op libraries)."""
+    if head.startswith(b"\x7fELF") or head[:4] in _MACHO_MAGICS:
+        return True
+    if head.startswith(b"MZ") and len(head) >= 0x40:
+        offset = int.from_bytes(head[0x3C:0x40], "little")
+        return offset + 4 <= len(head) and head[offset : offset + 4] == b"PE\x00\x00"
+    return False
 
 
 def _pickle_probe(head: bytes, data: Buffer) -> bool:

@@ -91,3 +91,75 @@ def test_torch_runs_the_payload_the_scanner_refuses(tmp_path: Path) -> None:
     report = scan(tmp_path / "evil.pt", use_config=False)
     assert report.verdict == "unsafe"
     assert any("builtins.len" in f.message for f in report.findings)
+
+
+# -- torch.export archives (.pt2) ---------------------------------------------------------------
+
+
+def _exported(path: Path) -> Path:
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    model.register_buffer("scale", torch.tensor([2.0]))
+    program = torch.export.export(model, (torch.randn(1, 4),))
+    torch.export.save(program, path)
+    return path
+
+
+def _rewritten(source: Path, target: Path, extra: dict[str, bytes], drop: str = "") -> Path:
+    with zipfile.ZipFile(source) as zin, zipfile.ZipFile(target, "w") as zout:
+        for info in zin.infolist():
+            if drop and info.filename.endswith(drop):
+                continue
+            data = zin.read(info.filename)
+            zout.writestr(info, extra.pop(info.filename, data))
+        for name, data in extra.items():
+            zout.writestr(name, data)
+    return target
+
+
+def test_a_torch_export_archive_scans_clean_and_loads(tmp_path: Path) -> None:
+    path = _exported(tmp_path / "model.pt2")
+    report = scan(path, use_config=False)
+    assert report.verdict == "clean", report.to_text()
+    assert report.files[0].format == "pt2"
+    assert torch.export.load(path).module()(torch.randn(1, 4)).shape == (1, 2)
+
+
+def test_compiled_code_in_a_torch_export_archive_is_unsafe(tmp_path: Path) -> None:
+    path = _exported(tmp_path / "model.pt2")
+    prefix = zipfile.ZipFile(path).namelist()[0].split("/")[0]
+    elf = b"\x7fELF\x02\x01\x01" + bytes(57) + b"code"
+    evil = _rewritten(path, tmp_path / "evil.pt2", {f"{prefix}/data/aotinductor/model.so": elf})
+    report = scan(evil, use_config=False)
+    assert report.verdict == "unsafe"
+    assert any(f.rule_id == "MW-CODE-NATIVE" for f in report.files[0].findings)
+
+
+def test_a_pickle_payload_in_a_torch_export_archive_is_unsafe(tmp_path: Path) -> None:
+    path = _exported(tmp_path / "model.pt2")
+    names = zipfile.ZipFile(path).namelist()
+    [sample] = [n for n in names if n.endswith("sample_inputs/model.pt")] or [
+        f"{names[0].split('/')[0]}/data/sample_inputs/model.pt"
+    ]
+    payload = b"cposix\nsystem\n(S'echo pwned'\ntR."
+    evil = _rewritten(path, tmp_path / "evil.pt2", {sample: payload})
+    report = scan(evil, use_config=False)
+    assert report.verdict == "unsafe", report.to_text()
+
+
+def test_a_truncated_torch_export_weight_is_malformed(tmp_path: Path) -> None:
+    path = _exported(tmp_path / "model.pt2")
+    prefix = zipfile.ZipFile(path).namelist()[0].split("/")[0]
+    short = _rewritten(path, tmp_path / "short.pt2", {f"{prefix}/data/weights/weight_0": b"\0" * 4})
+    report = scan(short, use_config=False)
+    assert report.verdict == "malformed"
+    assert any(f.rule_id == "MW-PT2-WEIGHTS" for f in report.files[0].findings)
+
+
+def test_a_raw_weight_the_config_does_not_name_is_not_recognised(tmp_path: Path) -> None:
+    path = _exported(tmp_path / "model.pt2")
+    prefix = zipfile.ZipFile(path).namelist()[0].split("/")[0]
+    odd = _rewritten(
+        path, tmp_path / "odd.pt2", {f"{prefix}/data/weights/stray": bytes(range(128, 256))}
+    )
+    report = scan(odd, use_config=False)
+    assert report.verdict == "malformed"
