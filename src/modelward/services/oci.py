@@ -45,7 +45,6 @@ from modelward.storage.oci_client import OciClient
 
 ClientFactory = Callable[[str], OciClient]
 ProgressCallback = Callable[[int], None]
-SLSA_PROVENANCE_V1 = "https://slsa.dev/provenance/v1"
 MAX_SIGNATURE_REFERRERS = 16
 
 

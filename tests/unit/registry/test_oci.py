@@ -6,6 +6,7 @@ downloaded before the signature checked."""
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import pytest
 from tests.oci_twin import OciTwin
 
 from modelward.core import oci
-from modelward.core.manifest import FileDigest, Manifest
+from modelward.core.manifest import FileDigest, Manifest, Serialization
 from modelward.errors import (
     DigestMismatchError,
     InputError,
@@ -22,10 +23,19 @@ from modelward.errors import (
     SignatureMismatchError,
     VerificationError,
 )
+from modelward.provenance.slsa import (
+    SLSA_PROVENANCE_V1,
+    TrainingRun,
+    provenance_statement,
+    sign_provenance,
+)
 from modelward.services.bundle_signing import verify_bundle
+from modelward.services.context import utc_now
 from modelward.services.oci import OciService
+from modelward.services.provenance import PushProvenance
 from modelward.signing.keys import Signer, Verifier, generate_private_key
 from modelward.signing.oms import sign_manifest
+from modelward.storage.model_files import hash_files, list_model_files
 from modelward.storage.oci_client import OciClient
 
 from .bundles import bundle_files, make_bundle
@@ -339,3 +349,49 @@ def test_pull_needs_a_digest_and_a_fresh_folder(
     with pytest.raises(PathError, match="not an empty folder"):
         svc.pull(f"{HOST}/{REPO}@{digest}", busy)
     assert (busy / "file").read_text() == "mine"
+
+
+def _push_with_provenance(registry: Registry, tmp_path: Path) -> str:
+    bundle = make_bundle(tmp_path / "trained", seed=5)
+    root = Manifest("bundle", tuple(hash_files(list_model_files(bundle))), Serialization())
+    key = Signer(generate_private_key())
+    now = utc_now()
+    run = TrainingRun(
+        builder_id="https://example.org/builder",
+        invocation_id="run-1",
+        started_on=now,
+        finished_on=now,
+    )
+    document = sign_provenance(provenance_statement(run, root.root_digest, "bundle"), key)
+    hook = PushProvenance(
+        registry.context, json.dumps(document.to_dict()).encode(), [Verifier(key.public_key)]
+    )
+    return registry.service.push(bundle, "trained", provenance=hook).version.uri
+
+
+def test_verified_slsa_provenance_is_a_referrer_and_a_forged_one_is_not(
+    registry: Registry, tmp_path: Path
+) -> None:
+    uri = _push_with_provenance(registry, tmp_path)
+    twin = OciTwin()
+    result = service(registry, twin).push(uri, f"{HOST}/{REPO}:trained")
+    (provenance,) = [r for r in result.referrers if r.kind == "provenance"]
+    referrer = json.loads(twin.manifests[provenance.digest][0])
+    assert referrer["artifactType"] == oci.IN_TOTO
+    assert referrer["annotations"][oci.ANNOTATION_INTOTO_PREDICATE] == SLSA_PROVENANCE_V1
+    (layer,) = referrer["layers"]
+    assert layer["mediaType"] == oci.DSSE_ENVELOPE
+    envelope = json.loads(twin.blobs[layer["digest"]])
+    statement = json.loads(base64.b64decode(envelope["payload"]))
+    assert statement["predicateType"] == SLSA_PROVENANCE_V1
+    assert statement["subject"][0]["digest"]["sha256"] == result.root_digest
+
+    record = registry.service.resolve(uri)
+    forged = dict(envelope, payload=base64.b64encode(b'{"forged": true}').decode())
+    registry.sql(
+        "UPDATE attestations SET document = ? WHERE version_id = ? AND kind = ?",
+        (json.dumps(forged), record.id, "provenance"),
+    )
+    again = service(registry, OciTwin()).push(uri, f"{HOST}/{REPO}:trained")
+    assert [r.kind for r in again.referrers] == ["signature", "bom"]
+    assert any("no verified SLSA provenance" in note for note in again.skipped)
