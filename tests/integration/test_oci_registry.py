@@ -60,7 +60,8 @@ def stock_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StockRe
     port = _free_port()
     config = folder / "config.yml"
     config.write_text(
-        "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n"
+        "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n"
+        "storage:\n  filesystem:\n"
         f"    rootdirectory: {folder / 'data'}\n  delete:\n    enabled: true\n"
         f"http:\n  addr: 127.0.0.1:{port}\n"
     )
