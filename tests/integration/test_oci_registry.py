@@ -25,6 +25,10 @@ from tests.conftest import assert_clean_error, run_modelward
 
 from modelward.core import oci
 from modelward.errors import DigestMismatchError
+from modelward.interfaces.cli import main
+from modelward.services.context import open_registry
+from modelward.services.registry import RegistryService
+from modelward.services.registry_init import initialize_registry
 from modelward.storage.oci_client import OciClient
 
 REGISTRY_BINARY = "docker-registry"
@@ -118,10 +122,17 @@ def _bundle(folder: Path) -> Path:
 def pushed(stock_registry: StockRegistry, tmp_path_factory: pytest.TempPathFactory) -> Pushed:
     root = tmp_path_factory.mktemp("oci-home")
     home = root / "home"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MODELWARD_ACTOR", "alice")
+        for variable in ("MODELWARD_DATABASE_URL", "MODELWARD_BLOB_URL"):
+            patch.delenv(variable, raising=False)
+        initialize_registry(home)
+        context = open_registry(home)
+        try:
+            RegistryService(context, actor="alice").push(_bundle(root / "tiny"), "tiny")
+        finally:
+            context.close()
     env = {"MODELWARD_HOME": str(home), "MODELWARD_ACTOR": "alice"}
-    assert run_modelward("init", env=env).returncode == 0
-    bundle = _bundle(root / "tiny")
-    assert run_modelward("push", str(bundle), "--model", "tiny", env=env).returncode == 0
     evidence = root / "evidence.json"
     evidence.write_text('{"bundle": "evidence"}')
     target = f"{stock_registry.host}/models/tiny:v1"
@@ -130,7 +141,19 @@ def pushed(stock_registry: StockRegistry, tmp_path_factory: pytest.TempPathFacto
     )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
-    return Pushed(home, env, bundle, str(result["digest"]), result)
+    return Pushed(home, env, root / "tiny", str(result["digest"]), result)
+
+
+def _cli(
+    pushed: Pushed, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str
+) -> subprocess.CompletedProcess[str]:
+    """The CLI in process (its exit code, stdout and stderr), on the pushed registry."""
+    for name, value in pushed.env.items():
+        monkeypatch.setenv(name, value)
+    capsys.readouterr()
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return subprocess.CompletedProcess(list(args), code, captured.out, captured.err)
 
 
 def test_the_registry_computes_the_same_digests_and_keeps_referrers_under_the_fallback_tag(
@@ -198,7 +221,11 @@ def test_pull_by_digest_with_only_a_public_key_and_model_signing_verifies_it(
 
 
 def test_bytes_changed_inside_the_registry_are_caught_and_nothing_is_written(
-    stock_registry: StockRegistry, pushed: Pushed, tmp_path: Path
+    stock_registry: StockRegistry,
+    pushed: Pushed,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     digest = pushed.digest
     manifest = stock_registry.get(f"/v2/models/tiny/manifests/{digest}").json()
@@ -208,10 +235,8 @@ def test_bytes_changed_inside_the_registry_are_caught_and_nothing_is_written(
     try:
         stored.write_bytes(original[:-4] + b"\x00\x00\x80\x7f")  # the last float becomes inf
         out = tmp_path / "pulled"
-        done = run_modelward(
-            "oci", "pull", f"{stock_registry.host}/models/tiny@{digest}", "--out", str(out),
-            env=pushed.env,
-        )  # fmt: skip
+        source = f"{stock_registry.host}/models/tiny@{digest}"
+        done = _cli(pushed, monkeypatch, capsys, "oci", "pull", source, "--out", str(out))
         assert_clean_error(done, 1, "hashing to")
         assert not out.exists() and not (tmp_path / "pulled.sig").exists()
         assert [p.name for p in tmp_path.iterdir()] == []
@@ -220,21 +245,22 @@ def test_bytes_changed_inside_the_registry_are_caught_and_nothing_is_written(
 
 
 def test_cli_errors_name_the_problem(
-    stock_registry: StockRegistry, pushed: Pushed, tmp_path: Path
+    stock_registry: StockRegistry,
+    pushed: Pushed,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return _cli(pushed, monkeypatch, capsys, *args)
+
     tagged = f"{stock_registry.host}/models/tiny:v1"
-    assert_clean_error(
-        run_modelward("oci", "pull", tagged, "--out", str(tmp_path / "a"), env=pushed.env),
-        2,
-        "pull by digest",
-    )
+    assert_clean_error(cli("oci", "pull", tagged, "--out", str(tmp_path / "a")), 2, "by digest")
     missing = f"{stock_registry.host}/models/tiny@sha256:{'0' * 64}"
-    assert_clean_error(
-        run_modelward("oci", "pull", missing, "--out", str(tmp_path / "b"), env=pushed.env),
-        2,
-        "not found",
-    )
+    assert_clean_error(cli("oci", "pull", missing, "--out", str(tmp_path / "b")), 2, "not found")
     closed = f"127.0.0.1:{_free_port()}/models/tiny:v1"
-    result = run_modelward("oci", "push", "models:/tiny/1", closed, "--json", env=pushed.env)
+    result = cli("oci", "push", "models:/tiny/1", closed, "--json")
     assert_clean_error(result, 4, "cannot reach")
     assert json.loads(result.stdout)["error"]["exit_code"] == 4
+    assert_clean_error(cli("oci", "push", "models:/tiny/9", tagged), 2, "tiny")
+    assert list(tmp_path.iterdir()) == []

@@ -180,22 +180,6 @@ class OciService:
             for f in manifest.files
         ]
         created = record.created_at
-        attachments = [
-            _Attachment(
-                "signature",
-                oci.SIGSTORE_BUNDLE,
-                oci.SIGSTORE_BUNDLE,
-                {oci.ANNOTATION_PREDICATE: PREDICATE_TYPE},
-                data=bundle.to_json(),
-            ),
-            *self._provenance(record),
-        ]
-        skipped: list[str] = []
-        if len(attachments) == 1:
-            skipped.append("provenance: the version has no verified SLSA provenance")
-        attachments.append(self._bom(uri))
-        if evidence_attachment is not None:
-            attachments.append(evidence_attachment)
         with self.client_factory(ref.registry) as client:
             repo = ref.repository
             uploaded = reused = 0
@@ -228,9 +212,29 @@ class OciService:
                 artifact_type=oci.MODEL_ARTIFACT,
                 annotations=annotations,
             )
-            digest, _ = client.put_manifest(repo, ref.reference, model_manifest, oci.OCI_MANIFEST)
+            # by digest first; the tag is set last, so a failed push never tags an artifact
+            # without its signature
+            digest = oci.digest_of(model_manifest)
+            client.put_manifest(repo, digest, model_manifest, oci.OCI_MANIFEST)
             subject = Descriptor(oci.OCI_MANIFEST, digest, len(model_manifest))
+            attachments = [
+                _Attachment(
+                    "signature",
+                    oci.SIGSTORE_BUNDLE,
+                    oci.SIGSTORE_BUNDLE,
+                    {oci.ANNOTATION_PREDICATE: PREDICATE_TYPE},
+                    data=bundle.to_json(),
+                ),
+                *self._provenance(record),
+            ]
+            skipped: list[str] = []
+            if len(attachments) == 1:
+                skipped.append("provenance: the version has no verified SLSA provenance")
+            attachments.append(self._bom(uri))
+            if evidence_attachment is not None:
+                attachments.append(evidence_attachment)
             referrers, mode = _attach(client, repo, subject, attachments, created)
+            client.put_manifest(repo, ref.reference, model_manifest, oci.OCI_MANIFEST)
         return OciPushResult(
             uri=record.uri,
             root_digest=record.root_digest,

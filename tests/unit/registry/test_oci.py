@@ -395,3 +395,20 @@ def test_verified_slsa_provenance_is_a_referrer_and_a_forged_one_is_not(
     again = service(registry, OciTwin()).push(uri, f"{HOST}/{REPO}:trained")
     assert [r.kind for r in again.referrers] == ["signature", "bom"]
     assert any("no verified SLSA provenance" in note for note in again.skipped)
+
+
+def test_a_push_that_fails_before_its_referrers_are_attached_tags_nothing(
+    registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modelward.errors import DependencyError
+    from modelward.services.evidence import EvidenceService
+
+    def no_bom(self: EvidenceService, uri: str) -> str:
+        raise DependencyError("writing ML-BOMs needs cyclonedx-python-lib")
+
+    monkeypatch.setattr(EvidenceService, "bom", no_bom)
+    twin = OciTwin()
+    uri, _ = pushed(registry, tmp_path)
+    with pytest.raises(DependencyError):
+        service(registry, twin).push(uri, f"{HOST}/{REPO}:v1")
+    assert (REPO, "v1") not in twin.tags
