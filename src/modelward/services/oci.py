@@ -156,6 +156,7 @@ class OciService:
         evidence: Path | None = None,
         evidence_media_type: str | None = None,
         progress: ProgressCallback | None = None,
+        on_total: ProgressCallback | None = None,
     ) -> OciPushResult:
         from modelward.services.pull import _folder_form, _pushed_file_name, _single_file_name
         from modelward.services.registry import RegistryService
@@ -180,6 +181,8 @@ class OciService:
             for f in manifest.files
         ]
         created = record.created_at
+        if on_total is not None:
+            on_total(sum(f.size for f in files))
         with self.client_factory(ref.registry) as client:
             repo = ref.repository
             uploaded = reused = 0
@@ -291,6 +294,7 @@ class OciService:
         trusted: Sequence[Verifier] = (),
         signature_path: Path | None = None,
         progress: ProgressCallback | None = None,
+        on_total: ProgressCallback | None = None,
     ) -> OciPullResult:
         ref = oci.parse_reference(source)
         if ref.digest is None:
@@ -309,6 +313,8 @@ class OciService:
             parsed = oci.parse_manifest(data, ref.digest, f"{ref}")
             files = oci.model_files_of(parsed)
             raw_bundle, key_id, mode = _verified_signature(client, ref, files, keys)
+            if on_total is not None:
+                on_total(sum(f.size for f in files))
             total = _download(client, ref.repository, files, out_dir, progress)
         try:
             with open(signature_path, "xb") as handle:

@@ -69,6 +69,13 @@ def _factory(args: argparse.Namespace) -> Any:
     return make
 
 
+def _total_setter(bar: Any) -> Any:
+    def set_total(total: int) -> None:
+        bar.total = max(total, 1)
+
+    return set_total
+
+
 def _push(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -78,13 +85,15 @@ def _push(args: argparse.Namespace) -> int:
 
     with registry_context() as context:
         service = OciService(_factory(args), context)
-        with ProgressBar(0, "pushing") as progress:
+        bar = ProgressBar(0, "pushing")
+        with bar as progress:
             result = service.push(
                 args.uri,
                 args.target,
                 evidence=Path(args.evidence) if args.evidence else None,
                 evidence_media_type=args.evidence_media_type,
                 progress=progress,
+                on_total=_total_setter(bar),
             )
     if args.json:
         emit_json(result.to_dict())
@@ -116,13 +125,15 @@ def _pull(args: argparse.Namespace) -> int:
 
             context = stack.enter_context(registry_context())
         service = OciService(_factory(args), context)
-        with ProgressBar(0, "pulling") as progress:
+        bar = ProgressBar(0, "pulling")
+        with bar as progress:
             result = service.pull(
                 args.source,
                 Path(args.out),
                 trusted=trusted,
                 signature_path=Path(args.signature) if args.signature else None,
                 progress=progress,
+                on_total=_total_setter(bar),
             )
     if args.json:
         emit_json(result.to_dict())
