@@ -198,6 +198,23 @@ def test_the_registry_refuses_bytes_that_do_not_match_their_digest(
     assert stock_registry.get(f"/v2/models/tiny/blobs/{claimed}").status_code == 404
 
 
+def test_chunked_uploads_are_assembled_and_checked_by_the_registry(
+    stock_registry: StockRegistry,
+) -> None:
+    data = np.random.default_rng(3).bytes(3 * (1 << 20) + 17)
+    digest = oci.digest_of(data)
+    with OciClient(stock_registry.host, chunk_size=1 << 20) as client:
+        client.push_blob("models/chunks", digest, len(data), io.BytesIO(data))
+        with client.stream_blob("models/chunks", digest, len(data)) as chunks:
+            assert b"".join(chunks) == data
+        wrong = oci.digest_of(data[:-1] + b"?")
+        with pytest.raises(DigestMismatchError):
+            client.push_blob("models/chunks", wrong, len(data), io.BytesIO(data))
+    head = httpx.head(f"http://{stock_registry.host}/v2/models/chunks/blobs/{digest}", timeout=10)
+    assert head.headers["docker-content-digest"] == digest
+    assert stock_registry.get(f"/v2/models/chunks/blobs/{wrong}").status_code == 404
+
+
 def test_pull_by_digest_with_only_a_public_key_and_model_signing_verifies_it(
     stock_registry: StockRegistry, pushed: Pushed, tmp_path: Path
 ) -> None:
