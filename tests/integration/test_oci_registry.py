@@ -280,4 +280,9 @@ def test_cli_errors_name_the_problem(
     assert_clean_error(result, 4, "cannot reach")
     assert json.loads(result.stdout)["error"]["exit_code"] == 4
     assert_clean_error(cli("oci", "push", "models:/tiny/9", tagged), 2, "tiny")
+    pinned = str(pushed.result["pull_reference"])
+    monkeypatch.setenv("MODELWARD_HOME", str(tmp_path / "none"))
+    code = main(["oci", "pull", pinned, "--out", str(tmp_path / "c")])
+    assert code == 2 and "--trust KEYFILE" in capsys.readouterr().err
+    monkeypatch.setenv("MODELWARD_HOME", str(pushed.home))
     assert list(tmp_path.iterdir()) == []

@@ -121,9 +121,16 @@ def _pull(args: argparse.Namespace) -> int:
     with ExitStack() as stack:
         context = None
         if not trusted:
+            from modelward.errors import InputError, RegistryNotFoundError
             from modelward.interfaces.cli._context import registry_context
 
-            context = stack.enter_context(registry_context())
+            try:
+                context = stack.enter_context(registry_context())
+            except RegistryNotFoundError as exc:
+                raise InputError(
+                    f"no trusted key: give --trust KEYFILE (the signer's public key), or pull "
+                    f"where the registry is ({exc})"
+                ) from exc
         service = OciService(_factory(args), context)
         bar = ProgressBar(0, "pulling")
         with bar as progress:
