@@ -233,7 +233,7 @@ class OciService:
             skipped: list[str] = []
             if len(attachments) == 1:
                 skipped.append("provenance: the version has no verified SLSA provenance")
-            attachments.append(self._bom(uri))
+            attachments.append(self._bom(record.uri))  # the version resolved, not an alias
             if evidence_attachment is not None:
                 attachments.append(evidence_attachment)
             referrers, mode = _attach(client, repo, subject, attachments, created)
