@@ -17,18 +17,22 @@ anchored), and evidence bundles name them as unsigned.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from modelward.core.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope
 from modelward.core.intoto import Statement, Subject
 from modelward.core.principal import Principal
 from modelward.signing.keys import Signer
-from modelward.storage.metadata.ledger_repository import format_time
 
 APPROVAL_PREDICATE_TYPE = "https://modelward.dev/approval/v1"
 APPROVAL_ACTION = "approval.add"
 ATTESTATION_FIELD = "attestation"
+
+
+def _ledger_time(moment: datetime) -> str:
+    """The ledger's time form (`ledger_repository.format_time`), without its database imports."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def approval_predicate(
@@ -60,7 +64,7 @@ def approval_predicate(
             "environment": environment,
             "comment": comment,
             "signOff": sign_off,
-            "approvedAt": format_time(at),
+            "approvedAt": _ledger_time(at),
         },
         "reviewer": identity,
         "ledger": {"origin": origin, "seq": seq, "action": APPROVAL_ACTION},
