@@ -196,7 +196,7 @@ class _Verification:
 
     # -- the index ---------------------------------------------------------------------------
 
-    def index(self) -> dict[str, Any]:
+    def index(self) -> dict[str, Any] | None:
         if not self.order or self.order[0] != INDEX_NAME:
             raise InputError(f"not an evidence bundle: its first member is not {INDEX_NAME}")
         raw = self.members[INDEX_NAME]
@@ -206,15 +206,13 @@ class _Verification:
             envelope = Envelope.from_dict(json.loads(raw))
             statement = Statement.from_bytes(envelope.payload)
         except (ValueError, UnicodeDecodeError, ModelwardError) as exc:
-            raise InputError(f"not an evidence bundle: unreadable index: {exc}") from exc
-        if statement.predicate_type != BUNDLE_PREDICATE_TYPE:
-            raise InputError(
-                f"not an evidence bundle: the index's predicate is {statement.predicate_type}"
-            )
+            self.fail("index", f"unreadable (changed?): {exc}")
+            return None
         predicate = dict(statement.predicate)
         version = predicate.get("version")
-        if not isinstance(version, dict):
-            raise InputError("not an evidence bundle: the index names no version")
+        if statement.predicate_type != BUNDLE_PREDICATE_TYPE or not isinstance(version, dict):
+            self.fail("index", f"not an evidence bundle index ({statement.predicate_type})")
+            return None
         self.root = str(version.get("root_digest", ""))
         self.uri = str(version.get("uri", ""))
         self.origin = str(predicate.get("registry", {}).get("origin", ""))
@@ -679,6 +677,8 @@ def verify_evidence_bundle(data: bytes, trust: EvidenceTrust) -> EvidenceReport:
     archive = read_archive(data)
     run = _Verification(archive.members, trust)
     predicate = run.index()
+    if predicate is None:
+        return run.report
     if archive.canonical:
         run.ok("archive", f"canonical ustar, {len(archive.members)} members")
     else:
