@@ -354,3 +354,29 @@ def test_model_signing_verifies_the_exported_signatures(exported: Exported, tmp_
             capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
         )  # fmt: skip
         assert result.returncode == 0, (member, result.stdout + result.stderr)
+
+
+def test_a_stock_dsse_verifier_and_sha256sum_accept_the_members(exported: Exported) -> None:
+    """securesystemslib's DSSE verifier checks every envelope with the registry's public key, and
+    every member hashes to the digest the index lists (`sha256sum -c` would agree)."""
+    import hashlib
+
+    from cryptography.hazmat.primitives import serialization
+    from securesystemslib.dsse import Envelope as StockEnvelope
+    from securesystemslib.signer import SSlibKey
+
+    members = dict(_members(exported.bundle))
+    index = json.loads(members["index.dsse.json"])
+    statement = json.loads(__import__("base64").b64decode(index["payload"]))
+    public = serialization.load_pem_public_key(
+        (exported.home / "keys" / "registry.key.pub").read_bytes()
+    )
+    key = SSlibKey.from_crypto(public, keyid=statement["predicate"]["registry"]["key_id"])  # type: ignore[arg-type]
+    envelopes = [n for n in members if n.endswith(".dsse.json")]
+    assert len(envelopes) >= 8
+    for name in envelopes:
+        StockEnvelope.from_dict(json.loads(members[name])).verify([key], 1)
+    listed = {s["name"]: s["digest"]["sha256"] for s in statement["subject"]}
+    assert listed == {
+        n: hashlib.sha256(c).hexdigest() for n, c in members.items() if n != "index.dsse.json"
+    }
