@@ -180,8 +180,11 @@ class _Verification:
         except _Fail as exc:
             self.fail(link, str(exc))
             return False
-        except (ModelwardError, ValueError, TypeError, KeyError) as exc:
+        except (ModelwardError, ValueError, TypeError, KeyError, AttributeError) as exc:
             self.fail(link, f"unreadable: {exc}")
+            return False
+        except RecursionError:
+            self.fail(link, "unreadable: nested too deeply")
             return False
         self.ok(link, detail)
         return True
@@ -205,20 +208,28 @@ class _Verification:
         try:
             envelope = Envelope.from_dict(json.loads(raw))
             statement = Statement.from_bytes(envelope.payload)
-        except (ValueError, UnicodeDecodeError, ModelwardError) as exc:
+        except (ValueError, UnicodeDecodeError, ModelwardError, RecursionError) as exc:
             self.fail("index", f"unreadable (changed?): {exc}")
             return None
         predicate = dict(statement.predicate)
         version = predicate.get("version")
-        if statement.predicate_type != BUNDLE_PREDICATE_TYPE or not isinstance(version, dict):
+        registry = predicate.get("registry")
+        if (
+            statement.predicate_type != BUNDLE_PREDICATE_TYPE
+            or not isinstance(version, dict)
+            or not isinstance(registry, dict)
+        ):
             self.fail("index", f"not an evidence bundle index ({statement.predicate_type})")
             return None
         self.root = str(version.get("root_digest", ""))
         self.uri = str(version.get("uri", ""))
-        self.origin = str(predicate.get("registry", {}).get("origin", ""))
+        self.origin = str(registry.get("origin", ""))
         self.report.uri = self.uri
         self.report.release = predicate.get("release")
-        if _dsse_signed_by(envelope, self.trust.registry):
+        written = json.dumps(envelope.to_dict(), indent=2, sort_keys=True).encode() + b"\n"
+        if written != raw or len(envelope.signatures) != 1:
+            self.fail("index", "not byte for byte what the registry writes (changed?)")
+        elif _dsse_signed_by(envelope, self.trust.registry):
             self.ok("index", f"signed by the registry key; {len(statement.subjects)} members")
         else:
             self.fail("index", "the index's signature does not verify with the registry key")
@@ -244,7 +255,8 @@ class _Verification:
         self.ledger = (
             key if isinstance(key, NoteVerifier) else NoteVerifier.from_public_key(self.origin, key)
         )
-        name = str(predicate.get("checkpoint", {}).get("name", self.checkpoint_name))
+        named = predicate.get("checkpoint")
+        name = str(named.get("name")) if isinstance(named, dict) else self.checkpoint_name
         self.checkpoint_name = name
 
         def check() -> str:
@@ -672,6 +684,11 @@ class _Verification:
                 )
 
 
+def _entries(predicate: Mapping[str, Any], key: str) -> list[dict[str, Any]]:
+    value = predicate.get(key)
+    return [e for e in value if isinstance(e, dict)] if isinstance(value, list) else []
+
+
 def verify_evidence_bundle(data: bytes, trust: EvidenceTrust) -> EvidenceReport:
     """Check every link of an evidence bundle offline; see the module docstring."""
     archive = read_archive(data)
@@ -683,19 +700,19 @@ def verify_evidence_bundle(data: bytes, trust: EvidenceTrust) -> EvidenceReport:
         run.ok("archive", f"canonical ustar, {len(archive.members)} members")
     else:
         run.fail("archive", "not in canonical form: a header, padding or trailer byte was changed")
-    described = [e for e in predicate.get("members", []) if isinstance(e, dict)]
+    described = _entries(predicate, "members")
     run.check_checkpoint(predicate)
     run.check_events(described)
     run.check_consistency(described)
     run.check_manifest(predicate)
     run.check_attestations(described)
     run.check_datasets(described)
-    unsigned = [e for e in predicate.get("unsigned_approvals", []) if isinstance(e, dict)]
+    unsigned = _entries(predicate, "unsigned_approvals")
     run.check_approvals(described, unsigned)
     run.check_decisions(described)
     run.check_releases(described)
-    for omitted in predicate.get("omitted", []):
-        if isinstance(omitted, dict):
+    for omitted in _entries(predicate, "omitted"):
+        if omitted:
             run.fail(
                 str(omitted.get("what")),
                 f"left out at export, the registry could not vouch for it: {omitted.get('reason')}",

@@ -26,7 +26,6 @@ BundleScanner = Callable[[Path, Sequence[ModelFile]], dict[str, Any]]
 """Scans the staged bundle at the path (its files listed); returns the report or refuses."""
 
 
-
 class ScanRefusedError(DeniedError):
     """The scan found unsafe content, or malformed files that were not accepted."""
 

@@ -140,3 +140,37 @@ def test_approvals_are_signed_statements_naming_identity_and_event(
     forged = {**event.details, "comment": "something else"}
     assert check_approval_statement(statement, **{**arguments, "event_details": forged})  # type: ignore[arg-type]
     assert registry.audit_verify().ok
+
+
+def test_an_index_changed_without_changing_its_meaning_still_fails(
+    registry: Registry, tmp_path: Path
+) -> None:
+    """Whitespace or an extra (bogus) signature in the index leave it parseable and the
+    registry's signature valid; the bytes are still not what the registry wrote."""
+    import json as json_module
+
+    from modelward.services.evidence_bundle import export_bundle
+    from modelward.services.evidence_verify import EvidenceTrust, verify_evidence_bundle
+
+    bundle = tmp_path / "b"
+    bundle.mkdir()
+    (bundle / "config.json").write_text('{"a": 1}')
+    registry.service.push(bundle, "m")
+    data = export_bundle(registry.context, "models:/m/1", actor="alice")
+    trust = EvidenceTrust(
+        registry=Verifier(registry.context.signer.public_key),
+        ledger=registry.context.ledger_key.public_key(),
+    )
+    assert verify_evidence_bundle(data, trust).ok
+    members = read_archive(data).members
+    index = members[0][1]
+    extra = json_module.loads(index)
+    extra["signatures"].append({"keyid": "", "sig": "AAAA"})
+    for changed in (
+        index.replace(b"\n  ", b"\n\t", 1),
+        json_module.dumps(extra, indent=2, sort_keys=True).encode() + b"\n",
+    ):
+        report = verify_evidence_bundle(
+            write_archive([(members[0][0], changed), *members[1:]]), trust
+        )
+        assert [c.link for c in report.failures] == ["index"]
