@@ -24,6 +24,7 @@ from modelward.services.approval_attestation import (
     approval_envelope_of,
     check_approval_statement,
 )
+from modelward.services.evidence_verify import EvidenceTrust
 from modelward.services.gate import GateService
 from modelward.services.users import UserService
 from modelward.signing.keys import Verifier
@@ -174,3 +175,54 @@ def test_an_index_changed_without_changing_its_meaning_still_fails(
             write_archive([(members[0][0], changed), *members[1:]]), trust
         )
         assert [c.link for c in report.failures] == ["index"]
+
+
+def _trust_of(registry: Registry) -> EvidenceTrust:
+    return EvidenceTrust(
+        registry=Verifier(registry.context.signer.public_key),
+        ledger=registry.context.ledger_key.public_key(),
+    )
+
+
+def test_an_override_release_is_shown_and_a_tampered_row_is_left_out_and_named(
+    registry: Registry, tmp_path: Path
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from modelward.errors import NotFoundError
+    from modelward.services.evidence_bundle import EvidenceBundleService
+    from modelward.services.evidence_verify import verify_evidence_bundle
+
+    bundle = tmp_path / "b"
+    bundle.mkdir()
+    (bundle / "config.json").write_text('{"a": 1}')
+    registry.service.push(bundle, "m")
+    gate = GateService(registry.context, actor="alice")
+    # unsigned by a trusted uploader: staging denies; an admin breaks glass
+    result = gate.promote(
+        "models:/m/1",
+        "staging",
+        override=("incident 42 hotfix", datetime.now(UTC) + timedelta(hours=4)),
+    )
+    assert result.decision.overridden and result.release is not None
+    service = EvidenceBundleService(registry.context, actor="alice")
+    exported = service.export(model="m", environment="staging")
+    assert exported.release_id == result.release.release_id and not exported.omitted
+    report = verify_evidence_bundle(exported.data, _trust_of(registry))
+    assert report.ok, [c.line() for c in report.failures]
+    lines = {c.link: c.detail for c in report.checks}
+    assert "OVERRIDE of alice ('incident 42 hotfix')" in lines["decision 1"]
+    assert "OVERRIDE by alice" in lines[f"release {result.release.release_id}"]
+    with pytest.raises(NotFoundError):
+        service.export(model="m", environment="production")
+    # someone edits the stored decision behind modelward's back: the export leaves it out and
+    # says why, and verify fails naming it
+    registry.sql("UPDATE gate_decisions SET facts = '{}' WHERE id = 1")
+    tampered = service.export("models:/m/1")
+    assert any(item.startswith("decision 1:") for item in tampered.omitted)
+    failed = {
+        c.link: c.detail
+        for c in verify_evidence_bundle(tampered.data, _trust_of(registry)).failures
+    }
+    assert "left out at export" in failed["decision 1"]
+    assert "names decision" in failed[f"release {result.release.release_id}"]
