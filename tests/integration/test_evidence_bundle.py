@@ -82,10 +82,14 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Exported:
 
 
 def _verify(exp: Exported, path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    """A fresh process with no registry: only the bundle and the public keys."""
+    """A fresh process with no registry (and a server URL nothing listens on): only the bundle
+    and the public keys."""
     return run_modelward(
         "evidence", "verify", str(path), "--trust", *exp.trust, *extra, "--json",
-        env={"MODELWARD_HOME": str(exp.work / "no-registry-here")},
+        env={
+            "MODELWARD_HOME": str(exp.work / "no-registry-here"),
+            "MODELWARD_URL": "http://127.0.0.1:9",
+        },
     )  # fmt: skip
 
 
