@@ -15,6 +15,10 @@ from modelward.errors import SignatureFormatError
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 
 
+SCAN_PREDICATE_TYPE = "https://modelward.dev/attestations/scan/v1"
+"""The predicate type of the registry's scan attestations (`services.ingest` writes them)."""
+
+
 @dataclass(frozen=True)
 class Subject:
     name: str

@@ -9,7 +9,6 @@ DSSE envelope. Storing and logging the envelope is the caller's job.
 
 from __future__ import annotations
 
-import importlib.metadata
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -26,6 +25,8 @@ EXTENSION_KEY = "modelward"
 
 
 def _modelward_version() -> str:
+    import importlib.metadata  # only when signing: verifying need not pay for it
+
     try:
         return importlib.metadata.version("modelward")
     except importlib.metadata.PackageNotFoundError:

@@ -23,19 +23,19 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.engine import Connection
-
+from modelward.core.attestation_record import AttestationRecord
 from modelward.core.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope
-from modelward.core.intoto import Statement
+from modelward.core.intoto import SCAN_PREDICATE_TYPE, Statement
 from modelward.errors import ModelwardError
 from modelward.services.change import CHANGE_KIND, CHANGE_PREDICATE_TYPE
-from modelward.services.ingest import SCAN_PREDICATE_TYPE
 from modelward.signing.keys import Verifier
 from modelward.signing.oms import PREDICATE_TYPE as OMS_PREDICATE_TYPE
 from modelward.signing.oms import SignatureBundle, manifest_from_statement, verify_with_key
-from modelward.storage.metadata.registry_repository import AttestationRecord
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
 
 REGISTRY_SIGNATURE = "registry-signature"
 UPLOADER_SIGNATURE = "uploader-signature"

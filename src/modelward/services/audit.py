@@ -226,6 +226,28 @@ class AuditService:
             hashes = _stored_inclusion_proof(repo, seq, checkpoint.size)
         return TlogProof(seq, tuple(hashes), note, event.leaf_data()).to_text()
 
+    def inclusion_proofs(self, seqs: Sequence[int], checkpoint_text: str | bytes) -> list[str]:
+        """The tlog-proofs of events `seqs` under checkpoint `checkpoint_text` (this log's,
+        signed by its key, agreeing with the stored tree), in one read."""
+        note = parse_signed_note(checkpoint_text).to_text()
+        checkpoint = open_checkpoint(note, self.verifier)
+        with self._db.read() as conn:
+            repo = LedgerRepository(conn)
+            if checkpoint.size > repo.size() or _stored_root(repo, checkpoint.size) != (
+                checkpoint.root_hash
+            ):
+                raise ProofError(f"the checkpoint of size {checkpoint.size} is not of this log")
+            proofs = []
+            for seq in seqs:
+                if not 0 <= seq < checkpoint.size:
+                    raise NotFoundError(
+                        f"ledger event {seq} is not under the checkpoint (size {checkpoint.size})"
+                    )
+                hashes = _stored_inclusion_proof(repo, seq, checkpoint.size)
+                leaf = repo.event(seq).leaf_data()
+                proofs.append(TlogProof(seq, tuple(hashes), note, leaf).to_text())
+        return proofs
+
     def consistency(self, old_text: str | bytes, new_text: str | bytes | None = None) -> str:
         """A `modelward.consistency/v1` proof that checkpoint `new_text` (default: a fresh one)
         extends `old_text`; both must be this log's, signed by its key, and agree with it."""

@@ -23,12 +23,25 @@ from typing import Any
 from modelward.core.canonical import canonical_json
 from modelward.core.names import parse_uri
 from modelward.core.policy import Decision, Override, Policy, apply_override, evaluate
+from modelward.core.principal import bound_principal
 from modelward.core.release import CarriedState, DeployedState, FlagValue, Release, carry_forward
 from modelward.core.roles import Action, check_approval
-from modelward.errors import DeniedError, InputError, NotFoundError, PathError, VerificationError
+from modelward.errors import (
+    DeniedError,
+    InputError,
+    NotFoundError,
+    PathError,
+    StorageError,
+    VerificationError,
+)
 from modelward.policy.cel_engine import CelEngine
 from modelward.policy.loader import default_policy_text, parse_policy
 from modelward.policy.vsa import decision_from_statement, decision_statement, sign_statement
+from modelward.services.approval_attestation import (
+    ATTESTATION_FIELD,
+    approval_predicate,
+    sign_approval,
+)
 from modelward.services.context import RegistryContext, current_actor, utc_now
 from modelward.services.gate_config import GateConfig, load_gate_config
 from modelward.services.gate_facts import gather_facts
@@ -38,7 +51,7 @@ from modelward.services.releases import new_release_id, release_view, write_rele
 from modelward.services.state_integrity import anchored_append, check_current_policy, verify_row
 from modelward.services.users import require
 from modelward.storage.metadata.gate_repository import GateRepository
-from modelward.storage.metadata.ledger_repository import format_time
+from modelward.storage.metadata.ledger_repository import LedgerRepository, format_time
 from modelward.storage.metadata.registry_repository import RegistryRepository
 
 MAX_ATTACHED_FILE = 16 * 1024 * 1024
@@ -172,7 +185,21 @@ class GateService:
             approval_id = GateRepository(conn).add_approval(
                 record.id, environment, self.actor, comment, sign_off, format_time(now)
             )
-            anchored_append(
+            # the statement names its own event: this transaction holds the ledger's write lock
+            predicate = approval_predicate(
+                approval_id=approval_id,
+                uri=record.uri,
+                environment=environment,
+                reviewer=self.actor,
+                principal=bound_principal(),
+                comment=comment,
+                sign_off=sign_off,
+                at=now,
+                origin=self.ctx.origin,
+                seq=LedgerRepository(conn).size(),
+            )
+            envelope = sign_approval(self.ctx.signer, record.model, record.root_digest, predicate)
+            event = anchored_append(
                 conn,
                 self.actor,
                 "approval.add",
@@ -184,10 +211,13 @@ class GateService:
                     "reviewer": self.actor,
                     "sign_off": sign_off,
                     "comment": comment,
+                    ATTESTATION_FIELD: envelope.to_dict(),
                 },
                 now,
                 rows=[("gate_approvals", str(approval_id))],
             )
+            if event.seq != predicate["ledger"]["seq"]:
+                raise StorageError("the ledger moved during an approval; nothing was changed")
         return {
             "uri": record.uri,
             "environment": environment,
@@ -195,6 +225,8 @@ class GateService:
             "sign_off": sign_off,
             "comment": comment,
             "at": format_time(now),
+            "ledger_seq": event.seq,
+            "signed": True,
         }
 
     # -- promotion --------------------------------------------------------------------------

@@ -17,14 +17,13 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from modelward.core.intoto import SCAN_PREDICATE_TYPE as SCAN_PREDICATE_TYPE
 from modelward.errors import DeniedError
 from modelward.storage.model_files import ModelFile
 from modelward.storage.staging import StagedBundle
 
 BundleScanner = Callable[[Path, Sequence[ModelFile]], dict[str, Any]]
 """Scans the staged bundle at the path (its files listed); returns the report or refuses."""
-
-SCAN_PREDICATE_TYPE = "https://modelward.dev/attestations/scan/v1"
 
 
 class ScanRefusedError(DeniedError):

@@ -38,6 +38,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "tokens_cmds",
     "oidc_cmds",
     "oci_cmds",
+    "evidence_cmds",
 )
 
 

@@ -18,6 +18,8 @@ from modelward.interfaces.cli._output import emit, emit_json
 Handler = Callable[[argparse.Namespace], int]
 # Commands that never touch a registry, which run locally whatever MODELWARD_URL says.
 LOCAL_COMMANDS = frozenset({"keys", "sign", "verify", "scan"})
+# Verbs of registry commands that are offline checks, likewise local.
+LOCAL_VERBS = frozenset({"evidence verify"})
 
 
 def remote_url() -> str | None:
@@ -40,6 +42,8 @@ def handler_for(args: argparse.Namespace) -> Handler | None:
     if command in LOCAL_COMMANDS:
         return None
     key = f"{command} {getattr(args, 'verb', '') or ''}".strip()
+    if key in LOCAL_VERBS:
+        return None
     handler = _HANDLERS.get(key)
     if handler is None:
         raise InputError(

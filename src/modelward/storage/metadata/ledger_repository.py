@@ -28,6 +28,8 @@ from sqlalchemy.engine import Connection
 
 from modelward.core import merkle
 from modelward.core.canonical import canonical_json
+from modelward.core.ledger_leaf import LEAF_TYPE as LEAF_TYPE
+from modelward.core.ledger_leaf import event_leaf_data as event_leaf_data
 from modelward.core.principal import bound_principal
 from modelward.errors import InputError, NotFoundError, ProofError
 from modelward.storage.metadata.ledger_tables import (
@@ -36,7 +38,6 @@ from modelward.storage.metadata.ledger_tables import (
     ledger_nodes,
 )
 
-LEAF_TYPE = "modelward.ledger.event/v1"
 SEALER_INFO = "modelward.ledger_sealer"
 DEFAULT_BATCH = 10_000
 _MAX_TEXT = 4096
@@ -51,23 +52,6 @@ def format_time(moment: datetime) -> str:
 
 def details_digest(details_json: str) -> str:
     return "sha256:" + hashlib.sha256(details_json.encode("utf-8")).hexdigest()
-
-
-def event_leaf_data(
-    seq: int, recorded_at: str, actor: str, action: str, subject: str, digest: str
-) -> bytes:
-    """The canonical JSON an event's leaf hash is computed over (RFC 8785)."""
-    return canonical_json(
-        {
-            "type": LEAF_TYPE,
-            "seq": seq,
-            "recorded_at": recorded_at,
-            "actor": actor,
-            "action": action,
-            "subject": subject,
-            "details_digest": digest,
-        }
-    )
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 
+from modelward.core.attestation_record import AttestationRecord as AttestationRecord
 from modelward.core.manifest import Manifest
 from modelward.errors import NotFoundError
 from modelward.storage.metadata.registry_tables import (
@@ -57,17 +58,6 @@ class VersionRecord:
             "created_by": self.created_by,
             "ledger_seq": self.ledger_seq,
         }
-
-
-@dataclass(frozen=True)
-class AttestationRecord:
-    id: int
-    version_id: int
-    kind: str
-    document: str
-    digest: str
-    created_at: str
-    created_by: str
 
 
 _VERSION_COLUMNS = (
