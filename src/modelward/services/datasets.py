@@ -42,6 +42,7 @@ from modelward.provenance.record_proofs import (
 )
 from modelward.services.context import RegistryContext, current_actor, utc_now
 from modelward.services.state_integrity import keeper_of
+from modelward.services.subject_watch import sealed_subject_events
 from modelward.services.users import require
 from modelward.storage.metadata.ledger_repository import LedgerRepository, format_time
 from modelward.storage.metadata.provenance_repository import (
@@ -118,10 +119,10 @@ def trusted_governance(conn: Connection, record: DatasetVersionRecord) -> list[G
     if problem is not None:
         raise VerificationError(f"{record.uri}: {problem}; it is not trusted")
     changes: list[GovernanceRecord] = []
-    for event in reversed(ledger.subject_events(record.uri, record.ledger_seq)):
+    for event in reversed(sealed_subject_events(conn, keeper, record.uri, record.ledger_seq)):
         if event.action != "dataset.governance":
             continue
-        problem = keeper.event_problem(event)
+        problem = None
         field, value = event.details.get("field"), event.details.get("value")
         if problem is None and (
             event.details.get("manifest_digest") != record.manifest_digest

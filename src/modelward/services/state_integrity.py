@@ -29,6 +29,7 @@ from sqlalchemy.engine import Connection
 from modelward.core.anchors import Anchor, anchors_in, with_anchors
 from modelward.errors import NotFoundError, StorageError, VerificationError
 from modelward.services.ledger_keeper import LedgerKeeper
+from modelward.services.subject_watch import sealed_subject_events
 from modelward.storage.metadata.gate_repository import ApprovalRow, GateRepository
 from modelward.storage.metadata.ledger_repository import (
     SEALER_INFO,
@@ -141,9 +142,11 @@ def current_row_problem(conn: Connection, row: StateRow, subject: str) -> str | 
     keeper = keeper_of(conn)
     assert keeper is not None and row.ledger_seq is not None
     expected = anchor_of(row)
-    for event in LedgerRepository(conn).subject_events(subject, row.ledger_seq):
-        if keeper.event_problem(event) is not None:
-            continue  # an untrusted event changes nothing
+    try:
+        later = sealed_subject_events(conn, keeper, subject, row.ledger_seq)
+    except VerificationError as exc:
+        return f"{describe(row.table, row.key)}: {exc}"
+    for event in later:
         for anchor in anchors_in(event.details):
             if anchor.table == row.table and anchor != expected:
                 return (
@@ -264,7 +267,10 @@ def latest_drill_problem(conn: Connection, model: str, environment: str) -> str 
     subject = f"models:/{model}@{environment}"
     key = StateRepository(conn).latest_drill_key(model, environment)
     if key is None:
-        latest = _latest_anchored_key(conn, subject, "gate_drills")
+        try:
+            latest = _latest_anchored_key(conn, subject, "gate_drills")
+        except VerificationError as exc:
+            return str(exc)
         return None if latest is None else f"{describe('gate_drills', latest)} was deleted"
     return verify_current(conn, "gate_drills", key, subject)
 
@@ -290,9 +296,9 @@ def trusted_setting(conn: Connection, name: str) -> str | None:
 def _latest_anchored_key(conn: Connection, subject: str, table: str) -> str | None:
     """The key of the newest row of `table` a trusted event about `subject` anchors."""
     keeper = keeper_of(conn)
-    for event in LedgerRepository(conn).subject_events(subject):
-        if keeper is not None and keeper.event_problem(event) is not None:
-            continue
+    if keeper is None:
+        raise VerificationError(f"{subject}: cannot be checked without the ledger key")
+    for event in sealed_subject_events(conn, keeper, subject):
         for anchor in anchors_in(event.details):
             if anchor.table == table and anchor.digest is not None:
                 return anchor.key

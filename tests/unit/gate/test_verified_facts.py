@@ -564,5 +564,5 @@ def test_a_governance_event_that_fails_its_seal_refuses(reg: Reg, tmp_path: Path
     forged = json.loads(details)
     forged["value"] = "granted"
     reg.sql("UPDATE ledger_events SET details = ? WHERE seq = ?", (json.dumps(forged), seq))
-    with pytest.raises(VerificationError, match="governance change fails its check"):
+    with pytest.raises(VerificationError, match="whose values are not trusted"):
         DatasetService(reg.ctx, actor=ADMIN).show(use.uri)
