@@ -89,12 +89,13 @@ def _security_headers(path: str) -> list[tuple[bytes, bytes]]:
         return SECURITY_HEADERS
     from modelward.interfaces.web.render import CSP
 
-    return [
-        (b"content-security-policy", CSP.encode("ascii"))
-        if name == b"content-security-policy"
-        else (name, value)
-        for name, value in SECURITY_HEADERS
-    ]
+    # same-origin, not no-referrer: with no-referrer a browser posts forms with `Origin: null`,
+    # which the console's CSRF check refuses; same-origin still sends nothing to other sites
+    replaced = {
+        b"content-security-policy": CSP.encode("ascii"),
+        b"referrer-policy": b"same-origin",
+    }
+    return [(name, replaced.get(name, value)) for name, value in SECURITY_HEADERS]
 
 
 async def _reject(send: Send, limit: int) -> None:
