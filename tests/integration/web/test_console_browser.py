@@ -61,9 +61,11 @@ class Journey:
         page = context.new_page()
         page.on(
             "console",
-            lambda m: self.csp_errors.append(m.text)
-            if "Content Security Policy" in m.text or "Refused to" in m.text
-            else None,
+            lambda m: (
+                self.csp_errors.append(m.text)
+                if "Content Security Policy" in m.text or "Refused to" in m.text
+                else None
+            ),
         )
         return page
 

@@ -91,7 +91,12 @@ def model(request: Request, name: str, session: WebSession = SignedIn) -> Respon
                     label = f"{evaluation['suite']}.{metric}"
                     series.setdefault(label, [None] * len(numbers))[index] = float(value)
         environments = ConsoleService(registry.ctx, principal.name).environment_names()
-    chart = {"x": numbers, "series": dict(sorted(series.items())), "x_label": "version"}
+    chart = {
+        "x": numbers,
+        "series": dict(sorted(series.items())),
+        "x_label": "version",
+        "integer_x": True,
+    }
     return render(
         request,
         "model.html",

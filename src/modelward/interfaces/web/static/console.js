@@ -31,7 +31,10 @@
     var plot = new uPlot({
       width: width, height: 220, series: series,
       scales: { x: { time: false } },
-      axes: [{ label: data.x_label || "" }, {}]
+      axes: [data.integer_x ? {
+        label: data.x_label || "", incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000],
+        values: function (u, splits) { return splits.map(function (v) { return String(v); }); }
+      } : { label: data.x_label || "" }, {}]
     }, columns, el);
     el._plot = plot;
   }
