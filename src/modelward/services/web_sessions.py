@@ -7,6 +7,9 @@ SHA-256. A session stands for the principal that signed in (an OIDC id_token ver
 it, and a session opened with an API token ends when that token is revoked or expires. The
 user's role is never stored here: every request reads it from the registry (`access.authorise`).
 
+Each session row carries an HMAC under a key derived from the ledger's private key (which only
+the servers hold), so a row inserted or edited with database access alone signs nobody in.
+
 A sign-in in progress keeps the OIDC `nonce` and the PKCE `code_verifier` under the SHA-256 of
 its `state`, for ten minutes, and can be finished once. Knows nothing of HTTP or cookies.
 """
@@ -14,7 +17,9 @@ its `state`, for ten minutes, and can be finished once. Knows nothing of HTTP or
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
+import hmac
 import json
 import secrets
 from dataclasses import dataclass
@@ -93,9 +98,26 @@ def _principal_from(row: SessionRow) -> Principal:
     )
 
 
+def _mac_key(context: RegistryContext) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
+    raw = context.ledger_key.private_bytes(
+        serialization.Encoding.Raw,
+        serialization.PrivateFormat.Raw,
+        serialization.NoEncryption(),
+    )
+    return hashlib.sha256(b"modelward web session v1\x00" + raw).digest()
+
+
+def _row_mac(key: bytes, row: SessionRow) -> str:
+    fields = [row.id_sha256, row.user, row.principal_json, row.csrf_token, row.expires_at]
+    return hmac.new(key, json.dumps(fields).encode("utf-8"), hashlib.sha256).hexdigest()
+
+
 class WebSessionService:
     def __init__(self, context: RegistryContext) -> None:
         self.ctx = context
+        self._key = _mac_key(context)
 
     def start(
         self, principal: Principal, now: datetime, lifetime: timedelta = SESSION_LIFETIME
@@ -115,6 +137,7 @@ class WebSessionService:
             format_time(expires),
             None,
         )
+        row = dataclasses.replace(row, mac=_row_mac(self._key, row))
         with self.ctx.database.transaction() as conn:
             repo = WebRepository(conn)
             repo.purge(format_time(now))
@@ -132,6 +155,8 @@ class WebSessionService:
             row = WebRepository(conn).session(digest)
             if row is None or row.revoked_at is not None or row.expires_at <= stamp:
                 return None
+            if not hmac.compare_digest(row.mac, _row_mac(self._key, row)):
+                return None  # written or edited by someone without the servers' key
             if RegistryRepository(conn).user_role(row.user) is None:
                 return None
             principal = _principal_from(row)

@@ -173,6 +173,29 @@ def test_a_session_opened_with_a_token_ends_when_the_token_is_revoked(console: C
     assert client.get("/ui/models", follow_redirects=False).status_code == 303
 
 
+def test_a_session_row_written_with_database_access_alone_signs_nobody_in(
+    console: Console,
+) -> None:
+    import base64
+
+    client = console.sign_in("vic")
+    assert client.get("/ui/models").status_code == 200
+    # promote the row to another user: the row's HMAC no longer fits
+    console.sql("UPDATE web_sessions SET user_name = 'alice' WHERE user_name = 'vic'")
+    assert client.get("/ui/models", follow_redirects=False).status_code == 303
+    # insert a row for a secret of one's choosing, copying a genuine row's MAC
+    raw = bytes(range(32))
+    secret = base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+    console.sql(
+        "INSERT INTO web_sessions SELECT ?, 'alice', principal, csrf_token, created_at, "
+        "expires_at, NULL, mac FROM web_sessions LIMIT 1",
+        (hashlib.sha256(raw).hexdigest(),),
+    )
+    forged = console.client()
+    forged.cookies.set(SESSION, secret, domain="testserver")
+    assert forged.get("/ui/models", follow_redirects=False).status_code == 303
+
+
 def test_an_expired_session_signs_nobody_in(console: Console) -> None:
     client = console.sign_in("vic")
     console.sql("UPDATE web_sessions SET expires_at = '2020-01-01T00:00:00.000000Z'")

@@ -23,6 +23,7 @@ class SessionRow:
     created_at: str
     expires_at: str
     revoked_at: str | None
+    mac: str = ""
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class WebRepository:
                 created_at=row.created_at,
                 expires_at=row.expires_at,
                 revoked_at=row.revoked_at,
+                mac=row.mac,
             )
         )
 
@@ -60,6 +62,7 @@ class WebRepository:
                 c.created_at,
                 c.expires_at,
                 c.revoked_at,
+                c.mac,
             ).where(c.id_sha256 == id_sha256)
         ).first()
         return None if found is None else SessionRow(*found)

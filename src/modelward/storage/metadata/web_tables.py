@@ -21,6 +21,9 @@ web_sessions = Table(
     Column("created_at", String(40), nullable=False),
     Column("expires_at", String(40), nullable=False, index=True),
     Column("revoked_at", String(40), nullable=True),
+    # HMAC-SHA256 over the row under a key only the servers hold (derived from the ledger key):
+    # a row written by someone with database access alone signs nobody in
+    Column("mac", String(64), nullable=False),
 )
 
 web_logins = Table(

@@ -25,6 +25,7 @@ def upgrade() -> None:
         sa.Column("created_at", sa.String(length=40), nullable=False),
         sa.Column("expires_at", sa.String(length=40), nullable=False),
         sa.Column("revoked_at", sa.String(length=40), nullable=True),
+        sa.Column("mac", sa.String(length=64), nullable=False),
         sa.PrimaryKeyConstraint("id_sha256", name=op.f("pk_web_sessions")),
     )
     with op.batch_alter_table("web_sessions", schema=None) as batch_op:
