@@ -33,7 +33,7 @@ T0 = datetime(2024, 1, 1, tzinfo=UTC)
 def _report(label: str, samples: list[float]) -> None:
     ordered = sorted(samples)
     median = statistics.median(ordered)
-    p95 = ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
+    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
     print(
         f"{label:<58} median {median:7.1f} ms  p95 {p95:7.1f} ms  "
         f"ratio to {TARGET_MS:.0f} ms: {TARGET_MS / median:5.2f} (median) "
