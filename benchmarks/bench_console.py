@@ -43,12 +43,12 @@ def _report(label: str, samples: list[float]) -> None:
 
 def _time(client: object, path: str, samples: int) -> list[float]:
     get = client.get  # type: ignore[attr-defined]
-    first = get(path)
+    first = get(path, follow_redirects=False)
     assert first.status_code == 200, (path, first.status_code, first.text[:500])
     out = []
     for _ in range(samples):
         start = time.perf_counter()
-        answer = get(path)
+        answer = get(path, follow_redirects=False)
         out.append((time.perf_counter() - start) * 1000)
         assert answer.status_code == 200
     return out
@@ -120,10 +120,18 @@ def run(root: Path, args: argparse.Namespace) -> None:
     session = WebSessionService(world.ctx).start(
         Principal(name="rex", issuer="https://issuer.test", subject="rex"), registry.now()
     )
-    client.cookies.set("__Host-modelward_session", session.secret, domain="testserver")
+    client.cookies.set("__Host-modelward_session", session.secret)
     decisions = len(gate.decisions(uri))
     evaluations = len(registry.registry(Principal("rex", "x")).show(uri)["evaluations"])
-    print(f"version page of {uri}: {evaluations} evaluations, {decisions} decisions")
+    answer = client.get("/ui/models/llama-chat/versions/2", follow_redirects=False)
+    assert answer.status_code == 200, (answer.status_code, answer.headers)
+    page = answer.text
+    shown = page.count('<details class="decision"')
+    assert shown == decisions, (shown, decisions)  # every decision is on the page
+    print(
+        f"version page of {uri}: {evaluations} evaluations, {decisions} decisions "
+        f"({shown} rendered, {len(page) / 1024:.0f} KiB of HTML)"
+    )
     _report(
         f"version page ({evaluations} evaluations, {decisions} decisions)",
         _time(client, "/ui/models/llama-chat/versions/2", args.samples),

@@ -17,9 +17,9 @@ from modelward.app import ServerRegistry
 from modelward.core.principal import Principal, bind_principal
 from modelward.core.roles import Action
 from modelward.errors import DependencyError, InputError, ModelwardError
-from modelward.interfaces.web.render import allowed, render
+from modelward.interfaces.web.render import render
 from modelward.interfaces.web.session import Form, SignedIn, check_csrf
-from modelward.services.access import authorise
+from modelward.services.access import authorise, permitted
 from modelward.services.web_sessions import WebSession
 
 router = APIRouter()
@@ -155,9 +155,8 @@ def version_context(
         upstream = provenance_service.lineage(uri)
         downstream = provenance_service.lineage(uri, downstream=True)
         datasets = _datasets(registry, principal, list(shown["provenance"].get("datasets", [])))
-    can_approve = allowed(registry, principal, Action.APPROVE, name) and (
-        principal.name != shown["created_by"]
-    )
+    role, may = permitted(registry.ctx, principal, (Action.APPROVE, Action.PROMOTE), name)
+    can_approve = Action.APPROVE in may and principal.name != shown["created_by"]
     return {
         "v": shown,
         "uri": uri,
@@ -171,7 +170,8 @@ def version_context(
         "downstream": downstream,
         "environments": environments,
         "can_approve": can_approve,
-        "can_promote": allowed(registry, principal, Action.PROMOTE, name),
+        "can_promote": Action.PROMOTE in may,
+        "role": role,
         "previous": number - 1 if number > 1 else None,
     }
 

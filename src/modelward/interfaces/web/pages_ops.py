@@ -14,9 +14,9 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse,
 from modelward.app import ServerRegistry
 from modelward.core.principal import Principal, bind_principal
 from modelward.core.roles import Action
-from modelward.interfaces.web.render import allowed, render
+from modelward.interfaces.web.render import render
 from modelward.interfaces.web.session import Form, SignedIn, check_csrf
-from modelward.services.access import authorise
+from modelward.services.access import authorise, permitted
 from modelward.services.web_sessions import WebSession
 
 router = APIRouter()
@@ -64,6 +64,7 @@ def releases(
 ) -> HTMLResponse:
     registry, principal = _registry(request), session.principal
     history = _history(registry, principal, name, environment)
+    role, may = permitted(registry.ctx, principal, (Action.ROLLBACK,), name)
     return render(
         request,
         "releases.html",
@@ -71,7 +72,8 @@ def releases(
         name=name,
         history=list(reversed(history)),
         current=history[-1] if history else None,
-        can_rollback=len(history) > 1 and allowed(registry, principal, Action.ROLLBACK, name),
+        can_rollback=len(history) > 1 and Action.ROLLBACK in may,
+        role=role,
         done=done,
     )
 

@@ -12,8 +12,6 @@ from typing import TYPE_CHECKING, Any
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 
-from modelward.core.principal import Principal
-from modelward.core.roles import Action
 from modelward.errors import PermissionDeniedError
 
 if TYPE_CHECKING:
@@ -43,20 +41,6 @@ def environment() -> jinja2.Environment:
     return env
 
 
-def allowed(
-    registry: ServerRegistry, principal: Principal, action: Action, model: str | None = None
-) -> bool:
-    """Whether the principal may take `action` (role, token scopes, model pattern): what
-    decides whether a button is shown. The service checks again when it is pressed."""
-    from modelward.services.access import authorise
-
-    try:
-        authorise(registry.ctx, principal, action, model, checked_later=model is None)
-    except PermissionDeniedError:
-        return False
-    return True
-
-
 def render(
     request: Request,
     template: str,
@@ -65,8 +49,8 @@ def render(
 ) -> HTMLResponse:
     session = getattr(request.state, "web_session", None)
     registry: ServerRegistry = request.app.state.registry
-    role = None
-    if session is not None:
+    role = context.pop("role", None)
+    if session is not None and role is None:
         from modelward.services.users import role_of
 
         try:
