@@ -9,8 +9,9 @@ The registry is a real one on SQLite (`modelward init`), filled through the serv
 ledger's bulk is appended, sealed, in batches of 50,000). Each page is requested in-process
 through the ASGI app (FastAPI's TestClient, no sockets), signed in with a session cookie, so
 the time is the server's: authentication, the services' reads and checks, and rendering.
-Prints the median and the 95th percentile of each page and their ratio to the target (> 1.0
-means the target is met). Not a test.
+Prints the median and the 95th percentile of each page's wall time and of its CPU time (the
+process's, so waits for a busy machine's cores do not count), and their ratio to the target
+(> 1.0 means the target is met). Not a test.
 """
 
 from __future__ import annotations
@@ -30,26 +31,31 @@ TARGET_MS = 300.0
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
 
-def _report(label: str, samples: list[float]) -> None:
-    ordered = sorted(samples)
-    median = statistics.median(ordered)
-    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+def _p95(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+
+
+def _report(label: str, samples: list[tuple[float, float]]) -> None:
+    wall = [w for w, _ in samples]
+    cpu = [c for _, c in samples]
     print(
-        f"{label:<58} median {median:7.1f} ms  p95 {p95:7.1f} ms  "
-        f"ratio to {TARGET_MS:.0f} ms: {TARGET_MS / median:5.2f} (median) "
-        f"{TARGET_MS / p95:5.2f} (p95) {'meets' if p95 <= TARGET_MS else 'MISSES'}"
+        f"{label:<52} wall median {statistics.median(wall):6.1f} p95 {_p95(wall):6.1f} ms"
+        f" | cpu median {statistics.median(cpu):6.1f} p95 {_p95(cpu):6.1f} ms"
+        f" | ratio to {TARGET_MS:.0f} ms (p95 wall) {TARGET_MS / _p95(wall):5.2f}"
+        f" (p95 cpu) {TARGET_MS / _p95(cpu):5.2f}"
     )
 
 
-def _time(client: object, path: str, samples: int) -> list[float]:
+def _time(client: object, path: str, samples: int) -> list[tuple[float, float]]:
     get = client.get  # type: ignore[attr-defined]
     first = get(path, follow_redirects=False)
     assert first.status_code == 200, (path, first.status_code, first.text[:500])
     out = []
     for _ in range(samples):
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         answer = get(path, follow_redirects=False)
-        out.append((time.perf_counter() - start) * 1000)
+        out.append(((time.perf_counter() - start) * 1000, (time.process_time() - cpu) * 1000))
         assert answer.status_code == 200
     return out
 

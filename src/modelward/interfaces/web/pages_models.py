@@ -144,18 +144,22 @@ def version_context(
     from modelward.services.provenance import ProvenanceService
 
     uri = _uri(name, number)
-    authorise(registry.ctx, principal, Action.VIEW, model=name)
+    role, may = permitted(
+        registry.ctx, principal, (Action.VIEW, Action.APPROVE, Action.PROMOTE), name
+    )
+    if Action.VIEW not in may:
+        authorise(registry.ctx, principal, Action.VIEW, model=name)  # raises, naming why
     with bind_principal(principal):
         shown = registry.registry(principal).show(uri)
-        decisions = registry.gate(principal).decisions(uri)
+        gate = registry.gate(principal)
+        decisions = gate.decisions(uri)
         console = ConsoleService(registry.ctx, principal.name)
         approvals = console.approvals(uri)
-        environments = console.environment_names()
+        environments = list(gate.config.path.environments)
         provenance_service = ProvenanceService(registry.ctx, principal.name)
         upstream = provenance_service.lineage(uri)
         downstream = provenance_service.lineage(uri, downstream=True)
         datasets = _datasets(registry, principal, list(shown["provenance"].get("datasets", [])))
-    role, may = permitted(registry.ctx, principal, (Action.APPROVE, Action.PROMOTE), name)
     can_approve = Action.APPROVE in may and principal.name != shown["created_by"]
     return {
         "v": shown,
