@@ -131,3 +131,115 @@ def serve_jwks(issuer: TestIssuer) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+class AuthorizationServer:
+    """The issuer's /authorize and /token endpoints (OIDC authorization code flow with PKCE
+    S256, as a provider implements it): /authorize signs in `subject` at once (there is no
+    password page) and redirects with a one-time code; /token redeems the code only with the
+    verifier whose S256 is the challenge, the same client and redirect URI, once."""
+
+    def __init__(self, issuer: TestIssuer, client_id: str) -> None:
+        self.issuer = issuer
+        self.client_id = client_id
+        self.subject = "rita@example.org"
+        self.codes: dict[str, dict[str, str]] = {}
+        self.redeemed: list[str] = []
+        self.lock = threading.Lock()
+
+    def authorize(self, query: dict[str, str]) -> tuple[int, str]:
+        """(status, Location or error) for an authorization request."""
+        import secrets
+        import urllib.parse
+
+        required = ("response_type", "client_id", "redirect_uri", "state", "nonce")
+        if any(not query.get(k) for k in required) or query["response_type"] != "code":
+            return 400, "invalid_request"
+        if query["client_id"] != self.client_id:
+            return 400, "unauthorized_client"
+        if query.get("code_challenge_method") != "S256" or not query.get("code_challenge"):
+            return 400, "PKCE S256 required"
+        code = secrets.token_urlsafe(24)
+        with self.lock:
+            self.codes[code] = {
+                "client_id": query["client_id"],
+                "redirect_uri": query["redirect_uri"],
+                "nonce": query["nonce"],
+                "challenge": query["code_challenge"],
+                "sub": self.subject,
+            }
+        params = urllib.parse.urlencode({"code": code, "state": query["state"]})
+        return 302, f"{query['redirect_uri']}?{params}"
+
+    def token(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        with self.lock:
+            grant = self.codes.pop(form.get("code", ""), None)
+        if grant is None or form.get("grant_type") != "authorization_code":
+            return 400, {"error": "invalid_grant"}
+        verifier = form.get("code_verifier", "")
+        if _b64(hashlib.sha256(verifier.encode("ascii")).digest()) != grant["challenge"]:
+            return 400, {"error": "invalid_grant", "error_description": "PKCE verifier"}
+        if form.get("client_id") != grant["client_id"]:
+            return 400, {"error": "invalid_client"}
+        if form.get("redirect_uri") != grant["redirect_uri"]:
+            return 400, {"error": "invalid_grant", "error_description": "redirect_uri"}
+        self.redeemed.append(grant["sub"])
+        id_token = self.issuer.mint(
+            sub=grant["sub"], aud=grant["client_id"], nonce=grant["nonce"], azp=grant["client_id"]
+        )
+        return 200, {"id_token": id_token, "token_type": "Bearer", "expires_in": 300}
+
+
+@contextmanager
+def serve_issuer(issuer: TestIssuer, client_id: str) -> Iterator[tuple[str, AuthorizationServer]]:
+    """Serve the issuer's JWKS, /authorize and /token on 127.0.0.1; yields (base URL, server)."""
+    import urllib.parse
+
+    server_state = AuthorizationServer(issuer, client_id)
+    jwks_body = json.dumps(issuer.jwks()).encode()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def _send(self, status: int, body: bytes, kind: str, location: str = "") -> None:
+            self.send_response(status)
+            self.send_header("content-type", kind)
+            self.send_header("content-length", str(len(body)))
+            if location:
+                self.send_header("location", location)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:
+            parts = urllib.parse.urlsplit(self.path)
+            if parts.path == "/.well-known/jwks.json":
+                self._send(200, jwks_body, "application/json")
+            elif parts.path == "/authorize":
+                query = dict(urllib.parse.parse_qsl(parts.query))
+                status, where = server_state.authorize(query)
+                if status == 302:
+                    self._send(302, b"", "text/plain", location=where)
+                else:
+                    self._send(status, where.encode(), "text/plain")
+            else:
+                self._send(404, b"not found", "text/plain")
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("content-length", "0"))
+            form = dict(urllib.parse.parse_qsl(self.rfile.read(min(length, 65536)).decode()))
+            if urllib.parse.urlsplit(self.path).path != "/token":
+                self._send(404, b"not found", "text/plain")
+                return
+            status, body = server_state.token(form)
+            self._send(status, json.dumps(body).encode(), "application/json")
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", server_state
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)

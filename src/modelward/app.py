@@ -32,6 +32,34 @@ DEFAULT_MAX_JSON_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
+class ConsoleOidcSettings:
+    """The OIDC provider people sign in to the web console with (authorization code + PKCE).
+    The issuer must also be configured for bearer JWTs (`modelward oidc add ISSUER --audience
+    CLIENT_ID ...`, with claim mappings to users): the id_token is verified the same way."""
+
+    issuer: str
+    client_id: str
+    authorize_url: str
+    token_url: str
+
+    @classmethod
+    def from_environment(cls) -> ConsoleOidcSettings | None:
+        names = ("ISSUER", "CLIENT_ID", "AUTHORIZE_URL", "TOKEN_URL")
+        values = [os.environ.get(f"MODELWARD_CONSOLE_OIDC_{n}", "").strip() for n in names]
+        if not any(values):
+            return None
+        missing = [
+            f"MODELWARD_CONSOLE_OIDC_{n}" for n, v in zip(names, values, strict=True) if not v
+        ]
+        if missing:
+            raise InputError(f"console sign-in with OIDC needs {', '.join(missing)} too")
+        for name, value in zip(names, values, strict=True):
+            if name.endswith("URL") and not value.startswith(("https://", "http://")):
+                raise InputError(f"MODELWARD_CONSOLE_OIDC_{name}={value!r} is not an http(s) URL")
+        return cls(*values)
+
+
+@dataclass(frozen=True)
 class ServerSettings:
     home: Path
     spool_dir: Path
@@ -39,6 +67,7 @@ class ServerSettings:
     max_json_bytes: int = DEFAULT_MAX_JSON_BYTES
     auth_failures_per_minute: int = 30
     job_lease_seconds: int = 300
+    console_oidc: ConsoleOidcSettings | None = None
 
     @classmethod
     def from_environment(cls, home: Path | None = None) -> ServerSettings:
@@ -50,6 +79,7 @@ class ServerSettings:
             max_upload_bytes=_int_env("MODELWARD_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES),
             auth_failures_per_minute=_int_env("MODELWARD_AUTH_FAILURES_PER_MINUTE", 30),
             job_lease_seconds=_int_env("MODELWARD_JOB_LEASE_SECONDS", 300),
+            console_oidc=ConsoleOidcSettings.from_environment(),
         )
 
 

@@ -44,3 +44,29 @@ def authorise(
             f"this token of {principal.name!r} is limited to models matching "
             f"{principal.model_pattern!r}; it may not read registry-wide records"
         )
+
+
+def permitted(
+    context: RegistryContext,
+    principal: Principal,
+    actions: tuple[Action, ...],
+    model: str | None = None,
+) -> tuple[str | None, frozenset[Action]]:
+    """(the principal's role, the subset of `actions` it may take on `model`): what decides
+    which buttons a page shows, with one role read and one settings read. A principal the
+    registry does not trust has no role and may take none. The services check again."""
+    from modelward.errors import ModelwardError
+    from modelward.services.gate_config import load_gate_config
+    from modelward.services.users import role_of
+
+    try:
+        with context.database.read() as conn:
+            role = role_of(conn, principal.name)
+        table = load_gate_config(context).permissions
+    except ModelwardError:
+        return None, frozenset()
+    if model is not None and not principal.allows_model(model):
+        return str(role), frozenset()
+    return str(role), frozenset(
+        a for a in actions if table.allows([role.value], a) and principal.allows_action(a.value)
+    )

@@ -13,6 +13,7 @@ the CLI.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -447,11 +448,11 @@ class GateService:
     # -- decisions --------------------------------------------------------------------------
 
     def decisions(self, uri: str) -> list[dict[str, Any]]:
-        from modelward.core.dsse import Envelope
-        from modelward.core.intoto import Statement
-        from modelward.signing.keys import Verifier
+        from cryptography.hazmat.primitives import serialization
 
-        verifier = Verifier(self.ctx.signer.public_key)
+        key = self.ctx.signer.public_key.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
         with self.ctx.database.read() as conn:
             require(conn, self.actor, Action.VIEW)
             record = resolve_in(RegistryRepository(conn), parse_uri(uri))
@@ -459,25 +460,16 @@ class GateService:
             problems = {row.id: verify_row(conn, "gate_decisions", str(row.id)) for row in rows}
         out = []
         for row in rows:
-            envelope = Envelope.from_dict(json.loads(row.envelope))
-            signed = any(verifier.is_valid(s.sig, envelope.pae()) for s in envelope.signatures)
-            decision = decision_from_statement(Statement.from_bytes(envelope.payload))
+            signed, read = _read_decision(row.envelope, key)
+            decoded = json.loads(read)
             out.append(
                 {
                     "uri": record.uri,
                     "environment": row.environment,
                     "allowed": row.allowed,
                     "overridden": row.overridden,
-                    "failed": [
-                        {
-                            "rule_id": r.rule_id,
-                            "severity": r.severity,
-                            "message": r.message,
-                            "detail": r.detail,
-                        }
-                        for r in decision.failed_results()
-                    ],
-                    "override": decision.override.to_dict() if decision.override else None,
+                    "failed": decoded["failed"],
+                    "override": decoded["override"],
                     "policy_digest": row.policy_digest,
                     "facts_digest": row.facts_digest,
                     "decision_digest": row.decision_digest,
@@ -495,3 +487,34 @@ class GateService:
 def _model_of(uri: str) -> str | None:
     """The model a URI names (None for a bare digest: then only registry-wide roles count)."""
     return parse_uri(uri).name
+
+
+@functools.lru_cache(maxsize=4096)
+def _read_decision(envelope_text: str, registry_key_der: bytes) -> tuple[bool, str]:
+    """(whether the registry key signed the envelope, the decision's failed rules and override
+    as JSON). A pure function of the envelope's bytes and the key, so a listing that shows the
+    same stored decisions again does not parse and verify them again."""
+    from cryptography.hazmat.primitives import serialization
+
+    from modelward.core.dsse import Envelope
+    from modelward.core.intoto import Statement
+    from modelward.signing.keys import Verifier
+
+    public_key = serialization.load_der_public_key(registry_key_der)
+    verifier = Verifier(public_key)  # type: ignore[arg-type]
+    envelope = Envelope.from_dict(json.loads(envelope_text))
+    signed = any(verifier.is_valid(s.sig, envelope.pae()) for s in envelope.signatures)
+    decision = decision_from_statement(Statement.from_bytes(envelope.payload))
+    read = {
+        "failed": [
+            {
+                "rule_id": r.rule_id,
+                "severity": r.severity,
+                "message": r.message,
+                "detail": r.detail,
+            }
+            for r in decision.failed_results()
+        ],
+        "override": decision.override.to_dict() if decision.override else None,
+    }
+    return signed, json.dumps(read)

@@ -1,5 +1,6 @@
 """The FastAPI application: middleware (security headers, request size limits), the error
-translator, health and readiness, the OpenAPI document at /api/v1/openapi.json, and the routers.
+translator, health and readiness, the OpenAPI document at /api/v1/openapi.json, the routers,
+and the web console under /ui/ (`interfaces.web`).
 
 CORS is off: no Access-Control headers are ever sent, so browsers refuse cross-origin reads.
 """
@@ -12,16 +13,17 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from modelward.app import ServerRegistry
 from modelward.core.principal import Principal
-from modelward.errors import ModelwardError
+from modelward.errors import InputError, ModelwardError
 from modelward.interfaces.http.auth import FailureLimiter, authenticate_request
 from modelward.interfaces.http.errors import RequestTooLargeError, error_body
 
 API = "/api/v1"
 UPLOAD_PREFIX = f"{API}/uploads/"
+CONSOLE_PREFIX = "/ui/"
 SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
@@ -54,7 +56,7 @@ class HardeningMiddleware:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
-                headers.extend(SECURITY_HEADERS)
+                headers.extend(_security_headers(str(scope.get("path", ""))))
                 if scope.get("scheme") == "https":
                     headers.append((b"strict-transport-security", b"max-age=31536000"))
                 message["headers"] = headers
@@ -79,6 +81,21 @@ class HardeningMiddleware:
             return message
 
         await self.app(scope, limited_receive, send_with_headers)
+
+
+def _security_headers(path: str) -> list[tuple[bytes, bytes]]:
+    """The console's pages load their own scripts and styles (and nothing from elsewhere)."""
+    if not path.startswith(CONSOLE_PREFIX):
+        return SECURITY_HEADERS
+    from modelward.interfaces.web.render import CSP
+
+    # same-origin, not no-referrer: with no-referrer a browser posts forms with `Origin: null`,
+    # which the console's CSRF check refuses; same-origin still sends nothing to other sites
+    replaced = {
+        b"content-security-policy": CSP.encode("ascii"),
+        b"referrer-policy": b"same-origin",
+    }
+    return [(name, replaced.get(name, value)) for name, value in SECURITY_HEADERS]
 
 
 async def _reject(send: Send, limit: int) -> None:
@@ -124,13 +141,23 @@ def create_app(registry: ServerRegistry, run_jobs: bool = False) -> FastAPI:
     app.state.registry = registry
     app.state.limiter = FailureLimiter(registry.settings.auth_failures_per_minute)
 
-    async def modelward_error(_: Request, exc: Exception) -> JSONResponse:
+    async def modelward_error(request: Request, exc: Exception) -> Response:
+        from modelward.interfaces.web.app import console_error, is_console
+
+        if is_console(request):
+            return console_error(request, exc)
         status, body = error_body(exc)
         return JSONResponse(body, status_code=status)
 
-    async def validation_error(_: Request, exc: Exception) -> JSONResponse:
+    async def validation_error(request: Request, exc: Exception) -> Response:
+        from modelward.interfaces.web.app import console_error, is_console
+
         detail = exc.errors() if isinstance(exc, RequestValidationError) else []
         reasons = [f"{'.'.join(str(p) for p in d.get('loc', ()))}: {d.get('msg')}" for d in detail]
+        if is_console(request):
+            return console_error(
+                request, InputError("the request is malformed: " + "; ".join(reasons[:5]))
+            )
         body = {
             "error": {
                 "type": "InputError",
@@ -170,6 +197,9 @@ def create_app(registry: ServerRegistry, run_jobs: bool = False) -> FastAPI:
         routes_jobs,
     ):
         app.include_router(module.router, prefix=API)
+    from modelward.interfaces.web.app import mount_console
+
+    mount_console(app)
     app.add_middleware(HardeningMiddleware, max_body=registry.settings.max_json_bytes)
     return app
 

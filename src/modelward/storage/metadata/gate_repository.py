@@ -212,6 +212,44 @@ class GateRepository:
             for row in rows
         ]
 
+    def latest_decision_of_each_model(self) -> dict[str, DecisionRow]:
+        """The newest decision about any version of each model, by model name."""
+        from modelward.storage.metadata.registry_tables import models, versions
+
+        newest = (
+            select(func.max(gate_decisions.c.id))
+            .select_from(
+                gate_decisions.join(versions, versions.c.id == gate_decisions.c.version_id)
+            )
+            .group_by(versions.c.model_id)
+        )
+        rows = self._conn.execute(
+            select(models.c.name, *gate_decisions.c)
+            .select_from(
+                gate_decisions.join(versions, versions.c.id == gate_decisions.c.version_id).join(
+                    models, models.c.id == versions.c.model_id
+                )
+            )
+            .where(gate_decisions.c.id.in_(newest))
+        )
+        return {
+            row.name: DecisionRow(
+                id=row.id,
+                version_id=row.version_id,
+                environment=row.environment,
+                allowed=bool(row.allowed),
+                overridden=bool(row.overridden),
+                policy_digest=row.policy_digest,
+                facts_digest=row.facts_digest,
+                decision_digest=row.decision_digest,
+                envelope=row.envelope,
+                facts=row.facts,
+                created_at=row.created_at,
+                created_by=row.created_by,
+            )
+            for row in rows
+        }
+
     # -- releases ---------------------------------------------------------------------------
 
     def next_release_number(self) -> int:
