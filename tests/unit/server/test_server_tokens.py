@@ -242,3 +242,59 @@ def test_a_model_scoped_grant_works_through_the_server(served: Served, tmp_path:
     auditor = _client(served, served.tokens["auditor"], tmp_path)
     with pytest.raises(PermissionDeniedError, match="may not approve"):
         auditor.approve("models:/llama/1", "staging")
+
+
+def test_a_revocation_hidden_by_editing_its_subject_still_refuses(served: Served) -> None:
+    token = served.tokens["revoked"]
+    token_id = _token_id(token)
+    [(create_seq,)] = served.sql(
+        "SELECT seq FROM ledger_events WHERE action = 'token.create' AND subject = ?",
+        (f"token:{token_id}",),
+    )
+    assert _whoami(served, served.tokens["admin"])[0] == 200  # this process has seen the log
+    served.sql(
+        "UPDATE ledger_events SET subject = 'token:hidden' WHERE action = 'token.revoke'"
+        " AND subject = ?",
+        (f"token:{token_id}",),
+    )
+    served.sql(
+        "UPDATE api_tokens SET revoked_at = NULL, ledger_seq = ? WHERE id = ?",
+        (create_seq, token_id),
+    )
+    status, text = _whoami(served, token)
+    assert status == 401
+    assert "not trusted" in text
+
+
+def test_a_fresh_process_refuses_after_a_hidden_or_deleted_event(
+    served: Served, tmp_path: Path
+) -> None:
+    """The attacker edits the database before this process ever read the ledger: the hidden
+    revocation fails its seal where the process's own index meets it."""
+    from modelward.services.context import open_registry
+    from modelward.services.tokens import authenticate_token
+
+    token = served.tokens["revoked"]
+    token_id = _token_id(token)
+    [(create_seq,)] = served.sql(
+        "SELECT seq FROM ledger_events WHERE action = 'token.create' AND subject = ?",
+        (f"token:{token_id}",),
+    )
+    [(revoke_seq,)] = served.sql(
+        "SELECT seq FROM ledger_events WHERE action = 'token.revoke' AND subject = ?",
+        (f"token:{token_id}",),
+    )
+    served.sql(
+        "UPDATE api_tokens SET revoked_at = NULL, ledger_seq = ? WHERE id = ?",
+        (create_seq, token_id),
+    )
+    served.token_for("viewer")  # a later event: the deleted one is not the log's tail
+    served.sql("DELETE FROM ledger_events WHERE seq = ?", (revoke_seq,))
+    from datetime import UTC, datetime
+
+    context = open_registry(served.home)
+    try:
+        with pytest.raises(PermissionDeniedError, match="missing"):
+            authenticate_token(context, token, datetime.now(UTC))
+    finally:
+        context.close()
