@@ -79,7 +79,8 @@ def parse_uri(text: str, kinds: tuple[str, ...] = ("models",)) -> ModelURI:
         name, sep, number = rest.partition("/")
         if not sep:
             raise InvalidURIError(f"{text!r}: expected {kind}:/NAME/N or {kind}:/NAME@ALIAS")
-        if not number.isdigit() or number.startswith("0") or int(number) >= _MAX_VERSION:
+        ascii_digits = number.isascii() and number.isdigit()  # "²" and "٣" are digits too
+        if not ascii_digits or number.startswith("0") or int(number) >= _MAX_VERSION:
             raise InvalidURIError(f"{text!r}: the version must be a whole number from 1")
         return ModelURI(name=_uri_name(name, text), version=int(number), kind=kind)
     shown = " or ".join(f"{k}:/NAME/N" for k in kinds)

@@ -148,8 +148,13 @@ class OidcService:
             raise InputError("--audience must not be empty")
         if (jwks_url is None) == (jwks_text is None):
             raise InputError("give exactly one of --jwks-url and --jwks-file")
-        if jwks_url is not None and not jwks_url.startswith(("https://", "http://")):
-            raise InputError(f"--jwks-url {jwks_url!r} is not an http(s) URL")
+        if jwks_url is not None and not (
+            jwks_url.startswith("https://") or _loopback_http(jwks_url)
+        ):
+            raise InputError(
+                f"--jwks-url {jwks_url!r} must be an https URL (plain http only on loopback): "
+                "whoever can change the key set fetched over plain http can mint identities"
+            )
         jwks = None
         if jwks_text is not None:
             jwks = canonical_json(parse_jwks(jwks_text, "--jwks-file")).decode("utf-8")
@@ -280,6 +285,14 @@ def authenticate_jwt(
         )
     except jwt.PyJWTError as exc:
         raise AuthenticationError(f"JWT from {issuer_name} refused: {exc}") from None
+    sub = claims.get("sub")
+    if not isinstance(sub, str) or not sub.strip():
+        raise AuthenticationError(f"JWT from {issuer_name} refused: its 'sub' claim is empty")
+    for name in ("exp", "iat", "nbf"):
+        if name in claims and (
+            isinstance(claims[name], bool) or not isinstance(claims[name], int | float)
+        ):
+            raise AuthenticationError(f"JWT from {issuer_name} refused: {name!r} is not a number")
     iat = claims.get("iat")
     if isinstance(iat, (int, float)) and iat > now.timestamp() + _LEEWAY_SECONDS:
         raise AuthenticationError(f"JWT from {issuer_name} refused: issued in the future")
@@ -318,6 +331,13 @@ def _select_key(key_set: Mapping[str, Any], kid: object, alg: str, issuer: str) 
         return jwt.PyJWK(chosen, algorithm=alg).key
     except jwt.PyJWTError as exc:
         raise AuthenticationError(f"key {kid!r} of {issuer} does not fit {alg}: {exc}") from None
+
+
+def _loopback_http(url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return parts.scheme == "http" and parts.hostname in ("127.0.0.1", "::1", "localhost")
 
 
 def _sha256(text: str) -> str:

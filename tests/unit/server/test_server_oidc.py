@@ -4,6 +4,7 @@ pushes and does nothing else; hostile tokens are refused with 401."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -127,3 +128,16 @@ def test_an_issuer_edited_in_the_database_is_not_trusted(oidc: Served) -> None:
     status, text = _bearer(oidc, ISSUER.mint())
     assert status == 401
     assert "OIDC issuer" in text and "not trusted" in text
+
+
+def test_an_empty_subject_or_a_string_time_is_refused(oidc: Served) -> None:
+    assert _bearer(oidc, ISSUER.mint(sub=""))[0] == 401
+    now = int(time.time())
+    assert _bearer(oidc, ISSUER.mint(exp=str(now + 300)))[0] == 401
+
+
+def test_a_jwks_url_over_plain_http_is_refused_off_loopback(served: Served) -> None:
+    service = OidcService(served.registry.ctx, actor="root")
+    with pytest.raises(InputError, match="https"):
+        service.add_issuer("https://ci.example", AUDIENCE, jwks_url="http://ci.example/jwks")
+    service.add_issuer("https://ci.example", AUDIENCE, jwks_url="http://127.0.0.1:9/jwks")

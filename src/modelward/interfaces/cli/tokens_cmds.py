@@ -10,6 +10,8 @@ from typing import Any
 
 from modelward.interfaces.cli._output import add_json_flag, emit, emit_json, warn
 
+DEFAULT_TOKEN_LIFETIME = "90d"  # tokens expire unless made with --expires never
+
 
 def register(subparsers: Any) -> None:
     tokens = subparsers.add_parser("tokens", help="API tokens for `modelward serve` (admin)")
@@ -25,7 +27,9 @@ def register(subparsers: Any) -> None:
         help="limit the token to this action (repeatable; default: what the role allows)",
     )
     create.add_argument("--model", metavar="PATTERN", help="limit to models matching PATTERN")
-    create.add_argument("--expires", metavar="DURATION", help="e.g. 30m, 12h, 90d (default: never)")
+    create.add_argument(
+        "--expires", metavar="DURATION", help="e.g. 30m, 12h, 90d, or 'never' (default: 90d)"
+    )
     add_json_flag(create)
     create.set_defaults(handler=_create)
     listing = verbs.add_parser("list", help="every token (never their secrets)")
@@ -45,7 +49,11 @@ def _create(args: argparse.Namespace) -> int:
     from modelward.services.gate_config import parse_duration
     from modelward.services.tokens import TokenService
 
-    expires = parse_duration(args.expires, "--expires") if args.expires else None
+    expires = (
+        None
+        if args.expires == "never"
+        else parse_duration(args.expires or DEFAULT_TOKEN_LIFETIME, "--expires")
+    )
     with registry_context() as context:
         created = TokenService(context).create(args.user, args.scope, args.model, expires)
     if args.json:

@@ -108,7 +108,8 @@ def _alias_where(key: str) -> ColumnElement[bool]:
 
 def _id_where(column: Any) -> Callable[[str], ColumnElement[bool]]:
     def where(key: str) -> ColumnElement[bool]:
-        number = int(key) if key.isdigit() else -1  # a key that is no id matches nothing
+        # a key that is no id (or no ASCII number a database integer holds) matches nothing
+        number = int(key) if key.isascii() and key.isdigit() and len(key) < 19 else -1
         result: ColumnElement[bool] = column == number
         return result
 
