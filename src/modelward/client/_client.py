@@ -191,16 +191,15 @@ class Client:
         """Upload the bundle's files (each streamed, skipped when the server has it) and create
         the version; the server scans, signs and records it exactly as an embedded push."""
         from modelward.core.manifest import DEFAULT_IGNORE_PATHS
-        from modelward.storage.model_files import list_model_files
+        from modelward.storage.model_files import list_model_files, refuse_unprintable_names
 
         path = Path(model_path)
         files = list_model_files(path, ignore_paths=sorted(DEFAULT_IGNORE_PATHS))
+        refuse_unprintable_names(files, path.name if files[0].name == "." else None)
         entries = []
         for model_file in files:
             digest = _sha256_file(model_file.path)
-            head = self._t.http.head(
-                self._t.url(f"/uploads/{digest}"), headers=self._t.with_headers()
-            )
+            head = self._t.send("HEAD", f"/uploads/{digest}")
             if head.status_code == 404:
                 self._t.request(
                     "PUT",
@@ -251,8 +250,11 @@ class Client:
         ):
             raise VerificationError(f"{uri}: the registry signature covers other files")
         created = not out.exists()
+        from modelward.storage.output_folders import check_creatable_folder, make_output_folder
+
+        check_creatable_folder(out)
+        make_output_folder(out)
         try:
-            out.mkdir(parents=True, exist_ok=True)
             for entry in manifest.files:
                 if entry.name == ".":
                     raise InputError("single-file versions are pulled into a folder by name")

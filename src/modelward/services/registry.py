@@ -60,7 +60,7 @@ from modelward.storage.metadata.database import serialize_ledger
 from modelward.storage.metadata.gate_repository import GateRepository
 from modelward.storage.metadata.ledger_repository import LedgerRepository, format_time
 from modelward.storage.metadata.registry_repository import RegistryRepository, VersionRecord
-from modelward.storage.model_files import list_model_files
+from modelward.storage.model_files import list_model_files, refuse_unprintable_names
 from modelward.storage.staging import StagedBundle, StagedFile, stage_bundle
 
 if TYPE_CHECKING:
@@ -163,6 +163,7 @@ class RegistryService:
         if signature_path is not None and model_path.is_dir():
             ignores.update(relative_ignores(model_path, [signature_path]))
         files = list_model_files(model_path, ignore_paths=sorted(ignores))
+        refuse_unprintable_names(files, model_path.name if files[0].name == "." else None)
         uploader: SignatureBundle | None = None
         if signature_path is not None or public_key is not None:
             if signature_path is None or public_key is None:

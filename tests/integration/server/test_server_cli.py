@@ -106,7 +106,8 @@ def test_bad_tokens_and_unreachable_servers_exit_cleanly(
     assert result.returncode == 1 and "unknown token" in result.stderr
     env["MODELWARD_URL"] = "http://127.0.0.1:9"  # discard port: nothing listens
     result = cli(env, "models", "list")
-    assert result.returncode != 0 and "cannot reach" in result.stderr
+    assert result.returncode == 4
+    assert "cannot reach the server at http://127.0.0.1:9" in result.stderr
     assert "Traceback" not in result.stderr
 
 
