@@ -11,6 +11,8 @@ from typing import Any
 
 from modelward.interfaces.cli._output import warn
 
+KEEP_ALIVE_SECONDS = 30
+
 
 def register(subparsers: Any) -> None:
     serve = subparsers.add_parser("serve", help="serve the registry over HTTP (tokens, OIDC)")
@@ -76,5 +78,8 @@ def _serve(args: argparse.Namespace) -> int:
         server_header=False,
         log_level="info",
         timeout_graceful_shutdown=10,
+        # longer than clients keep idle connections (httpx: 5 s), so a client never sends on a
+        # connection the server is closing (a reset under load)
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
     )
     return 0
