@@ -141,7 +141,8 @@ def test_racing_pushes_get_gap_free_numbers_and_the_ledger_verifies(
         thread.join(timeout=60)
     numbers = {o[0].version.number for _, o in twice}  # type: ignore[attr-defined]
     assert len(numbers) == 1
-    report = AuditService(registry.database, registry.ledger_key, registry.origin).verify()
+    audit = AuditService(registry.database, registry.ledger_key, registry.origin)
+    report = audit.verify()
     assert report.ok, report.problems
-    events = [e for e in AuditService(registry.database, registry.ledger_key, registry.origin).log()]
+    events = audit.log()
     assert [e.seq for e in events] == list(range(len(events)))
