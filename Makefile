@@ -29,7 +29,7 @@ BENCH_STAMP := $(BENCH_VENV)/.installed
 $(BENCH_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(BENCH_VENV)/bin/python -m pip install --quiet -e '.[bench,s3,bom,parquet]'
+	$(BENCH_VENV)/bin/python -m pip install --quiet -e '.[bench,s3,bom,parquet,server,postgres]'
 	touch $(BENCH_STAMP)
 
 # Every benchmark, one after the other, beside the peers named in the issues.

@@ -2,10 +2,11 @@
 blob folder), 32 concurrent clients pushing small versions, resolving them and promoting them to
 staging for a bounded time. Prints errors, lost or duplicated versions (both must be 0),
 throughput and p50/p99 latency per operation; then, when `mlflow` with its server is installed
-(in .venv-bench: `pip install mlflow`), the same clients against `mlflow server --app-name
-basic-auth` registering model versions and resolving aliases, and the ratios.
+(`make .venv-bench/.installed`: mlflow[auth] and modelward's server and postgres extras), the
+same clients against `mlflow server --app-name basic-auth` registering model versions and
+reading them back, and the ratios.
 
-    .venv/bin/python benchmarks/bench_server.py [--seconds 60] [--clients 32] [--servers 2 4]
+    .venv-bench/bin/python benchmarks/bench_server.py [--seconds 60] [--clients 32] [--servers 2 4]
 
 Needs PostgreSQL at 127.0.0.1:5432 (trust auth); creates and drops its own database.
 """
@@ -230,7 +231,21 @@ def bench_mlflow(clients: int, seconds: float, root: Path) -> float | None:
         return None
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {"MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16)}
+    password = secrets.token_urlsafe(18)
+    config = root / "basic_auth.ini"  # its own user database, never in the working directory
+    config.write_text(
+        "[mlflow]\n"
+        "default_permission = READ\n"
+        f"database_uri = sqlite:///{root / 'basic_auth.db'}\n"
+        "admin_username = admin\n"
+        f"admin_password = {password}\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+    )
+    env = {
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16),
+        "MLFLOW_AUTH_CONFIG_PATH": str(config),
+        "MLFLOW_AUTH_ADMIN_PASSWORD": password,
+    }
     cmd = [
         mlflow,
         "server",
@@ -238,17 +253,21 @@ def bench_mlflow(clients: int, seconds: float, root: Path) -> float | None:
         "basic-auth",
         "--backend-store-uri",
         f"sqlite:///{root / 'mlflow.db'}",
+        "--artifacts-destination",
+        str(root / "mlartifacts"),
         "--port",
         str(port),
         "--workers",
         "2",
     ]
     process = start(cmd, env, f"{url}/health", root / "mlflow.log")
-    auth = ("admin", "password1234")  # basic-auth's default admin
+    auth = ("admin", password)
     stats = Stats()
     try:
         api = f"{url}/api/2.0/mlflow"
-        httpx.post(f"{api}/registered-models/create", json={"name": "bench"}, auth=auth)
+        httpx.post(
+            f"{api}/registered-models/create", json={"name": "bench"}, auth=auth, timeout=120
+        ).raise_for_status()
         stop_at = time.monotonic() + seconds
 
         def loop(n: int) -> None:

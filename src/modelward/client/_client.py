@@ -158,9 +158,28 @@ class Client:
         risk_tier: str | None = None,
         if_current: str | None = None,
         flag_texts: Sequence[str] = (),
+        prompt_templates: Sequence[str | os.PathLike[str]] = (),
+        policy_files: Sequence[str | os.PathLike[str]] = (),
+        carry: bool = True,
     ) -> dict[str, Any]:
         """The gate's decision (`allowed`, `decision`) and, on allow, the new `release`.
-        `flag_texts` are `KEY=VALUE` strings read as the CLI reads `--flag`."""
+        `flag_texts` are `KEY=VALUE` strings read as the CLI reads `--flag`. `prompt_templates`
+        and `policy_files` are files sent with the request (under their names, 1 MiB in all),
+        scanned and stored by the server; `carry=False` takes nothing from the source release."""
+        import base64
+
+        attached: dict[str, list[dict[str, str]]] = {}
+        for key, paths, what in (
+            ("prompt_templates", prompt_templates, "prompt template"),
+            ("policy_files", policy_files, "policy file"),
+        ):
+            attached[key] = [
+                {
+                    "name": Path(p).name,
+                    "content": base64.b64encode(_read_small(p, what, 700_000)).decode("ascii"),
+                }
+                for p in paths
+            ]
         body = {
             "uri": uri,
             "environment": environment,
@@ -168,8 +187,17 @@ class Client:
             "flag_texts": list(flag_texts),
             "risk_tier": risk_tier,
             "if_current": if_current,
+            "carry": carry,
+            **{k: v for k, v in attached.items() if v},
         }
         result: dict[str, Any] = self._t.json("POST", "/promotions", json=body)
+        return result
+
+    def rollback_drill(self, model: str, environment: str) -> dict[str, Any]:
+        """Rehearse a rollback in the first environment and check the restored state
+        (`passed`, `steps`), as `modelward rollback --drill`."""
+        body = {"environment": environment}
+        result: dict[str, Any] = self._t.json("POST", f"/models/{_seg(model)}/drills", json=body)
         return result
 
     def rollback(self, model: str, environment: str, to: str | None = None) -> dict[str, Any]:
@@ -187,20 +215,32 @@ class Client:
         change: str | None = None,
         compat: str | None = None,
         progress: ProgressCallback | None = None,
+        signature: str | os.PathLike[str] | None = None,
+        public_key: str | os.PathLike[str] | None = None,
+        provenance: str | os.PathLike[str] | None = None,
+        provenance_key: str | os.PathLike[str] | None = None,
     ) -> dict[str, Any]:
         """Upload the bundle's files (each streamed, skipped when the server has it) and create
-        the version; the server scans, signs and records it exactly as an embedded push."""
+        the version; the server scans, signs and records it exactly as an embedded push.
+        `signature` (an OMS signature file) goes with the `public_key` (PEM file) it verifies
+        with; `provenance` (a DSSE provenance file) may name an extra `provenance_key`. They
+        travel in the commit request (1 MiB in all)."""
         from modelward.core.manifest import DEFAULT_IGNORE_PATHS
-        from modelward.storage.model_files import list_model_files
+        from modelward.storage.model_files import list_model_files, refuse_unprintable_names
 
         path = Path(model_path)
-        files = list_model_files(path, ignore_paths=sorted(DEFAULT_IGNORE_PATHS))
+        ignores = set(DEFAULT_IGNORE_PATHS)
+        evidence = _push_evidence(signature, public_key, provenance, provenance_key)
+        if signature is not None and path.is_dir():
+            inside = _relative_inside(path, Path(signature))
+            if inside is not None:  # a signature kept in the folder is not part of the bundle
+                ignores.add(inside)
+        files = list_model_files(path, ignore_paths=sorted(ignores))
+        refuse_unprintable_names(files, path.name if files[0].name == "." else None)
         entries = []
         for model_file in files:
             digest = _sha256_file(model_file.path)
-            head = self._t.http.head(
-                self._t.url(f"/uploads/{digest}"), headers=self._t.with_headers()
-            )
+            head = self._t.send("HEAD", f"/uploads/{digest}")
             if head.status_code == 404:
                 self._t.request(
                     "PUT",
@@ -221,6 +261,7 @@ class Client:
             "accept_malformed": list(accept_malformed),
             "change": change,
             "compat": compat,
+            **evidence,
         }
         if len(files) == 1 and files[0].name == ".":
             body["single_file_name"] = path.name
@@ -251,8 +292,11 @@ class Client:
         ):
             raise VerificationError(f"{uri}: the registry signature covers other files")
         created = not out.exists()
+        from modelward.storage.output_folders import check_creatable_folder, make_output_folder
+
+        check_creatable_folder(out)
+        make_output_folder(out)
         try:
-            out.mkdir(parents=True, exist_ok=True)
             for entry in manifest.files:
                 if entry.name == ".":
                     raise InputError("single-file versions are pulled into a folder by name")
@@ -362,3 +406,54 @@ def _inside(name: str) -> PurePosixPath:
     if path.is_absolute() or "\\" in name or any(p in ("", ".", "..") for p in name.split("/")):
         raise VerificationError(f"stored file name {name!r} leaves the output folder")
     return path
+
+
+def _read_small(path: str | os.PathLike[str], what: str, limit: int = 900_000) -> bytes:
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(limit + 1)
+    except OSError as exc:
+        raise PathError(f"{path}: cannot read the {what}: {exc.strerror or exc}") from exc
+    if len(data) > limit:
+        raise InputError(f"{path}: the {what} is larger than {limit} bytes (the server's limit)")
+    return data
+
+
+def _push_evidence(
+    signature: str | os.PathLike[str] | None,
+    public_key: str | os.PathLike[str] | None,
+    provenance: str | os.PathLike[str] | None,
+    provenance_key: str | os.PathLike[str] | None,
+) -> dict[str, Any]:
+    import base64
+    import json
+
+    if (signature is None) != (public_key is None):
+        raise InputError("--signature and --public-key go together")
+    body: dict[str, Any] = {}
+    if signature is not None and public_key is not None:
+        try:
+            body["signature"] = json.loads(_read_small(signature, "signature"))
+        except ValueError as exc:
+            raise InputError(f"{signature}: the signature is not JSON: {exc}") from exc
+        if not isinstance(body["signature"], dict):
+            raise InputError(f"{signature}: the signature is not a JSON object")
+        body["public_key"] = _read_small(public_key, "public key", 20_000).decode(
+            "utf-8", "replace"
+        )
+    if provenance is not None:
+        document = _read_small(provenance, "provenance", 600_000)
+        body["provenance"] = base64.b64encode(document).decode("ascii")
+    if provenance_key is not None:
+        key = _read_small(provenance_key, "provenance key", 20_000)
+        body["provenance_key"] = key.decode("utf-8", "replace")
+    return body
+
+
+def _relative_inside(root: Path, target: Path) -> str | None:
+    """`target` as a POSIX path relative to `root` when it is inside it, else None."""
+    root_real = os.path.realpath(root)
+    target_real = os.path.realpath(target)
+    if os.path.commonpath([root_real, target_real]) != root_real or target_real == root_real:
+        return None
+    return Path(os.path.relpath(target_real, root_real)).as_posix()

@@ -67,15 +67,21 @@ class Transport:
     def with_headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         return {**self.headers, **(extra or {})}
 
-    def request(
+    def send(
         self, method: str, path: str, headers: dict[str, str] | None = None, **kwargs: Any
     ) -> httpx.Response:
+        """The response whatever its status; StorageError when the server cannot be reached."""
         try:
-            response = self.http.request(
+            return self.http.request(
                 method, self.url(path), headers=self.with_headers(headers), **kwargs
             )
         except httpx.HTTPError as exc:
             raise errors.StorageError(f"cannot reach the server at {self.base}: {exc}") from exc
+
+    def request(
+        self, method: str, path: str, headers: dict[str, str] | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        response = self.send(method, path, headers, **kwargs)
         raise_for_error(response)
         return response
 

@@ -44,6 +44,7 @@ from modelward.services.context import RegistryContext, current_actor, utc_now
 from modelward.services.state_integrity import keeper_of
 from modelward.services.subject_watch import sealed_subject_events
 from modelward.services.users import require
+from modelward.storage.metadata.database import serialize_ledger
 from modelward.storage.metadata.ledger_repository import LedgerRepository, format_time
 from modelward.storage.metadata.provenance_repository import (
     DatasetFileRow,
@@ -240,6 +241,7 @@ class DatasetService:
         manifest_json = canonical_json(manifest.to_dict()).decode("utf-8")
         now = format_time(utc_now())
         with self.ctx.database.transaction() as conn:
+            serialize_ledger(conn)  # decides on the state it changes
             require(conn, self.actor, Action.ATTACH_PROVENANCE)
             repo = ProvenanceRepository(conn)
             dataset_id = repo.dataset_id(name)
@@ -309,6 +311,7 @@ class DatasetService:
             raise InputError(f"the reason must be printable and at most {_MAX_REASON} characters")
         now = format_time(utc_now())
         with self.ctx.database.transaction() as conn:
+            serialize_ledger(conn)  # decides on the state it changes
             require(conn, self.actor, Action.ATTACH_PROVENANCE)
             repo = ProvenanceRepository(conn)
             record = repo.dataset_version(name, number)

@@ -51,6 +51,7 @@ from modelward.services.release_checks import note_expired_overrides
 from modelward.services.releases import new_release_id, release_view, write_release
 from modelward.services.state_integrity import anchored_append, check_current_policy, verify_row
 from modelward.services.users import require
+from modelward.storage.metadata.database import serialize_ledger
 from modelward.storage.metadata.gate_repository import GateRepository
 from modelward.storage.metadata.ledger_repository import LedgerRepository, format_time
 from modelward.storage.metadata.registry_repository import RegistryRepository
@@ -127,6 +128,7 @@ class GateService:
         policy = policy_from_text(text, environment, self.engine)
         now = utc_now()
         with self.ctx.database.transaction() as conn:
+            serialize_ledger(conn)  # decides on the state it changes
             require(conn, self.actor, Action.SET_POLICY, self.config.permissions)
             decoded = text.decode("utf-8")
             policy_id = GateRepository(conn).add_policy(

@@ -45,6 +45,7 @@ from modelward.signing.keys import (
     public_key_pem,
     write_key_pair,
 )
+from modelward.storage.metadata.database import serialize_ledger
 from modelward.storage.metadata.ledger_repository import LedgerEvent, LedgerRepository
 from modelward.storage.metadata.registry_repository import RegistryRepository
 
@@ -144,6 +145,7 @@ def _record_rotation(
 ) -> LedgerEvent:
     now = utc_now()
     with context.database.transaction() as conn:
+        serialize_ledger(conn)  # decides on the state it changes
         require(conn, actor, Action.ADD_USER)
         repo = RegistryRepository(conn)
         info = repo.info()

@@ -19,6 +19,7 @@ from modelward.provenance.slsa import COMPLETENESS_FIELDS
 from modelward.services.context import RegistryContext, current_actor, utc_now
 from modelward.services.settings import set_in, verified_setting
 from modelward.services.users import role_of
+from modelward.storage.metadata.database import serialize_ledger
 from modelward.storage.metadata.ledger_repository import format_time
 
 REQUIRED_FIELDS_SETTING = "provenance.required_fields"
@@ -74,6 +75,7 @@ class ProvenanceRequirementsService:
         chosen = check_fields(fields)
         now = utc_now()
         with self.ctx.database.transaction() as conn:
+            serialize_ledger(conn)  # decides on the state it changes
             record = set_in(
                 conn,
                 self.actor,

@@ -23,6 +23,7 @@ from modelward.services.context import RegistryContext
 from modelward.signing.oms import SignatureBundle, sign_manifest
 from modelward.storage.metadata.ledger_repository import LedgerRepository
 from modelward.storage.metadata.registry_repository import VersionRecord
+from modelward.storage.output_folders import check_creatable_folder, make_output_folder
 
 
 @dataclass(frozen=True)
@@ -64,11 +65,12 @@ def pull_bundle(
     out_dir = Path(out_dir)
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise PathError(f"{out_dir}: exists and is not an empty folder; choose a new one")
+    check_creatable_folder(out_dir)
     if signature_path is not None:
         signature_path = Path(signature_path)
         if signature_path.exists() or signature_path.is_symlink():
             raise PathError(f"{signature_path}: exists; choose a new signature file")
-        if not signature_path.parent.is_dir():
+        if not signature_path.parent.is_dir() and not _is_inside(signature_path.parent, out_dir):
             raise PathError(f"{signature_path.parent}: no such folder for the signature")
         if _is_inside(out_dir, signature_path):
             raise PathError(f"{signature_path}: the signature cannot be written inside {out_dir}")
@@ -80,8 +82,8 @@ def pull_bundle(
         raise InputError(f"{record.uri} is a folder of files; --file-name is for single files")
     created = not out_dir.exists()
     wrote_signature = False
+    make_output_folder(out_dir)
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
         for entry in manifest.files:
             target = out_dir / (name if entry.name == "." and name else entry.name)
             _check_inside(out_dir, target)

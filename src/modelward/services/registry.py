@@ -56,10 +56,11 @@ from modelward.signing.oms import (
     sign_manifest,
     verify_with_key,
 )
+from modelward.storage.metadata.database import serialize_ledger
 from modelward.storage.metadata.gate_repository import GateRepository
 from modelward.storage.metadata.ledger_repository import LedgerRepository, format_time
 from modelward.storage.metadata.registry_repository import RegistryRepository, VersionRecord
-from modelward.storage.model_files import list_model_files
+from modelward.storage.model_files import list_model_files, refuse_unprintable_names
 from modelward.storage.staging import StagedBundle, StagedFile, stage_bundle
 
 if TYPE_CHECKING:
@@ -162,6 +163,7 @@ class RegistryService:
         if signature_path is not None and model_path.is_dir():
             ignores.update(relative_ignores(model_path, [signature_path]))
         files = list_model_files(model_path, ignore_paths=sorted(ignores))
+        refuse_unprintable_names(files, model_path.name if files[0].name == "." else None)
         uploader: SignatureBundle | None = None
         if signature_path is not None or public_key is not None:
             if signature_path is None or public_key is None:
@@ -200,9 +202,9 @@ class RegistryService:
         now = format_time(utc_now())
         with self.ctx.database.transaction() as conn:
             repo = RegistryRepository(conn)
-            model_id = repo.model_id(name)
-            if model_id is None:
-                model_id = repo.create_model(name, now, self.actor)
+            # the model's row lock allocates its version numbers; the ledger lock is taken later,
+            # by ledger.size(), so pushes of other models do their reads meanwhile
+            model_id = repo.lock_model(name, now, self.actor)
             existing = repo.find_by_root(model_id, manifest.root_digest)
             if existing is not None:
                 return PushResult(existing, created=False, manifest=existing.manifest())
@@ -212,7 +214,7 @@ class RegistryService:
                 previous = repo.version(name, number - 1).manifest() if number > 1 else None
                 change_fact = change(previous, manifest)
             ledger = LedgerRepository(conn)
-            push_seq = ledger.size()  # this transaction holds the write lock: the event's seq
+            push_seq = ledger.size()  # takes the ledger lock: the seq of this push's event
             version_id = repo.insert_version(
                 model_id,
                 number,
@@ -356,6 +358,7 @@ class RegistryService:
         `gate.environments`) are refused: they move only by promote or rollback."""
         validate_name(alias, "alias")
         with self.ctx.database.transaction() as conn:
+            serialize_ledger(conn)  # decides on the state it changes
             require(conn, self.actor, Action.PUSH, model=name)
             _refuse_environment_alias(conn, alias)
             repo = RegistryRepository(conn)
@@ -382,6 +385,7 @@ class RegistryService:
         """Remove `name@alias`; environment aliases are refused as in `set_alias`."""
         validate_name(alias, "alias")
         with self.ctx.database.transaction() as conn:
+            serialize_ledger(conn)  # decides on the state it changes
             require(conn, self.actor, Action.PUSH, model=name)
             _refuse_environment_alias(conn, alias)
             repo = RegistryRepository(conn)

@@ -52,6 +52,7 @@ from modelward.services.release_checks import (
 from modelward.services.state_integrity import anchored_append, check_releases, verify_row
 from modelward.services.users import require
 from modelward.signing.keys import Verifier
+from modelward.storage.metadata.database import serialize_ledger
 from modelward.storage.metadata.gate_repository import GateRepository
 from modelward.storage.metadata.ledger_repository import LedgerRepository, format_time
 from modelward.storage.metadata.registry_repository import RegistryRepository
@@ -102,6 +103,7 @@ def write_release(
 ) -> None:
     """Insert `release` and move the environment alias, if the environment did not move since
     the caller looked (its current release id is still `expected_current`)."""
+    serialize_ledger(conn)  # the compare-and-swap below must see the latest committed release
     gate = GateRepository(conn)
     # every release row of this model and environment must check out against the ledger
     check_releases(conn, release.model, release.environment)
@@ -216,6 +218,7 @@ class ReleaseService:
         fails any check."""
         self.config.path.index(environment)
         with self.ctx.database.transaction() as conn:
+            serialize_ledger(conn)  # decides on the state it changes
             require(conn, self.actor, Action.ROLLBACK, self.config.permissions, model=model)
             now = utc_now()
             note_expired_overrides(conn, model, now, self.actor)
@@ -302,6 +305,7 @@ class ReleaseService:
                 f"not in {environment}"
             )
         with self.ctx.database.transaction() as conn:
+            serialize_ledger(conn)  # decides on the state it changes
             require(conn, self.actor, Action.ROLLBACK, self.config.permissions, model=model)
             now = utc_now()
             note_expired_overrides(conn, model, now, self.actor)

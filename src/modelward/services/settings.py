@@ -40,6 +40,7 @@ from modelward.errors import (
 from modelward.services.context import RegistryContext, current_actor, utc_now
 from modelward.services.state_integrity import trusted_setting, verify_current
 from modelward.services.users import require, role_of
+from modelward.storage.metadata.database import serialize_ledger
 from modelward.storage.metadata.ledger_repository import LedgerRepository, format_time
 from modelward.storage.metadata.settings_repository import SettingRow, SettingsRepository
 
@@ -252,6 +253,7 @@ class SettingsService:
         normalised = spec.validate(value)
         now = utc_now()
         with self.ctx.database.transaction() as conn:
+            serialize_ledger(conn)  # decides on the state it changes
             previous = view_in(conn, key) if role_of(conn, self.actor) is Role.ADMIN else None
             record = set_in(
                 conn,

@@ -22,6 +22,7 @@ from modelward.provenance.evaluation import validate_suite
 from modelward.services.context import RegistryContext, current_actor, utc_now
 from modelward.services.settings import THRESHOLDS_PREFIX, set_in, verified_setting
 from modelward.services.users import role_of
+from modelward.storage.metadata.database import serialize_ledger
 from modelward.storage.metadata.ledger_repository import format_time
 from modelward.storage.metadata.settings_repository import SettingsRepository
 
@@ -176,6 +177,7 @@ class ThresholdService:
     def _update(self, suite: str, change: Any) -> SuiteThresholds:
         now = utc_now()
         with self.ctx.database.transaction() as conn:
+            serialize_ledger(conn)  # decides on the state it changes
             current = dict(suite_thresholds_in(conn, suite).metrics)
             metrics = change(current)
             value = {"metrics": {k: metrics[k].to_dict() for k in sorted(metrics)}}

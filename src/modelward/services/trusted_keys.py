@@ -21,6 +21,7 @@ from modelward.services.context import RegistryContext, current_actor, utc_now
 from modelward.services.settings import set_in, verified_value
 from modelward.services.users import role_of
 from modelward.signing.keys import Verifier, key_hint, public_key_from_pem, public_key_pem
+from modelward.storage.metadata.database import serialize_ledger
 from modelward.storage.metadata.ledger_repository import format_time
 
 TRUSTED_KEYS_SETTING = "trusted_keys"
@@ -91,6 +92,7 @@ class TrustedKeyService:
             )
         now = utc_now()
         with self.ctx.database.transaction() as conn:
+            serialize_ledger(conn)  # decides on the state it changes
             keys = trusted_keys_in(conn)
             for existing in keys:
                 if existing.key_id == key_id:
@@ -113,6 +115,7 @@ class TrustedKeyService:
     def untrust(self, key_id_or_name: str) -> TrustedKey:
         now = utc_now()
         with self.ctx.database.transaction() as conn:
+            serialize_ledger(conn)  # decides on the state it changes
             keys = trusted_keys_in(conn)
             matches = [
                 k

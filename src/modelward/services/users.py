@@ -23,6 +23,7 @@ from modelward.errors import InputError, PermissionDeniedError
 from modelward.services.context import RegistryContext, current_actor, utc_now
 from modelward.services.gate_config import load_gate_config
 from modelward.services.state_integrity import anchored_append, trusted_role
+from modelward.storage.metadata.database import serialize_ledger
 from modelward.storage.metadata.gate_repository import GateRepository
 from modelward.storage.metadata.ledger_repository import format_time
 from modelward.storage.metadata.registry_repository import RegistryRepository
@@ -196,6 +197,7 @@ class UserService:
         permissions = load_gate_config(self.ctx).permissions
         now = utc_now()
         with self.ctx.database.transaction() as conn:
+            serialize_ledger(conn)  # decides on the state it changes
             require(conn, self.actor, Action.ADD_USER, permissions)
             repo = RegistryRepository(conn)
             existing = repo.user_role(name)

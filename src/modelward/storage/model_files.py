@@ -98,6 +98,22 @@ def list_model_files(
     return files
 
 
+def refuse_unprintable_names(files: Iterable[ModelFile], single_name: str | None = None) -> None:
+    """InputError (exit 2) naming the first file, escaped, whose name holds a control
+    character (C0, DEL, C1) or another character that does not print (bidirectional overrides,
+    zero-width marks): such a name would reach terminals, logs and manifests raw, where it can
+    rewrite what is shown. `single_name` is a single-file bundle's own name."""
+    names = [f.name for f in files if f.name != "."]
+    if single_name is not None:
+        names.append(single_name)
+    for name in names:
+        if not all(part.isprintable() for part in name.split("/")):
+            raise InputError(
+                f"file name {name!r} holds a control or other non-printing character; "
+                "rename the file (nothing was stored)"
+            )
+
+
 def _is_ignored(name: str, ignored: set[str]) -> bool:
     if not ignored:
         return False

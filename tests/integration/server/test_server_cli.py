@@ -106,7 +106,8 @@ def test_bad_tokens_and_unreachable_servers_exit_cleanly(
     assert result.returncode == 1 and "unknown token" in result.stderr
     env["MODELWARD_URL"] = "http://127.0.0.1:9"  # discard port: nothing listens
     result = cli(env, "models", "list")
-    assert result.returncode != 0 and "cannot reach" in result.stderr
+    assert result.returncode == 4
+    assert "cannot reach the server at http://127.0.0.1:9" in result.stderr
     assert "Traceback" not in result.stderr
 
 
@@ -182,3 +183,74 @@ def test_a_ci_job_authenticates_with_its_oidc_token(
     assert push["actor"] == "ci-train"
     assert push["details"]["auth"]["iss"] == issuer.url
     assert push["details"]["auth"]["sub"] == issuer.claims()["sub"]
+
+
+@pytest.mark.slow
+def test_signatures_provenance_attachments_and_drills_go_over_the_server(
+    world: tuple[dict[str, str], Server], tmp_path: Path
+) -> None:
+    local, _ = world
+    tina, rita, rex = (_as(world, user, tmp_path) for user in ("tina", "rita", "rex"))
+    key = tmp_path / "uploader"
+    assert cli(local, "keys", "generate", "--out", str(key)).returncode == 0
+    trusted = cli(local, "keys", "trust", f"{key}.pub", "--name", "tina-laptop")
+    assert trusted.returncode == 0, trusted.stderr
+    bundle = make_bundle(tmp_path / "signed", seed=31)
+    signature = tmp_path / "signed.sig"
+    assert cli(local, "sign", str(bundle), "--key", str(key)).returncode == 0
+    pushed = cli(
+        tina, "push", str(bundle), "--model", "signed-llm", "--json",
+        "--signature", str(signature), "--public-key", f"{key}.pub",
+    )  # fmt: skip
+    assert pushed.returncode == 0, pushed.stderr
+    shown = json.loads(cli(local, "show", "models:/signed-llm/1", "--json").stdout)
+    assert "uploader-signature" in json.dumps(shown)
+    # a signature over other bytes: refused over the server as embedded, same exit and message
+    other = make_bundle(tmp_path / "other", seed=32)
+    args = ("--signature", str(signature), "--public-key", f"{key}.pub")
+    remote = cli(tina, "push", str(other), "--model", "signed-llm", *args)
+    embedded = cli(local, "push", str(other), "--model", "signed-llm", *args)
+    assert remote.returncode == embedded.returncode == 1, (remote.stderr, embedded.stderr)
+    assert remote.stderr == embedded.stderr
+    # provenance is sent and checked by the server: one unsigned by a known key is refused
+    provenance = tmp_path / "unsigned.dsse.json"
+    provenance.write_text(json.dumps({"payloadType": "x", "payload": "e30=", "signatures": []}))
+    remote = cli(tina, "push", str(other), "--model", "prov-llm", "--provenance", str(provenance))
+    embedded = cli(
+        local, "push", str(other), "--model", "prov-llm", "--provenance", str(provenance)
+    )
+    assert remote.returncode == embedded.returncode != 0, remote.stderr
+    assert remote.stderr == embedded.stderr
+    # promotions carry prompt templates and policy files; a drill rehearses the rollback
+    template = tmp_path / "chat.jinja"
+    template.write_text("{{ messages }}")
+    policy = tmp_path / "guard.yaml"
+    policy.write_text("rules: []\n")
+    for number, seed in ((1, 33), (2, 34)):
+        if number == 2:
+            second = make_bundle(tmp_path / "v2", seed=seed)
+            assert cli(local, "sign", str(second), "--key", str(key)).returncode == 0
+            push = cli(
+                tina, "push", str(second), "--model", "signed-llm",
+                "--signature", str(tmp_path / "v2.sig"), "--public-key", f"{key}.pub",
+            )  # fmt: skip
+            assert push.returncode == 0, push.stderr
+        uri = f"models:/signed-llm/{number}"
+        assert cli(rita, "approve", uri, "--for", "staging").returncode == 0
+        promoted = cli(
+            rex, "promote", uri, "--to", "staging", "--json",
+            "--prompt-template", str(template), "--policy-file", str(policy),
+        )  # fmt: skip
+        assert promoted.returncode == 0, promoted.stdout + promoted.stderr
+        state = json.loads(promoted.stdout)["release"]["state"]
+        assert list(state["prompt_templates"]) == ["chat.jinja"]
+        assert list(state["policy_files"]) == ["guard.yaml"]
+    remote = cli(rex, "releases", "staging", "--model", "signed-llm")
+    embedded = cli(local, "releases", "staging", "--model", "signed-llm")
+    assert remote.returncode == embedded.returncode == 0
+    assert remote.stdout == embedded.stdout and "chat.jinja" in remote.stdout
+    drilled = cli(rex, "rollback", "signed-llm", "--env", "staging", "--drill")
+    assert drilled.returncode == 0, drilled.stdout + drilled.stderr
+    assert drilled.stdout.startswith("rollback drill of models:/signed-llm in staging: passed")
+    as_json = cli(rex, "rollback", "signed-llm", "--env", "staging", "--drill", "--json")
+    assert as_json.returncode == 0 and json.loads(as_json.stdout)["passed"] is True

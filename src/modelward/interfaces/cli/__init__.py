@@ -41,6 +41,38 @@ COMMAND_MODULES: tuple[str, ...] = (
     "evidence_cmds",
 )
 
+# The module registering each command word, so that one invocation imports and builds only the
+# module it runs (start-up time: the remote CLI, `serve`). A word missing here still works, by
+# the full parser; a test pins this table to what the modules register.
+COMMAND_OWNERS: dict[str, str] = {
+    "keys": "keys",
+    "sign": "sign",
+    "verify": "verify",
+    **dict.fromkeys(
+        ("init", "push", "pull", "models", "versions", "show", "alias", "fsck"), "registry_cmds"
+    ),
+    "audit": "audit",
+    "scan": "scan",
+    "users": "users_cmds",
+    "whoami": "users_cmds",
+    "settings": "settings_cmds",
+    "policy": "policy_cmds",
+    **dict.fromkeys(("promote", "override", "approve", "decisions"), "gate_cmds"),
+    "facts": "facts_cmds",
+    "releases": "releases_cmds",
+    "rollback": "releases_cmds",
+    "datasets": "datasets",
+    "provenance": "provenance",
+    "eval": "evaluation",
+    "lineage": "lineage",
+    "bom": "bom",
+    "reproduce": "reproduce",
+    "witness": "witness",
+    "serve": "serve",
+    "tokens": "tokens_cmds",
+    "oidc": "oidc_cmds",
+}
+
 
 class _UsageError(Exception):
     def __init__(self, parser: argparse.ArgumentParser, message: str) -> None:
@@ -56,7 +88,8 @@ class _Parser(argparse.ArgumentParser):
         raise _UsageError(self, message)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(modules: Sequence[str] = COMMAND_MODULES) -> argparse.ArgumentParser:
+    """The parser of every command (or of those `modules` register)."""
     parser = _Parser(
         prog="modelward",
         description="A governed registry and release gate for open-weight AI models.",
@@ -65,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action=_VersionAction, nargs=0, help="print the version")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
-    for name in COMMAND_MODULES:
+    for name in modules:
         module = importlib.import_module(f"{__name__}.{name}")
         module.register(subparsers)
     return parser
@@ -87,9 +120,20 @@ def _version() -> str:
         return "0+unknown"
 
 
+def _command_word(arguments: Sequence[str]) -> str | None:
+    """The command word when it comes first (after `--debug`), else None (help, version, typos:
+    the full parser answers those)."""
+    for argument in arguments:
+        if argument == "--debug":
+            continue
+        return argument if argument in COMMAND_OWNERS else None
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
     arguments = list(sys.argv[1:] if argv is None else argv)
+    word = _command_word(arguments)
+    parser = build_parser() if word is None else build_parser([COMMAND_OWNERS[word]])
     try:
         args = parser.parse_args(arguments)
     except _UsageError as exc:

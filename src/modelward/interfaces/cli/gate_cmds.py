@@ -131,6 +131,13 @@ def _render_carried(carried: Any, no_carry: bool) -> None:
         emit(f"  {carried.note}")
 
 
+def render_carried_dict(carried: dict[str, Any] | None, no_carry: bool) -> None:
+    """`_render_carried` for a promotion's result as JSON (the remote CLI)."""
+    from types import SimpleNamespace
+
+    _render_carried(None if carried is None else SimpleNamespace(**carried), no_carry)
+
+
 def _promote(args: argparse.Namespace) -> int:
     return _run(args, None)
 

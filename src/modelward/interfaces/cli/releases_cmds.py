@@ -165,6 +165,11 @@ def _rollback(args: argparse.Namespace) -> int:
             data = service.drill(args.name, args.env)
         else:
             data = service.rollback(args.name, args.env, args.to).to_dict()
+    return render_rollback(args, data)
+
+
+def render_rollback(args: argparse.Namespace, data: dict[str, Any]) -> int:
+    """Print a rollback or a drill (shared with the remote CLI); 1 when a drill failed."""
     if args.json:
         emit_json(data)
     elif args.drill:

@@ -54,11 +54,6 @@ def handler_for(args: argparse.Namespace) -> Handler | None:
 
 
 def _push(args: argparse.Namespace) -> int:
-    if args.signature or args.public_key or args.provenance or args.provenance_key:
-        raise InputError(
-            "--signature, --public-key and --provenance are not yet sent to a server; "
-            "push without them, or on the registry's host"
-        )
     from modelward.interfaces.cli._progress import ProgressBar, total_size
 
     with client() as c, ProgressBar(total_size(args.model_path), "uploading") as progress:
@@ -70,6 +65,10 @@ def _push(args: argparse.Namespace) -> int:
             change=args.change,
             compat=args.compat,
             progress=progress,
+            signature=args.signature,
+            public_key=args.public_key,
+            provenance=args.provenance,
+            provenance_key=args.provenance_key,
         )
     if args.json:
         emit_json(data)
@@ -139,8 +138,6 @@ def _promote(args: argparse.Namespace) -> int:
     from modelward.core.policy import Decision
     from modelward.interfaces.cli.gate_cmds import render_decision
 
-    if args.prompt_template or args.policy_file:
-        raise InputError("--prompt-template and --policy-file are not yet sent to a server")
     with client() as c:
         data = c.promote(
             args.uri,
@@ -148,14 +145,20 @@ def _promote(args: argparse.Namespace) -> int:
             flag_texts=args.flag,
             risk_tier=args.risk_tier,
             if_current=args.if_current,
+            prompt_templates=args.prompt_template,
+            policy_files=args.policy_file,
+            carry=not args.no_carry,
         )
     if args.json:
         emit_json(data)
     else:
+        from modelward.interfaces.cli.gate_cmds import render_carried_dict
+
         render_decision(Decision.from_dict(data["decision"]), uri=data["uri"])
         if data["release"] is not None:
             release_id = data["release"]["release_id"]
             emit(f"release {release_id}: {data['uri']} is now in {args.to}")
+            render_carried_dict(data.get("carried"), args.no_carry)
     return 0 if data["allowed"] else 1
 
 
@@ -181,21 +184,16 @@ def _releases(args: argparse.Namespace) -> int:
 
 
 def _rollback(args: argparse.Namespace) -> int:
-    if args.drill:
-        raise InputError("--drill runs on the registry's host")
+    from modelward.interfaces.cli.releases_cmds import render_rollback
+
+    if args.drill and args.to:
+        raise InputError("--drill and --to do not go together")
     with client() as c:
-        data = c.rollback(args.name, args.env, args.to)
-    if args.json:
-        emit_json(data)
-        return 0
-    release = data["release"]
-    emit(
-        f"release {release['release_id']}: models:/{args.name} in {args.env} restored to "
-        f"{release['restores_release_id']} (replacing {data['replaced_release_id']})"
-    )
-    for line in data["summary"]:
-        emit(f"  {line}")
-    return 0
+        if args.drill:
+            data = c.rollback_drill(args.name, args.env)
+        else:
+            data = c.rollback(args.name, args.env, args.to)
+    return render_rollback(args, data)
 
 
 def _audit_log(args: argparse.Namespace) -> int:

@@ -11,6 +11,8 @@ from typing import Any
 
 from modelward.interfaces.cli._output import warn
 
+KEEP_ALIVE_SECONDS = 30
+
 
 def register(subparsers: Any) -> None:
     serve = subparsers.add_parser("serve", help="serve the registry over HTTP (tokens, OIDC)")
@@ -55,11 +57,18 @@ def _serve(args: argparse.Namespace) -> int:
     if os.environ.get("MODELWARD_ACTOR"):
         warn("MODELWARD_ACTOR is ignored by the server: every request acts as its token's user")
     home = home_dir()
-    open_registry(home).close()  # fail now, with the usual message, not in every worker
+    context = open_registry(home)  # fail now, with the usual message, not in every worker
     os.environ["MODELWARD_HOME"] = str(home)
+    app: Any = "modelward.interfaces.http.asgi:create"
+    if args.workers == 1:  # one process: serve the registry just opened (no second opening)
+        from modelward.interfaces.http.asgi import create
+
+        app = create(context)
+    else:  # each worker process opens its own
+        context.close()
     uvicorn.run(
-        "modelward.interfaces.http.asgi:create",
-        factory=True,
+        app,
+        factory=args.workers > 1,
         host=args.host,
         port=args.port,
         workers=args.workers,
@@ -69,5 +78,8 @@ def _serve(args: argparse.Namespace) -> int:
         server_header=False,
         log_level="info",
         timeout_graceful_shutdown=10,
+        # longer than clients keep idle connections (httpx: 5 s), so a client never sends on a
+        # connection the server is closing (a reset under load)
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
     )
     return 0

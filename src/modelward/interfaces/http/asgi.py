@@ -4,13 +4,19 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
+if TYPE_CHECKING:
+    from modelward.services.context import RegistryContext
 
-def create() -> FastAPI:
+
+def create(context: RegistryContext | None = None) -> FastAPI:
+    """The app of this process; on `context` when the caller opened the registry already."""
     from modelward.app import ServerRegistry, ServerSettings
     from modelward.interfaces.http.server import create_app
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    return create_app(ServerRegistry(ServerSettings.from_environment()), run_jobs=True)
+    registry = ServerRegistry(ServerSettings.from_environment(), context)
+    return create_app(registry, run_jobs=True)

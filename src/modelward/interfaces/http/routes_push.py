@@ -99,6 +99,12 @@ class PushRequest(BaseModel):
     change: str | None = Field(default=None, max_length=40)
     compat: str | None = Field(default=None, max_length=40)
     single_file_name: str | None = Field(default=None, max_length=255)
+    # the uploader's OMS signature (Sigstore bundle JSON) with the PEM key it verifies with;
+    # a training-provenance document (base64 of the file) with an extra key to check it with
+    signature: dict[str, Any] | None = None
+    public_key: str | None = Field(default=None, max_length=20_000)
+    provenance: str | None = Field(default=None, max_length=900_000)
+    provenance_key: str | None = Field(default=None, max_length=20_000)
 
 
 def safe_relative_path(name: str) -> PurePosixPath:
@@ -160,16 +166,62 @@ def push(
         model_path = workdir / single_name if single else root
         accept = list(body.accept_malformed)
         change = change_hook(body.change, body.compat) if body.change or body.compat else None
+        signature_path, verifier, provenance_path, provenance_keys = _push_evidence(body, workdir)
         with bind_principal(principal):
-            result = registry.registry(principal).push(
+            service = registry.registry(principal)
+            provenance = None
+            if provenance_path is not None:
+                from modelward.services.provenance import ProvenanceService
+
+                provenance = ProvenanceService(service.ctx, service.actor).push_hook(
+                    provenance_path, provenance_keys
+                )
+            result = service.push(
                 model_path,
                 name,
                 description=body.description,
+                signature_path=signature_path,
+                public_key=verifier,
                 accept_malformed=accept,
                 change=change,
+                provenance=provenance,
             )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     if not result.created:
         response.status_code = 200
     return {**result.version.to_dict(), "created": result.created}
+
+
+def _push_evidence(
+    body: PushRequest, workdir: Path
+) -> tuple[Path | None, Any, Path | None, list[Any]]:
+    """The uploader's signature and provenance of a push, written beside (never inside) the
+    bundle's private folder, with the keys sent to check them: what the embedded CLI reads
+    from `--signature/--public-key` and `--provenance/--provenance-key`."""
+    import base64
+    import binascii
+    import json
+
+    from modelward.signing.keys import Verifier, public_key_from_pem
+
+    verifier = None
+    if body.public_key is not None:
+        verifier = Verifier(public_key_from_pem(body.public_key.encode("utf-8"), "public_key"))
+    signature_path = None
+    if body.signature is not None:
+        signature_path = workdir / "uploader.sig"
+        signature_path.write_text(json.dumps(body.signature))
+    keys = [verifier] if verifier is not None else []
+    if body.provenance_key is not None:
+        key = public_key_from_pem(body.provenance_key.encode("utf-8"), "provenance_key")
+        keys.append(Verifier(key))
+    provenance_path = None
+    if body.provenance is not None:
+        try:
+            document = base64.b64decode(body.provenance, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise InputError(f"provenance must be base64: {exc}") from exc
+        provenance_path = workdir / "provenance.json"
+        provenance_path.write_bytes(document)
+    return signature_path, verifier, provenance_path, keys

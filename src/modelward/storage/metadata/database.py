@@ -3,8 +3,12 @@ of work.
 
 SQLite runs in WAL mode with a busy timeout, and every write transaction starts with
 `BEGIN IMMEDIATE`, so writers are serialised by the database itself (never by a process lock).
-On PostgreSQL, writers that must be serialised (the ledger sequence, version numbers) take a
-transaction-scoped advisory lock through `serialize_writes()`. Does not know any table.
+On PostgreSQL, write transactions run concurrently (READ COMMITTED); only the ledger append is
+serialised: `serialize_ledger(conn)` takes a transaction-scoped advisory lock, once, the first
+time a write transaction reads the ledger's head (`LedgerRepository.size()`, so every append)
+or decides on state it is about to change, and holds it until commit, so the sequence stays
+gap-free and in commit order. Writes that append nothing (token last-use, job claims) never take
+it; uniqueness elsewhere rests on row locks and unique constraints. Does not know any table.
 
 `connection_info` is put into every connection's `info` (the ledger sealer travels that way to
 `LedgerRepository`), and callables a transaction appends to `conn.info[AFTER_COMMIT]` run once
@@ -26,10 +30,21 @@ from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
 from modelward.errors import DependencyError, StorageError
 
-# The advisory-lock key that serialises ledger appends and version allocation on PostgreSQL.
-WRITE_LOCK_KEY = 0x6D77_6C65  # "mwle"
+# The advisory-lock key that serialises ledger appends on PostgreSQL.
+LEDGER_LOCK_KEY = 0x6D77_6C65  # "mwle"
 _BUSY_TIMEOUT_MS = 30_000
 AFTER_COMMIT = "modelward.after_commit"
+_LEDGER_LOCK = "modelward.ledger_lock"
+
+
+def serialize_ledger(conn: Connection) -> None:
+    """Inside a PostgreSQL write transaction, wait for and take the ledger lock (once; it is held
+    until the transaction ends). Every statement after it sees every append committed before.
+    A no-op in read transactions and on SQLite, whose write transactions are serialised whole."""
+    pending = conn.info.get(_LEDGER_LOCK)
+    if pending is False:
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": LEDGER_LOCK_KEY})
+        conn.info[_LEDGER_LOCK] = True
 
 
 class Database:
@@ -55,15 +70,14 @@ class Database:
                     conn.exec_driver_sql("BEGIN IMMEDIATE")
                 else:
                     conn.begin()
+                    conn.info[_LEDGER_LOCK] = False  # not taken yet: see serialize_ledger
                 try:
-                    if not self.is_sqlite:
-                        conn.execute(
-                            text("SELECT pg_advisory_xact_lock(:k)"), {"k": WRITE_LOCK_KEY}
-                        )
                     yield conn
                 except BaseException:
+                    conn.info.pop(_LEDGER_LOCK, None)
                     conn.rollback()
                     raise
+                conn.info.pop(_LEDGER_LOCK, None)
                 conn.commit()
                 callbacks = conn.info.pop(AFTER_COMMIT, [])
             for callback in callbacks:
@@ -88,6 +102,7 @@ class Database:
 
     def _prepare(self, conn: Connection) -> None:
         conn.info.pop(AFTER_COMMIT, None)
+        conn.info.pop(_LEDGER_LOCK, None)
         conn.info.update(self.connection_info)
 
     def dispose(self) -> None:

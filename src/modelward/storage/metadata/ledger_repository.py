@@ -1,9 +1,11 @@
 """All of the ledger's SQL: append events with their Merkle nodes, read events, nodes, checkpoints.
 
 `LedgerRepository` works inside the caller's transaction (a `Database.transaction()` connection
-for writes): the sequence number is the current size read inside that transaction, which the
-Database serialises (SQLite `BEGIN IMMEDIATE`, PostgreSQL advisory lock), and the primary key on
-`seq` refuses a duplicate even if a caller forgot the lock. Nothing is cached between calls.
+for writes): the sequence number is the current size read inside that transaction; reading it
+in a write transaction takes the ledger lock first (`serialize_ledger`: SQLite's `BEGIN
+IMMEDIATE` already holds it, PostgreSQL takes a transaction-scoped advisory lock held to commit),
+so appends are serialised and the sequence stays gap-free, and the primary key on `seq` refuses
+a duplicate whatever happens. Nothing is cached between calls.
 
 Each appended event gets a *seal* (an HMAC of its leaf hash) from a `LedgerSealer` the caller
 hands in, or, by default, the one the `Database` put on the connection (`SEALER_INFO`); the
@@ -32,6 +34,7 @@ from modelward.core.ledger_leaf import LEAF_TYPE as LEAF_TYPE
 from modelward.core.ledger_leaf import event_leaf_data as event_leaf_data
 from modelward.core.principal import bound_principal
 from modelward.errors import InputError, NotFoundError, ProofError
+from modelward.storage.metadata.database import serialize_ledger
 from modelward.storage.metadata.ledger_tables import (
     ledger_checkpoints,
     ledger_events,
@@ -288,7 +291,10 @@ class LedgerRepository:
             self._conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
 
     def size(self) -> int:
-        """The number of events: one more than the highest sequence number."""
+        """The number of events: one more than the highest sequence number. In a write
+        transaction it first takes the ledger lock, so the size read is the seq of the next
+        append and stays so until commit."""
+        serialize_ledger(self._conn)
         highest = self._conn.execute(_MAX_SEQ).scalar()
         return 0 if highest is None else int(highest) + 1
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 
 from modelward.core.attestation_record import AttestationRecord as AttestationRecord
 from modelward.core.manifest import Manifest
@@ -126,6 +127,27 @@ class RegistryRepository:
         key = result.inserted_primary_key
         assert key is not None
         return int(key[0])
+
+    def lock_model(self, name: str, created_at: str, created_by: str) -> int:
+        """The id of model `name` (created if new), its row locked until the transaction ends,
+        so version numbers of one model are allocated one push at a time while pushes of other
+        models go on. `FOR NO KEY UPDATE` leaves the foreign-key checks of other writers (alias
+        and release rows naming the model) unblocked. Two first pushes of a new model race on
+        the unique name: the loser's insert is undone (savepoint) and it locks the winner's row."""
+        query = select(models.c.id).where(models.c.name == name).with_for_update(key_share=True)
+        found = self._conn.execute(query).scalar()
+        if found is not None:
+            return int(found)
+        if self._conn.dialect.name == "sqlite":  # BEGIN IMMEDIATE: no other writer meanwhile
+            return self.create_model(name, created_at, created_by)
+        try:
+            with self._conn.begin_nested():
+                return self.create_model(name, created_at, created_by)
+        except IntegrityError:
+            found = self._conn.execute(query).scalar()
+            if found is None:
+                raise
+            return int(found)
 
     def list_models(self) -> list[dict[str, Any]]:
         count = func.count(versions.c.id)
