@@ -8,6 +8,10 @@ from modelward.storage.metadata import (
     ledger_tables,
     provenance_tables,
     registry_tables,
+    telemetry_tables,
 )
 
-__all__ = ["auth_tables", "gate_tables", "ledger_tables", "provenance_tables", "registry_tables"]
+__all__ = [
+    "auth_tables", "gate_tables", "ledger_tables", "provenance_tables", "registry_tables",
+    "telemetry_tables",
+]
