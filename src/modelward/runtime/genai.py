@@ -101,33 +101,51 @@ def read_span(
         raise InputError(f"span {span.span_id}: it ends before it starts")
     duration = (span.end_unix_nano - span.start_unix_nano) / 1e9 if span.start_unix_nano else None
     output_tokens = _count(
-        claim("gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens",
-              "llm.token_count.completion"),
-        span, "output tokens",
+        claim(
+            "gen_ai.usage.output_tokens",
+            "gen_ai.usage.completion_tokens",
+            "llm.token_count.completion",
+        ),
+        span,
+        "output tokens",
     )
     input_tokens = _count(
         claim("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens", "llm.token_count.prompt"),
-        span, "input tokens",
+        span,
+        "input tokens",
     )
     ttft = _seconds(
-        claim("gen_ai.server.time_to_first_token", "gen_ai.response.time_to_first_chunk",
-              "modelward.ttft_s"),
-        span, "time to first token",
+        claim(
+            "gen_ai.server.time_to_first_token",
+            "gen_ai.response.time_to_first_chunk",
+            "modelward.ttft_s",
+        ),
+        span,
+        "time to first token",
     )
     if ttft is None:
         ttft = _first_token_event(span)
     tpot = _seconds(
-        claim("gen_ai.server.time_per_output_token", "modelward.tpot_s"), span,
+        claim("gen_ai.server.time_per_output_token", "modelward.tpot_s"),
+        span,
         "time per output token",
     )
-    if tpot is None and ttft is not None and duration is not None and output_tokens:
-        if output_tokens > 1 and duration >= ttft:
-            tpot = (duration - ttft) / (output_tokens - 1)
+    if (
+        tpot is None
+        and ttft is not None
+        and duration is not None
+        and output_tokens is not None
+        and output_tokens > 1
+        and duration >= ttft
+    ):
+        tpot = (duration - ttft) / (output_tokens - 1)
     finish = _finish_reason(attrs, span)
     error = span.status_code == 2 or attrs.get("error.type") is not None
     if finish is None and error:
         finish = "error"
-    safety = _flag(claim("modelward.safety.triggered", "modelward.safety_triggered"), span, "safety")
+    safety = _flag(
+        claim("modelward.safety.triggered", "modelward.safety_triggered"), span, "safety"
+    )
     if finish == "content_filter":
         safety = True
     output_text = _output_text(attrs)
@@ -135,7 +153,9 @@ def read_span(
     if refusal is None and refusal_classifier is not None and output_text is not None:
         refusal = bool(refusal_classifier(output_text))
     feedback = claim("modelward.feedback.score", "modelward.feedback", "user_feedback.score")
-    if feedback is not None and (isinstance(feedback, bool) or not isinstance(feedback, int | float)):
+    if feedback is not None and (
+        isinstance(feedback, bool) or not isinstance(feedback, int | float)
+    ):
         raise InputError(f"span {span.span_id}: the feedback score must be a number")
     return SpanFacts(
         release_id=_text(claim("modelward.release", "modelward.release_id"), span, "release"),
@@ -143,10 +163,12 @@ def read_span(
         version=_count(claim("modelward.version"), span, "version"),
         environment=_text(
             claim("modelward.environment", "deployment.environment.name", "deployment.environment"),
-            span, "environment",
+            span,
+            "environment",
         ),
         response_model=_text(
-            claim("gen_ai.response.model", "gen_ai.request.model", "llm.model_name"), span,
+            claim("gen_ai.response.model", "gen_ai.request.model", "llm.model_name"),
+            span,
             "response model",
         ),
         arm=_text(claim("modelward.arm"), span, "arm"),
@@ -209,9 +231,9 @@ def _tool_calls(attrs: Mapping[str, AttrValue], span: Span) -> int | None:
 
 def _first_token_event(span: Span) -> float | None:
     for event in span.events:
-        if event.name in ("gen_ai.first_token", "first_token", "llm.first_token"):
-            if event.time_unix_nano >= span.start_unix_nano > 0:
-                return (event.time_unix_nano - span.start_unix_nano) / 1e9
+        named = event.name in ("gen_ai.first_token", "first_token", "llm.first_token")
+        if named and event.time_unix_nano >= span.start_unix_nano > 0:
+            return (event.time_unix_nano - span.start_unix_nano) / 1e9
     return None
 
 
@@ -237,8 +259,12 @@ def _output_text(attrs: Mapping[str, AttrValue]) -> str | None:
         ]
         if texts:
             return "\n".join(texts)
-    for key in ("gen_ai.completion", "gen_ai.completion.0.content",
-                "llm.output_messages.0.message.content", "output.value"):
+    for key in (
+        "gen_ai.completion",
+        "gen_ai.completion.0.content",
+        "llm.output_messages.0.message.content",
+        "output.value",
+    ):
         value = attrs.get(key)
         if isinstance(value, str):
             return value
@@ -246,8 +272,13 @@ def _output_text(attrs: Mapping[str, AttrValue]) -> str | None:
 
 
 def _input_text(attrs: Mapping[str, AttrValue]) -> str | None:
-    for key in ("gen_ai.input.messages", "gen_ai.prompt", "gen_ai.prompt.0.content",
-                "llm.input_messages.0.message.content", "input.value"):
+    for key in (
+        "gen_ai.input.messages",
+        "gen_ai.prompt",
+        "gen_ai.prompt.0.content",
+        "llm.input_messages.0.message.content",
+        "input.value",
+    ):
         value = attrs.get(key)
         if isinstance(value, str):
             return value

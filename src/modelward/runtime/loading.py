@@ -130,7 +130,9 @@ def _warm(entry: Path, resolved: _Resolved, source: _Source, strict: bool) -> Pa
                 record["mtime_ns"],
                 record["inode"],
             ):
-                raise VerificationError(f"cached file {record['name']} changed since it was checked")
+                raise VerificationError(
+                    f"cached file {record['name']} changed since it was checked"
+                )
             if strict and _sha256(target) != record["digest"]:
                 raise VerificationError(f"cached file {record['name']} does not match its digest")
     except (OSError, ValueError, KeyError, TypeError, ModelwardError):
@@ -189,7 +191,7 @@ def _locked(path: Path) -> Iterator[None]:
 def _remove(path: Path) -> None:
     if not path.exists():
         return
-    for folder, dirs, files in os.walk(path):
+    for folder, dirs, _files in os.walk(path):
         os.chmod(folder, 0o755)
         for name in dirs:
             os.chmod(os.path.join(folder, name), 0o755)
@@ -236,7 +238,9 @@ class _Source:
 def _signed_manifest(signature: dict[str, Any], verifier: Any, root_digest: str) -> Any:
     from modelward.signing.oms import SignatureBundle, manifest_from_statement, verify_with_key
 
-    signed = manifest_from_statement(verify_with_key(SignatureBundle.from_dict(signature), verifier))
+    signed = manifest_from_statement(
+        verify_with_key(SignatureBundle.from_dict(signature), verifier)
+    )
     if signed.root_digest != root_digest:
         raise VerificationError(f"the registry signature covers sha256:{signed.root_digest}")
     return signed
@@ -278,7 +282,9 @@ class _EmbeddedSource(_Source):
                     )
                 row = GateRepository(conn).current_release(record.model, environment)
                 if row is None:
-                    raise VerificationError(f"models:/{record.model} has no release in {environment}")
+                    raise VerificationError(
+                        f"models:/{record.model} has no release in {environment}"
+                    )
                 problem = verify_row(conn, "gate_releases", row.release.release_id)
                 if problem is not None:
                     raise VerificationError(f"{problem}; it is not trusted")
@@ -293,7 +299,9 @@ class _EmbeddedSource(_Source):
                 release_id = release.release_id
         single = [f.name for f in manifest.files] == ["."]
         file_name = (
-            _single_file_name(_pushed_file_name(self.ctx, record) or record.model) if single else None
+            _single_file_name(_pushed_file_name(self.ctx, record) or record.model)
+            if single
+            else None
         )
         return _Resolved(
             record.uri,
@@ -309,7 +317,9 @@ class _EmbeddedSource(_Source):
     def check_signature(self, signature: dict[str, Any], resolved: _Resolved) -> tuple[Any, Any]:
         from modelward.signing.keys import Verifier
 
-        signed = _signed_manifest(signature, Verifier(self.ctx.signer.public_key), resolved.root_digest)
+        signed = _signed_manifest(
+            signature, Verifier(self.ctx.signer.public_key), resolved.root_digest
+        )
         return resolved.manifest, signed
 
     def fetch(self, resolved: _Resolved, out: Path) -> None:
@@ -329,7 +339,9 @@ class _EmbeddedSource(_Source):
                     hasher.update(chunk)
                     handle.write(chunk)
             if hasher.hexdigest() != entry.digest:
-                raise VerificationError(f"{name}: the bytes read do not match sha256:{entry.digest}")
+                raise VerificationError(
+                    f"{name}: the bytes read do not match sha256:{entry.digest}"
+                )
 
 
 class _RemoteSource(_Source):
@@ -361,7 +373,9 @@ class _RemoteSource(_Source):
             raise InputError("a single-file version cannot be loaded from a server yet")
         release_id = None
         if environment is None and parsed.alias is not None:
-            environment = parsed.alias if parsed.alias in ("staging", "canary", "production") else None
+            environment = (
+                parsed.alias if parsed.alias in ("staging", "canary", "production") else None
+            )
         if environment is not None:
             releases = self.client.releases(name, environment)
             if not releases:
@@ -373,21 +387,35 @@ class _RemoteSource(_Source):
                 )
             release_id = str(current.get("release_id"))
         return _Resolved(
-            f"models:/{name}/{number}", name, number, root, manifest,
-            bundle["registry_signature"], None, release_id,
+            f"models:/{name}/{number}",
+            name,
+            number,
+            root,
+            manifest,
+            bundle["registry_signature"],
+            None,
+            release_id,
         )
 
     def check_signature(self, signature: dict[str, Any], resolved: _Resolved) -> tuple[Any, Any]:
-        return resolved.manifest, _signed_manifest(signature, self.client.key(), resolved.root_digest)
+        return resolved.manifest, _signed_manifest(
+            signature, self.client.key(), resolved.root_digest
+        )
 
     def fetch(self, resolved: _Resolved, out: Path) -> None:
         for entry in resolved.manifest.files:
-            if entry.name in ("", ".") or entry.name.startswith("/") or ".." in entry.name.split("/"):
+            if (
+                entry.name in ("", ".")
+                or entry.name.startswith("/")
+                or ".." in entry.name.split("/")
+            ):
                 raise VerificationError(f"stored file name {entry.name!r} leaves the bundle folder")
         out.mkdir(parents=True)
         for entry in resolved.manifest.files:
             target = out / entry.name
             target.parent.mkdir(parents=True, exist_ok=True)
-            self.client._download(resolved.model, resolved.version, entry.digest, entry.size, target)
+            self.client._download(
+                resolved.model, resolved.version, entry.digest, entry.size, target
+            )
         if not out.is_dir():
             raise PathError(f"{out}: the download left no folder")

@@ -393,7 +393,9 @@ def _pb_any(value: Any, where: str, depth: int) -> AttrValue:
     if kind == "array_value":
         if len(value.array_value.values) > MAX_ARRAY:
             raise InputError(f"{where}: an array of more than {MAX_ARRAY} values")
-        return [_pb_any(v, f"{where}[{i}]", depth + 1) for i, v in enumerate(value.array_value.values)]
+        return [
+            _pb_any(v, f"{where}[{i}]", depth + 1) for i, v in enumerate(value.array_value.values)
+        ]
     if kind == "kvlist_value":
         if len(value.kvlist_value.values) > MAX_ARRAY:
             raise InputError(f"{where}: a key-value list of more than {MAX_ARRAY} entries")

@@ -39,8 +39,13 @@ class Distribution:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"count": self.count, "mean": self.mean, "p50": self.p50, "p95": self.p95,
-                "max": self.max}
+        return {
+            "count": self.count,
+            "mean": self.mean,
+            "p50": self.p50,
+            "p95": self.p95,
+            "max": self.max,
+        }
 
 
 @dataclass(frozen=True)
@@ -130,5 +135,5 @@ def _summary(items: list[Observation], start: int, end: int) -> WindowSummary:
 
 def _quantile(ordered: Sequence[float], q: float) -> float:
     """The nearest-rank quantile (an observed value, no interpolation)."""
-    index = max(0, min(len(ordered) - 1, int(round(q * len(ordered) + 0.5)) - 1))
+    index = max(0, min(len(ordered) - 1, round(q * len(ordered) + 0.5) - 1))
     return ordered[index]

@@ -6,10 +6,10 @@ Attribution (who served this request?) trusts only registry state that checks ou
 - a span naming `modelward.release` is that release (its row verified against the ledger); a
   model, version or environment it also claims must agree, or the span is dropped;
 - else the model and version come from `modelward.model`/`modelward.version`, or from
-  `gen_ai.response.model` given as `models:/NAME/N`, `sha256:<root digest>`, a name mapped by the
-  caller (`response_models`), or a registry model name; with an environment (`modelward.environment`,
-  `deployment.environment.name`) the release is the one current in that environment at the span's
-  end time (not at arrival: a late span goes to the release that served it). A span whose version
+  `gen_ai.response.model` given as `models:/NAME/N`, `sha256:<root digest>`, a name mapped by
+  the caller (`response_models`), or a registry model name; with an environment
+  (`modelward.environment`, `deployment.environment.name`) the release is the one current in
+  that environment at the span's end time (not at arrival: a late span goes to the release that served it). A span whose version
   is not that release's keeps `release_id=None`.
 Guards: a span older than `max_age_s` or ahead of the clock by more than `max_skew_s` is dropped;
 a span already stored is a duplicate (not an error); a malformed request stores nothing.
@@ -160,7 +160,9 @@ class TelemetryService:
         principal = bound_principal()
         rows: list[tuple[Observation, str | None]] = []
         with self.ctx.database.transaction() as conn:
-            require(conn, self.actor, Action.TELEMETRY_WRITE, load_gate_config(self.ctx).permissions)
+            require(
+                conn, self.actor, Action.TELEMETRY_WRITE, load_gate_config(self.ctx).permissions
+            )
             attribution = _Attribution(conn, self.response_models)
             for span, facts in mapped:
                 if span.end_unix_nano < now - int(self.max_age_s * 1e9):
@@ -352,7 +354,9 @@ class _Attribution:
         version whose time in the environment (widened by the clock skew) covers `at_ns`."""
         windows = self._windows_of(model, environment)
         skew = int(RELEASE_SKEW_S * 1e9)
-        strict = [w for w in windows if w.start_ns <= at_ns and (w.end_ns is None or at_ns < w.end_ns)]
+        strict = [
+            w for w in windows if w.start_ns <= at_ns and (w.end_ns is None or at_ns < w.end_ns)
+        ]
         if version is None:
             return strict[-1] if strict else None
         for window in strict:
@@ -374,7 +378,9 @@ class _Attribution:
 
             rows = GateRepository(self.conn).releases(model, environment)
             trusted = [
-                r for r in rows if verify_row(self.conn, "gate_releases", r.release.release_id) is None
+                r
+                for r in rows
+                if verify_row(self.conn, "gate_releases", r.release.release_id) is None
             ]
             windows = []
             for index, row in enumerate(trusted):

@@ -60,7 +60,10 @@ def attr(key: str, value: Any) -> dict[str, Any]:
     if isinstance(value, float):
         return {"key": key, "value": {"doubleValue": value}}
     if isinstance(value, list):
-        return {"key": key, "value": {"arrayValue": {"values": [{"stringValue": v} for v in value]}}}
+        return {
+            "key": key,
+            "value": {"arrayValue": {"values": [{"stringValue": v} for v in value]}},
+        }
     return {"key": key, "value": {"stringValue": value}}
 
 

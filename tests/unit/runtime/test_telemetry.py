@@ -61,15 +61,31 @@ def test_current_and_old_genai_names_and_openinference_map_alike(
     now = time.time_ns()
     body = request(
         [
-            span(now - 3, gen_ai__operation__name="chat", gen_ai__usage__input_tokens=12,
-                 gen_ai__usage__output_tokens=30, gen_ai__response__finish_reasons=["length"],
-                 gen_ai__server__time_to_first_token=0.05),
-            span(now - 2, gen_ai__system="llama.cpp", gen_ai__usage__prompt_tokens=12,
-                 gen_ai__usage__completion_tokens=30, gen_ai__response__finish_reasons=["stop"]),
-            span(now - 1, openinference__span__kind="LLM", llm__token_count__prompt=12,
-                 llm__token_count__completion=30,
-                 **{"llm__output_messages__0__message__tool_calls__0__tool_call__function__name": "f",
-                    "llm__output_messages__0__message__tool_calls__1__tool_call__function__name": "g"}),
+            span(
+                now - 3,
+                gen_ai__operation__name="chat",
+                gen_ai__usage__input_tokens=12,
+                gen_ai__usage__output_tokens=30,
+                gen_ai__response__finish_reasons=["length"],
+                gen_ai__server__time_to_first_token=0.05,
+            ),
+            span(
+                now - 2,
+                gen_ai__system="llama.cpp",
+                gen_ai__usage__prompt_tokens=12,
+                gen_ai__usage__completion_tokens=30,
+                gen_ai__response__finish_reasons=["stop"],
+            ),
+            span(
+                now - 1,
+                openinference__span__kind="LLM",
+                llm__token_count__prompt=12,
+                llm__token_count__completion=30,
+                **{
+                    f"llm__output_messages__0__message__tool_calls__{i}__tool_call__id": f"c{i}"
+                    for i in range(2)
+                },
+            ),
             span(now, http__request__method="GET"),  # not a model call
         ],
         modelward__release=release,
@@ -81,8 +97,9 @@ def test_current_and_old_genai_names_and_openinference_map_alike(
     assert [o.input_tokens for o in found] == [12, 12, 12]
     assert [o.finish_reason for o in found] == ["length", "stop", None]
     assert found[2].tool_calls == 2
-    assert all(o.release_id == release and o.version == 1 and o.environment == "staging"
-               for o in found)
+    assert all(
+        o.release_id == release and o.version == 1 and o.environment == "staging" for o in found
+    )
     assert found[0].ttft_s == pytest.approx(0.05)
     assert found[0].tpot_s == pytest.approx((0.2 - 0.05) / 29)
     assert found[0].duration_s == pytest.approx(0.2)
@@ -92,7 +109,7 @@ def test_duplicated_spans_are_stored_once(registry: Registry, tmp_path: Path) ->
     (release,) = _released(registry, tmp_path, 1)
     now = time.time_ns()
     spans = [span(now - i, gen_ai__usage__output_tokens=i) for i in range(5)]
-    body = request(spans + [spans[0]], modelward__release=release)  # a repeat inside one request
+    body = request([*spans, spans[0]], modelward__release=release)  # a repeat inside one request
     first = _service(registry, now).ingest_otlp(body)
     assert (first.accepted, first.duplicates) == (5, 1)
     again = _service(registry, now).ingest_otlp(body)  # the exporter retried
@@ -111,13 +128,15 @@ def test_a_release_that_changes_mid_window_splits_the_window_and_late_spans_go_t
     # only model + environment: the release is the one current at the span's end time
     body = request(
         [span(after, gen_ai__usage__output_tokens=5)],
-        modelward__model="chat", deployment__environment__name="staging",
+        modelward__model="chat",
+        deployment__environment__name="staging",
     )
     assert service.ingest_otlp(body).accepted == 1
     # a late span (arriving after the change) that ended before it goes to the first release
     late = request(
         [span(before, gen_ai__usage__output_tokens=7)],
-        modelward__model="chat", deployment__environment__name="staging",
+        modelward__model="chat",
+        deployment__environment__name="staging",
     )
     assert service.ingest_otlp(late).accepted == 1
     found = observations(registry.context, "chat", environment="staging")
@@ -125,13 +144,16 @@ def test_a_release_that_changes_mid_window_splits_the_window_and_late_spans_go_t
     # one 5-minute window holding the change gives one summary per release, never mixed
     window = summarise(found, 3600.0, origin_ns=change - 10 * 10**9)
     assert [(w.release_id, w.requests, w.window_start_ns) for w in window] == [
-        (first, 1, change - 10 * 10**9), (second, 1, change - 10 * 10**9)
+        (first, 1, change - 10 * 10**9),
+        (second, 1, change - 10 * 10**9),
     ]
     # a span stating version 1 well after the change (past the clock-skew allowance) was not
     # served by the release then current
     stale = request(
         [span(change + 20 * 10**9, gen_ai__usage__output_tokens=1)],
-        modelward__model="chat", modelward__version=1, deployment__environment__name="staging",
+        modelward__model="chat",
+        modelward__version=1,
+        deployment__environment__name="staging",
     )
     service.ingest_otlp(stale)
     last = observations(registry.context, "chat", since_ns=change + 20 * 10**9)
@@ -187,10 +209,16 @@ def test_a_release_row_edited_behind_modelwards_back_attributes_nothing(
         (lambda s: s.update(spanId="00" * 8), "all-zero"),
         (lambda s: s.update(endTimeUnixNano="soon"), "endTimeUnixNano"),
         (lambda s: s["attributes"].append({"key": "x", "value": {"doubleValue": "NaN"}}), "finite"),
-        (lambda s: s["attributes"].append({"key": "x", "value": {"stringValue": "a" * 300_000}}),
-         "over"),
-        (lambda s: s["attributes"].append(
-            {"key": "gen_ai.usage.output_tokens", "value": {"stringValue": "many"}}), "output tokens"),
+        (
+            lambda s: s["attributes"].append({"key": "x", "value": {"stringValue": "a" * 300_000}}),
+            "over",
+        ),
+        (
+            lambda s: s["attributes"].append(
+                {"key": "gen_ai.usage.output_tokens", "value": {"stringValue": "many"}}
+            ),
+            "output tokens",
+        ),
         (lambda s: s["attributes"].append({"key": "x", "value": {"intValue": True}}), "boolean"),
         (lambda s: s.update(attributes={"not": "a list"}), "expected a list"),
     ],
@@ -259,7 +287,9 @@ def test_protobuf_from_the_otel_sdk_maps_like_json(registry: Registry, tmp_path:
     assert result.accepted == 1
     (found,) = observations(registry.context, "chat")
     assert (found.output_tokens, found.finish_reason, found.safety_triggered) == (
-        9, "content_filter", True
+        9,
+        "content_filter",
+        True,
     )
     assert math.isclose(found.duration_s or 0, (found.duration_s or 0))
     with pytest.raises(InputError, match="ExportTraceServiceRequest"):

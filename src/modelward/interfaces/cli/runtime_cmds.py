@@ -98,7 +98,9 @@ def _summary(args: argparse.Namespace) -> int:
         emit_json([row.to_dict() for row in rows])
         return 0
     for row in rows:
-        latency = f"p50 {row.latency_s.p50:.3f}s p95 {row.latency_s.p95:.3f}s" if row.latency_s else "-"
+        latency = (
+            f"p50 {row.latency_s.p50:.3f}s p95 {row.latency_s.p95:.3f}s" if row.latency_s else "-"
+        )
         emit(
             f"{row.window_start_ns}\t{row.release_id or '-'}\tv{row.version}\t{row.requests} req\t"
             f"errors {row.error_rate:.1%}\tlatency {latency}\tfinish {row.finish_reasons}"

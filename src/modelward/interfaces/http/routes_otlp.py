@@ -38,9 +38,7 @@ async def _body(request: Request) -> tuple[bytes, bool]:
         raise InputError(f"unsupported content encoding {encoding!r}: send gzip or identity")
     kind = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
     if kind not in ("application/json", PROTOBUF, "application/protobuf"):
-        raise InputError(
-            f"unsupported content type {kind!r}: send application/json or {PROTOBUF}"
-        )
+        raise InputError(f"unsupported content type {kind!r}: send application/json or {PROTOBUF}")
     return body, kind != "application/json"
 
 

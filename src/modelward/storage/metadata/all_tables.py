@@ -12,6 +12,10 @@ from modelward.storage.metadata import (
 )
 
 __all__ = [
-    "auth_tables", "gate_tables", "ledger_tables", "provenance_tables", "registry_tables",
+    "auth_tables",
+    "gate_tables",
+    "ledger_tables",
+    "provenance_tables",
+    "registry_tables",
     "telemetry_tables",
 ]
