@@ -9,8 +9,8 @@ Attribution (who served this request?) trusts only registry state that checks ou
   `gen_ai.response.model` given as `models:/NAME/N`, `sha256:<root digest>`, a name mapped by
   the caller (`response_models`), or a registry model name; with an environment
   (`modelward.environment`, `deployment.environment.name`) the release is the one current in
-  that environment at the span's end time (not at arrival: a late span goes to the release that served it). A span whose version
-  is not that release's keeps `release_id=None`.
+  that environment at the span's end time (not at arrival: a late span goes to the release
+  that served it). A span whose version is not that release's keeps `release_id=None`.
 Guards: a span older than `max_age_s` or ahead of the clock by more than `max_skew_s` is dropped;
 a span already stored is a duplicate (not an error); a malformed request stores nothing.
 Prompt and output text is stored only with `store_content=True`.
