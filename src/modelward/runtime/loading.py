@@ -77,9 +77,18 @@ def load_bundle(
     cache_dir: str | os.PathLike[str] | None = None,
     environment: str | None = None,
     strict: bool = False,
+    client: Any = None,
 ) -> LoadedBundle:
+    """`load`, with what was loaded; `client` (a `modelward.Client`) loads from that server
+    instead of the one `MODELWARD_URL` names or the embedded registry."""
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-    source: _Source = _RemoteSource() if os.environ.get("MODELWARD_URL") else _EmbeddedSource()
+    source: _Source
+    if client is not None:
+        source = _RemoteSource(client)
+    elif os.environ.get("MODELWARD_URL"):
+        source = _RemoteSource()
+    else:
+        source = _EmbeddedSource()
     try:
         resolved = source.resolve(uri, environment)
         entry = root / resolved.root_digest
@@ -348,13 +357,17 @@ class _RemoteSource(_Source):
     """A registry served by `modelward serve`: the client verifies the signature and every
     byte; the server checks the version row against its sealed ledger event on resolve."""
 
-    def __init__(self) -> None:
+    def __init__(self, client: Any = None) -> None:
         from modelward.client import Client
 
-        self.client = Client(os.environ["MODELWARD_URL"], os.environ.get("MODELWARD_TOKEN"))
+        self.owned = client is None
+        self.client = client or Client(
+            os.environ["MODELWARD_URL"], os.environ.get("MODELWARD_TOKEN")
+        )
 
     def close(self) -> None:
-        self.client.close()
+        if self.owned:
+            self.client.close()
 
     def resolve(self, uri: str, environment: str | None) -> _Resolved:
         from modelward.core.manifest import Manifest
@@ -363,7 +376,9 @@ class _RemoteSource(_Source):
         parsed = parse_uri(uri)
         record = self.client.resolve(uri)
         name, number = str(record["model"]), int(record["version"])
-        bundle = self.client._t.json("GET", f"/models/{name}/versions/{number}/bundle")
+        from modelward.client._client import _seg
+
+        bundle = self.client._t.json("GET", f"/models/{_seg(name)}/versions/{number}/bundle")
         manifest = Manifest.from_dict(bundle["manifest"])
         root = str(record["root_digest"])
         signed = _signed_manifest(bundle["registry_signature"], self.client.key(), root)
@@ -373,15 +388,20 @@ class _RemoteSource(_Source):
             raise InputError("a single-file version cannot be loaded from a server yet")
         release_id = None
         if environment is None and parsed.alias is not None:
-            environment = (
-                parsed.alias if parsed.alias in ("staging", "canary", "production") else None
-            )
+            try:  # an environment alias: the environment's releases say what it must be
+                if self.client.releases(name, parsed.alias):
+                    environment = parsed.alias
+            except ModelwardError:
+                pass  # not an environment: a plain alias
         if environment is not None:
             releases = self.client.releases(name, environment)
-            if not releases:
+            current = next((r for r in releases if r.get("current")), None)
+            if current is None:
                 raise VerificationError(f"models:/{name} has no release in {environment}")
-            current = releases[-1]
-            if int(current.get("version", -1)) != number:
+            state = current.get("state") or {}
+            if int(state.get("version", -1)) != number or state.get("bundle_digest") != (
+                "sha256:" + root
+            ):
                 raise VerificationError(
                     f"models:/{name}/{number} is not the current release in {environment}"
                 )

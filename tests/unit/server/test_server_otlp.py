@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 from safetensors.numpy import save_file
 
 from modelward.services.gate import GateService
@@ -180,3 +181,30 @@ def test_metrics_are_checked_and_answered_as_not_stored(served: Served) -> None:
     assert answer.json()["partialSuccess"]["rejectedDataPoints"] == "2"
     bad = served.http.post("/v1/metrics", content=b'{"resourceMetrics": 3}', headers=headers)
     assert bad.status_code == 400
+
+
+def test_load_through_the_server_verifies_signature_bytes_and_release(
+    served: Served, tmp_path: Path
+) -> None:
+    from modelward.client import Client
+    from modelward.errors import VerificationError
+    from modelward.runtime.loading import load_bundle
+
+    _release(served, tmp_path)  # models:/chat/1 released to staging
+    client = Client(
+        "http://testserver",
+        served.tokens["viewer"],
+        http=served.http,
+        known_registries=tmp_path / "known.json",
+    )
+    cache = tmp_path / "cache"
+    loaded = load_bundle("models:/chat@staging", cache_dir=cache, client=client)
+    assert loaded.release_id is not None and not loaded.cached
+    assert (loaded.path / "model.safetensors").is_file()
+    assert load_bundle("models:/chat/1", cache_dir=cache, client=client, strict=True).cached
+    with pytest.raises(VerificationError, match="not the current release"):
+        folder = tmp_path / "v2"
+        folder.mkdir()
+        save_file({"w": np.zeros((4, 4), dtype=np.float32)}, str(folder / "model.safetensors"))
+        RegistryService(served.registry.ctx, "root").push(folder, "chat")
+        load_bundle("models:/chat/2", cache_dir=cache, client=client, environment="staging")
