@@ -46,7 +46,6 @@ def test_cold_then_warm_load_gives_the_verified_read_only_bundle(
     cold = load_bundle("models:/chat/1", cache_dir=cache)
     assert not cold.cached and _files(cold.path) == _files(source)
     assert cold.path == cache / cold.root_digest / "bundle"
-    assert all(not os.access(p, os.W_OK) or os.geteuid() == 0 for p in cold.path.rglob("*.json"))
     assert all((p.stat().st_mode & 0o222) == 0 for p in cold.path.rglob("*") if p.is_file())
     warm = load_bundle("models:/chat/1", cache_dir=cache, strict=True)
     assert warm.cached and warm.path == cold.path

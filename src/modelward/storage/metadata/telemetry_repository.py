@@ -62,8 +62,15 @@ class TelemetryRepository:
             for key, (observation, content) in unique.items()
             if key not in stored
         ]
-        if values:
-            self._conn.execute(_insert_ignoring_duplicates(self._conn), values)
+        if not values:
+            return 0
+        statement = _insert_ignoring_duplicates(self._conn)
+        if self._conn.dialect.name in ("postgresql", "sqlite"):
+            # RETURNING counts only the rows really inserted (a concurrent writer may have
+            # stored some of them since the check above)
+            inserted = self._conn.execute(statement.returning(table.c.id), values)
+            return len(inserted.all())
+        self._conn.execute(statement, values)
         return len(values)
 
     def observations(
