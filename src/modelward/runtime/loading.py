@@ -82,6 +82,7 @@ def load_bundle(
     """`load`, with what was loaded; `client` (a `modelward.Client`) loads from that server
     instead of the one `MODELWARD_URL` names or the embedded registry."""
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    root = root.absolute()
     source: _Source
     if client is not None:
         source = _RemoteSource(client)
@@ -339,7 +340,8 @@ class _EmbeddedSource(_Source):
             name = resolved.file_name if entry.name == "." else entry.name
             assert name is not None
             target = out / name
-            if os.path.commonpath([out, target.resolve()]) != str(out.resolve()):
+            inside = out.resolve()
+            if os.path.commonpath([inside, target.resolve()]) != str(inside):
                 raise VerificationError(f"stored file name {entry.name} leaves the bundle folder")
             target.parent.mkdir(parents=True, exist_ok=True)
             hasher = hashlib.sha256()

@@ -25,9 +25,15 @@ def _bundle(folder: Path) -> Path:
 
 
 def test_fetch_and_telemetry_commands(
-    registry: Registry, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    registry: Registry,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     registry.service.push(_bundle(tmp_path / "v1"), "chat")
+    monkeypatch.chdir(tmp_path)
+    assert main(["fetch", "models:/chat/1", "relative-cache"]) == 0  # a relative DIR
+    assert Path(capsys.readouterr().out.strip()).is_relative_to(tmp_path / "relative-cache")
     cache = tmp_path / "cache"
     assert main(["fetch", "models:/chat/1", str(cache), "--json"]) == 0
     fetched = json.loads(capsys.readouterr().out)
