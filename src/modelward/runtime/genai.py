@@ -313,13 +313,17 @@ def _flag(value: AttrValue, span: Span, what: str) -> bool | None:
     return value
 
 
+_TEXT_LIMITS = {"release": 64, "environment": 100, "arm": 40}  # the columns' widths
+
+
 def _text(value: AttrValue, span: Span, what: str) -> str | None:
     if value is None:
         return None
     if isinstance(value, int) and not isinstance(value, bool) and what == "release":
         value = str(value)
-    if not isinstance(value, str) or not value or len(value) > 200:
-        raise InputError(f"span {span.span_id}: the {what} must be a short string")
+    limit = _TEXT_LIMITS.get(what, 200)
+    if not isinstance(value, str) or not value or len(value) > limit:
+        raise InputError(f"span {span.span_id}: the {what} must be a string of 1 to {limit}")
     return value
 
 

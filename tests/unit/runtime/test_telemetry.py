@@ -221,6 +221,18 @@ def test_a_release_row_edited_behind_modelwards_back_attributes_nothing(
         ),
         (lambda s: s["attributes"].append({"key": "x", "value": {"intValue": True}}), "boolean"),
         (lambda s: s.update(attributes={"not": "a list"}), "expected a list"),
+        (
+            lambda s: s["attributes"].append(
+                {"key": "deployment.environment.name", "value": {"stringValue": "e" * 150}}
+            ),
+            "environment",
+        ),
+        (
+            lambda s: s["attributes"].append(
+                {"key": "gen_ai.response.finish_reasons", "value": {"intValue": "3"}}
+            ),
+            "finish_reasons",
+        ),
     ],
 )
 def test_hostile_requests_are_refused_whole_and_store_nothing(
