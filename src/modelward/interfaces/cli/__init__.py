@@ -39,6 +39,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "oidc_cmds",
     "oci_cmds",
     "evidence_cmds",
+    "runtime_cmds",
 )
 
 # The module registering each command word, so that one invocation imports and builds only the
@@ -71,6 +72,10 @@ COMMAND_OWNERS: dict[str, str] = {
     "serve": "serve",
     "tokens": "tokens_cmds",
     "oidc": "oidc_cmds",
+    "oci": "oci_cmds",
+    "evidence": "evidence_cmds",
+    "telemetry": "runtime_cmds",
+    "fetch": "runtime_cmds",
 }
 
 

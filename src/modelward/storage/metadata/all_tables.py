@@ -8,6 +8,7 @@ from modelward.storage.metadata import (
     ledger_tables,
     provenance_tables,
     registry_tables,
+    telemetry_tables,
     web_tables,
 )
 
@@ -17,5 +18,6 @@ __all__ = [
     "ledger_tables",
     "provenance_tables",
     "registry_tables",
+    "telemetry_tables",
     "web_tables",
 ]

@@ -1,0 +1,2 @@
+"""The post-release runtime: verified loading and its bundle cache (`loading`), and telemetry in
+(`otlp` decoding, `genai` attribute mapping) and out (`signals` per release and window)."""
