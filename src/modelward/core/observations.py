@@ -16,7 +16,14 @@ from dataclasses import dataclass
 from typing import Any
 
 # Finish reasons, normalised across OTel GenAI and OpenInference spellings.
-FINISH_REASONS: tuple[str, ...] = ("stop", "length", "content_filter", "tool_calls", "error", "other")
+FINISH_REASONS: tuple[str, ...] = (
+    "stop",
+    "length",
+    "content_filter",
+    "tool_calls",
+    "error",
+    "other",
+)
 
 
 @dataclass(frozen=True)
@@ -44,7 +51,9 @@ class Observation:
     def __post_init__(self) -> None:
         for name in ("duration_s", "ttft_s", "tpot_s", "feedback"):
             value = getattr(self, name)
-            if value is not None and (not isinstance(value, int | float) or not math.isfinite(value)):
+            if value is not None and (
+                not isinstance(value, int | float) or not math.isfinite(value)
+            ):
                 raise ValueError(f"observation field {name} must be a finite number, got {value!r}")
         if self.finish_reason is not None and self.finish_reason not in FINISH_REASONS:
             raise ValueError(f"unknown finish reason {self.finish_reason!r}")

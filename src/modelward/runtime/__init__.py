@@ -1,0 +1,2 @@
+"""Post-release runtime: verified loading, telemetry mapping, canary and shadow judgement, drift,
+alerts."""
