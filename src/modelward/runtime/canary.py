@@ -281,7 +281,7 @@ class CanaryPlan:
             "candidate_version": self.candidate_version,
             "baseline_version": self.baseline_version,
             "baseline_release_id": self.baseline_release_id,
-            "started_ns": self.started_ns,
+            "started_ns": str(self.started_ns),  # beyond JSON's safe integers
             "metrics": [m.to_dict() for m in self.metrics],
             "alpha": self.alpha,
             "min_samples": self.min_samples,
@@ -299,9 +299,18 @@ class Arms:
         return {"canary": len(self.canary), "baseline": len(self.baseline), "dropped": self.dropped}
 
 
-def select_arms(observations: Iterable[Observation], plan: CanaryPlan, now_ns: int) -> Arms:
-    """The requests that count for each arm, and how many were dropped for which reason."""
+def select_arms(
+    observations: Iterable[Observation],
+    plan: CanaryPlan,
+    now_ns: int,
+    accepted_releases: Iterable[str] = (),
+) -> Arms:
+    """The requests that count for each arm, and how many were dropped for which reason.
+
+    A span naming a release counts only if it is the baseline release or one of
+    `accepted_releases` (the candidate's releases in the environment since the start)."""
     dropped: dict[str, int] = {}
+    releases = {plan.baseline_release_id, *accepted_releases}
 
     def drop(reason: str) -> None:
         dropped[reason] = dropped.get(reason, 0) + 1
@@ -318,7 +327,7 @@ def select_arms(observations: Iterable[Observation], plan: CanaryPlan, now_ns: i
         seen.add(key)
         if o.model != plan.model or (o.environment not in (None, plan.environment)):
             drop("other_model_or_environment")
-        elif o.release_id is not None and o.release_id != plan.baseline_release_id:
+        elif o.release_id is not None and o.release_id not in releases:
             drop("other_release")
         elif o.time_unix_nano < plan.started_ns:
             drop("before_start")
@@ -470,9 +479,14 @@ def judge(
     observations: Iterable[Observation],
     now_ns: int,
     current_release_id: str | None,
+    candidate_releases: Sequence[str] = (),
 ) -> Verdict:
-    """The verdict on `plan` from the requests observed so far (see the module docstring)."""
-    arms = select_arms(observations, plan, now_ns)
+    """The verdict on `plan` from the requests observed so far (see the module docstring).
+
+    `current_release_id` is the environment's release now; the canary stands while it is the
+    baseline release or one of `candidate_releases` (releases of the candidate version made in
+    the environment since the canary started: the candidate was promoted while it ran)."""
+    arms = select_arms(observations, plan, now_ns, candidate_releases)
     counts = arms.counts()
     results = [
         _test_metric(
@@ -496,12 +510,14 @@ def judge(
             _with(r, status=status, p_degraded_holm=adj_bad[i], p_non_inferior_holm=adj_ok[i])
         )
     reasons: list[str] = []
-    if current_release_id != plan.baseline_release_id:
+    if current_release_id != plan.baseline_release_id and (
+        current_release_id is None or current_release_id not in candidate_releases
+    ):
         verdict = "inconclusive"
         reasons.append(
             f"models:/{plan.model} in {plan.environment} is on release "
-            f"{current_release_id or 'none'}, not {plan.baseline_release_id} the canary was "
-            "started on; start a new canary"
+            f"{current_release_id or 'none'}, neither {plan.baseline_release_id} the canary "
+            "was started on nor a release of its candidate; start a new canary"
         )
     elif any(r.status == "degraded" for r in final):
         verdict = "rollback"

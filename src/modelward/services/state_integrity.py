@@ -53,6 +53,9 @@ _WHAT = {
     "gate_releases": "release",
     "gate_drills": "drill",
     "registry_settings": "setting row",
+    "canaries": "canary",
+    "canary_verdicts": "canary verdict",
+    "alert_webhooks": "webhook",
 }
 
 

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from modelward.storage.metadata import (
     auth_tables,
+    canary_tables,
     gate_tables,
     ledger_tables,
     provenance_tables,
     registry_tables,
 )
 
-__all__ = ["auth_tables", "gate_tables", "ledger_tables", "provenance_tables", "registry_tables"]
+__all__ = [
+    "auth_tables",
+    "canary_tables",
+    "gate_tables",
+    "ledger_tables",
+    "provenance_tables",
+    "registry_tables",
+]
