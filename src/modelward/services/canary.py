@@ -70,6 +70,19 @@ from modelward.storage.metadata.registry_repository import RegistryRepository
 VERDICT_PREDICATE_TYPE = "https://modelward.dev/canary-verdict/v1"
 
 
+def telemetry_source(context: RegistryContext) -> ObservationSource | None:
+    """The registry's ingested telemetry, where the telemetry service is installed."""
+    import importlib
+
+    try:
+        telemetry = importlib.import_module("modelward.services.telemetry")
+    except ImportError:
+        return None
+    factory = getattr(telemetry, "observation_source", None)
+    source: ObservationSource | None = None if factory is None else factory(context)
+    return source
+
+
 def canary_subject(model: str, environment: str) -> str:
     return f"canary:{model}@{environment}"
 

@@ -37,6 +37,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "serve",
     "tokens_cmds",
     "oidc_cmds",
+    "canary_cmds",
+    "drift_cmds",
 )
 
 
