@@ -423,6 +423,32 @@ class CanaryService:
         with self.ctx.database.read() as conn:
             return RegistryRepository(conn).version(model, version).root_digest
 
+    # -- shadow -----------------------------------------------------------------------------
+
+    def shadow(self, model: str, environment: str) -> dict[str, Any]:
+        """Shadow comparison of the canary's candidate against its baseline on the same
+        requests (arm `shadow`), since the canary started; nothing recorded."""
+        from modelward.runtime.shadow import shadow_report
+
+        self.config.path.index(environment)
+        with self.ctx.database.read() as conn:
+            require(conn, self.actor, Action.VIEW)
+            RegistryRepository(conn).require_model_id(model)
+            plan = _plan_of(self._trusted_canary(conn, model, environment))
+        if self.source is None:
+            raise InputError("no telemetry source is configured: shadow mode reads telemetry")
+        observations = self.source.observations(
+            model, environment=environment, since_ns=plan.started_ns
+        )
+        report = shadow_report(
+            observations, model, plan.candidate_version, plan.baseline_version, alpha=plan.alpha
+        )
+        return {
+            "candidate": f"models:/{model}/{plan.candidate_version}",
+            "baseline_release_id": plan.baseline_release_id,
+            **report.to_dict(),
+        }
+
     # -- status -----------------------------------------------------------------------------
 
     def status(self, model: str, environment: str) -> dict[str, Any]:

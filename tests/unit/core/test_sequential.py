@@ -164,3 +164,27 @@ def test_holm_step_down() -> None:
     assert holm([float("nan"), 0.02], 0.05) == [False, True]
     assert holm([], 0.05) == []
     assert holm_adjusted([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+
+
+@settings(max_examples=4, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), sigma=st.sampled_from([0.2, 0.6]))
+def test_means_with_estimated_variance_under_continuous_peeking(seed: int, sigma: float) -> None:
+    """A/A latencies (log-normal, skewed), variance estimated by plug-in at every look."""
+    rng = random.Random(seed)
+    alpha, runs, hits = 0.1, 120, 0
+    for _ in range(runs):
+        sums = [[0.0, 0.0], [0.0, 0.0]]  # (sum, sum of squares) per arm
+        n = 0
+        for _look in range(20):
+            n += 40
+            for arm in sums:
+                for _ in range(40):
+                    x = rng.lognormvariate(0, sigma)
+                    arm[0] += x
+                    arm[1] += x * x
+            cand, base = (ArmSummary(n, t / n, (q - t * t / n) / (n - 1)) for t, q in sums)
+            result = compare(cand, base, lower_is_better=True, threshold=0.0, tau=0.1 * base.mean)
+            if result.p_degraded <= alpha:
+                hits += 1
+                break
+    assert hits / runs <= alpha + 3 * math.sqrt(alpha * (1 - alpha) / runs)

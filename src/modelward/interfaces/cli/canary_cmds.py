@@ -44,6 +44,7 @@ def register(subparsers: Any) -> None:
         ("status", "the canary, its recorded verdicts, and the verdict now (not recorded)"),
         ("judge", "judge now, sign and record the verdict; --act rolls back on rollback"),
         ("watch", "judge --act every INTERVAL seconds until a final verdict (bounded)"),
+        ("shadow", "compare candidate and baseline answers to the same requests (arm shadow)"),
     ):
         p = verbs.add_parser(verb, help=helptext)
         p.add_argument("name", metavar="NAME")
@@ -54,7 +55,8 @@ def register(subparsers: Any) -> None:
             p.add_argument("--interval", type=float, default=60.0, metavar="SECONDS")
             p.add_argument("--max-iterations", type=int, default=60, metavar="N")
         add_json_flag(p)
-        p.set_defaults(handler={"status": _status, "judge": _judge, "watch": _watch}[verb])
+        handlers = {"status": _status, "judge": _judge, "watch": _watch, "shadow": _shadow}
+        p.set_defaults(handler=handlers[verb])
 
 
 def _service(context: Any) -> Any:
@@ -122,6 +124,30 @@ def _status(args: argparse.Namespace) -> int:
         acted = f", {v['acted']}" if v["acted"] else ""
         emit(f"  recorded {v['at']} by {v['by']}: {v['verdict']}{acted}")
     _render_verdict(data["now"])
+    return 0
+
+
+def _shadow(args: argparse.Namespace) -> int:
+    from modelward.interfaces.cli._context import registry_context
+
+    with registry_context() as context:
+        data = _service(context).shadow(args.name, args.env)
+    if args.json:
+        emit_json(data)
+        return 0
+    emit(f"shadow {data['candidate']} against {data['baseline_release_id']}: {data['status']}")
+    emit(f"  {data['pairs']} pairs ({data['unpaired']} shadow requests unpaired)")
+    for label, key in (
+        ("length change", "length_relative_change"),
+        ("refusal, baseline", "refusal_baseline"),
+        ("refusal, candidate", "refusal_candidate"),
+        ("refusal disagreement", "refusal_disagreement"),
+        ("agreement", "agreement"),
+    ):
+        value = data[key]
+        emit(f"  {label:<22}{'-' if value is None else f'{value:.1%}'}")
+    for reason in data["reasons"]:
+        emit(f"  {reason}")
     return 0
 
 
