@@ -14,6 +14,7 @@ effort, its record is not.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import logging
 import secrets
@@ -203,7 +204,7 @@ class AlertService:
             error: str | None = None
             try:
                 status = self._post(hook.url, body, headers)
-            except (OSError, ValueError) as exc:
+            except (OSError, ValueError, http.client.HTTPException) as exc:
                 error = f"{type(exc).__name__}: {exc}"[:500]
             ok = status is not None and 200 <= status < 300
             last = attempt == self._attempts

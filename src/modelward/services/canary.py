@@ -398,6 +398,8 @@ class CanaryService:
         """Restore the baseline when the environment serves the candidate; else end the canary.
         Returns (what was done, the problem if the rollback was refused)."""
         if current is None or current.version != plan.candidate_version:
+            with self.ctx.database.read() as conn:
+                require(conn, self.actor, Action.ROLLBACK, self.config.permissions)
             return (
                 f"canary ended; {plan.environment} stays on {plan.baseline_release_id}",
                 None,
