@@ -179,6 +179,7 @@ def test_forged_rows_are_refused(registry: Registry, gate: GateService) -> None:
     registry.sql("update canary_verdicts set verdict = 'promote'")
     with pytest.raises(VerificationError, match="canary verdict"):
         canary.status("llama", "staging")
+    assert any("canary verdict 1" in p for p in registry.audit_verify().problems)
     registry.sql("delete from canary_verdicts")
     registry.sql("update canaries set baseline_release_id = 'rel-999'")
     with pytest.raises(VerificationError, match="canary 1"):
