@@ -298,6 +298,8 @@ class CanaryService:
 
     def judge(self, model: str, environment: str, act: bool = False) -> JudgeResult:
         """Judge, sign and record the verdict; with `act`, act on a rollback (once)."""
+        with self.ctx.database.read() as conn:  # refuse before acting, not after
+            require(conn, self.actor, Action.PROMOTE, self.config.permissions)
         row, plan, verdict, ctx = self.evaluate(model, environment)
         now: datetime = ctx["now"]
         current = ctx["current"]

@@ -191,6 +191,12 @@ def test_viewers_cannot_start_or_record(registry: Registry, gate: GateService) -
     canary = CanaryService(registry.context, actor="victor", source=InMemoryObservations())
     with pytest.raises(PermissionDeniedError):
         canary.start("llama", "staging", "models:/llama/2")
+    CanaryService(registry.context, source=InMemoryObservations()).start(
+        "llama", "staging", "models:/llama/2"
+    )
+    with pytest.raises(PermissionDeniedError):
+        canary.judge("llama", "staging", act=True)
+    assert canary.status("llama", "staging")["verdict"] == "inconclusive"  # viewing is allowed
 
 
 # ------------------------------------------------------------------------------ webhooks
