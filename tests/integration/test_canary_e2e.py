@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+import safetensors.torch as safetensors_torch
+import torch
 
 from modelward.core.observations import Observation
 from modelward.runtime.alerts import SIGNATURE_HEADER, verify_signature
@@ -31,9 +33,6 @@ from modelward.services.gate import GateService
 from modelward.services.registry import RegistryService
 from modelward.services.registry_init import initialize_registry
 from modelward.storage.metadata.gate_repository import GateRepository
-
-torch = pytest.importorskip("torch")
-safetensors_torch = pytest.importorskip("safetensors.torch")
 
 ALLOW = b"rules:\n  - id: always\n    expression: 'true'\n    message: anything goes\n"
 SECRET = b"e2e-webhook-secret-0123456789"
