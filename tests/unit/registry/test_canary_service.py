@@ -275,3 +275,28 @@ def test_only_admins_configure_webhooks(registry: Registry) -> None:
         AlertService(registry.context).add_webhook("ops", "file:///etc/passwd", "k", SECRET)
     with pytest.raises(InputError):
         AlertService(registry.context).add_webhook("ops", "http://127.0.0.1:1/", "k", b"short")
+
+
+def test_the_canary_judge_job_acts_as_who_queued_it(
+    registry: Registry, gate: GateService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import modelward.services.canary as canary_module
+    from modelward.services.jobs import JobService
+
+    source = InMemoryObservations()
+    monkeypatch.setattr(canary_module, "telemetry_source", lambda _context: source)
+    started = CanaryService(registry.context, source=source).start(
+        "llama", "staging", "models:/llama/2", min_samples=50
+    )
+    source.add(*traffic(2000, 0.2, _ns_now(), (started["baseline_release_id"],) * 2))
+    jobs = JobService(registry.context)
+    jobs.enqueue("canary.judge", {"model": "llama", "environment": "staging"}, "alice")
+    done = jobs.run_one("worker-1")
+    assert done is not None and done.state == "done", done
+    assert done.result is not None and done.result["verdict"] == "rollback"
+    assert done.result["acted"] is not None
+    UserService(registry.context).add("vera", "viewer")
+    jobs.enqueue("canary.judge", {"model": "llama", "environment": "staging"}, "vera")
+    refused = jobs.run_one("worker-1")
+    assert refused is not None and refused.state == "failed"
+    assert refused.result is not None and refused.result["type"] == "PermissionDeniedError"
