@@ -308,10 +308,13 @@ class CanaryService:
         alert_problem: str | None = None
         if act and verdict.verdict == "rollback" and not ended:
             acted, alert_problem = self._act_rollback(plan, current)
-        elif act and ended and verdict.verdict == "rollback":
+        elif ended:
             verdict = Verdict(
                 verdict.verdict,
-                (*verdict.reasons, "this canary already acted; nothing more is done"),
+                (
+                    *verdict.reasons,
+                    "this canary already acted (it has ended); nothing more is done",
+                ),
                 verdict.metrics,
                 verdict.counts,
                 verdict.alpha,

@@ -300,3 +300,79 @@ def test_the_canary_judge_job_acts_as_who_queued_it(
     refused = jobs.run_one("worker-1")
     assert refused is not None and refused.state == "failed"
     assert refused.result is not None and refused.result["type"] == "PermissionDeniedError"
+
+
+def test_cli_judge_watch_shadow_and_drift_in_process(
+    registry: Registry,
+    gate: GateService,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import modelward.services.canary as canary_module
+    from modelward.interfaces.cli import main
+
+    source = InMemoryObservations()
+    monkeypatch.setattr(canary_module, "telemetry_source", lambda _context: source)
+    assert (
+        main(
+            [
+                "canary",
+                "start",
+                "llama",
+                "--env",
+                "staging",
+                "--candidate",
+                "models:/llama/2",
+                "--min-samples",
+                "50",
+            ]
+        )
+        == 0
+    )
+    baseline = _current(registry).release_id
+    obs = traffic(1500, 0.15, _ns_now(), (baseline, baseline))
+    shadows = [
+        Observation(
+            **{
+                **o.to_dict(),
+                "arm": "shadow",
+                "span_id": "s" + o.span_id[1:],
+                "trace_id": "b" + o.trace_id[1:],
+                "output_tokens": 40,
+            }
+        )
+        for o in obs
+        if o.version == 2
+    ][:200]
+    baselines = [Observation(**{**o.to_dict(), "output_tokens": 20}) for o in obs if o.version == 1]
+    source.add(*[o for o in obs if o.version == 2], *baselines, *shadows)
+    capsys.readouterr()
+    assert main(["canary", "shadow", "llama", "--env", "staging", "--json"]) == 0
+    shadow = json.loads(capsys.readouterr().out)
+    assert shadow["pairs"] == 200 and shadow["status"] == "differs"
+    assert main(["canary", "status", "llama", "--env", "staging"]) == 0
+    assert "verdict: rollback" in capsys.readouterr().out
+    assert (
+        main(
+            [
+                "canary",
+                "watch",
+                "llama",
+                "--env",
+                "staging",
+                "--interval",
+                "0",
+                "--max-iterations",
+                "3",
+                "--json",
+            ]
+        )
+        == 1
+    )
+    watched = json.loads(capsys.readouterr().out)
+    assert watched["iterations"] == 1 and watched["verdict"] == "rollback"
+    assert main(["canary", "judge", "llama", "--env", "staging"]) == 1
+    assert "already acted" in capsys.readouterr().out
+    assert main(["drift", "llama", "--env", "staging", "--json"]) == 0
+    drift = json.loads(capsys.readouterr().out)
+    assert drift["baseline_release_id"] is None and drift["drift"] is False
