@@ -376,3 +376,36 @@ def test_cli_judge_watch_shadow_and_drift_in_process(
     assert main(["drift", "llama", "--env", "staging", "--json"]) == 0
     drift = json.loads(capsys.readouterr().out)
     assert drift["baseline_release_id"] is None and drift["drift"] is False
+
+
+def test_drift_of_a_release_against_the_one_before(registry: Registry, gate: GateService) -> None:
+    from modelward.services.drift import DriftService
+
+    first = _current(registry).release_id
+    gate.promote("models:/llama/2", "staging")
+    second = _current(registry).release_id
+    rng = random.Random(5)
+    source = InMemoryObservations()
+    for i in range(400):
+        for release_id, version, scale in ((first, 1, 1.0), (second, 2, 1.6)):
+            source.add(
+                Observation(
+                    "llama",
+                    version,
+                    release_id,
+                    "staging",
+                    i,
+                    f"{version}{i:031x}",
+                    "01",
+                    False,
+                    duration_s=scale * rng.lognormvariate(0, 0.3),
+                    output_tokens=50,
+                    finish_reason="stop",
+                )
+            )
+    report = DriftService(registry.context, source=source).report("llama", "staging")
+    assert report["baseline_release_id"] == first and report["release_id"] == second
+    metrics = {m["name"]: m for m in report["metrics"]}
+    assert metrics["latency"]["status"] == "drift"
+    assert metrics["output_tokens"]["status"] == "ok"
+    assert report["drift"] is True
