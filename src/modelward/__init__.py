@@ -23,6 +23,7 @@ _EXPORTS: dict[str, str] = {
     "ModelwardError": "modelward.errors",
     "track_run": "modelward.provenance.run_capture",
     "scan": "modelward.scanning",
+    "load": "modelward.runtime.loading",
 }
 
 __all__ = sorted(_EXPORTS)

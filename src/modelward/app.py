@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from modelward.services.oidc import JwksCache
     from modelward.services.registry import RegistryService
     from modelward.services.releases import ReleaseService
+    from modelward.services.telemetry import TelemetryService
     from modelward.services.users import UserService
 
 DEFAULT_MAX_UPLOAD_BYTES = 64 * 1024**3  # one file of a bundle
@@ -95,6 +96,11 @@ class ServerRegistry:
         from modelward.services.users import UserService
 
         return UserService(self.ctx, actor=principal.name)
+
+    def telemetry(self, principal: Principal) -> TelemetryService:
+        from modelward.services.telemetry import TelemetryService
+
+        return TelemetryService(self.ctx, actor=principal.name)
 
     def audit(self) -> AuditService:
         from modelward.services.audit import AuditService

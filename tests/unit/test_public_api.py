@@ -10,6 +10,7 @@ EXPECTED = {
     "Signer",
     "Verifier",
     "generate_private_key",
+    "load",
     "load_private_key",
     "load_public_key",
     "scan",

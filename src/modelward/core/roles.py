@@ -37,6 +37,7 @@ class Action(StrEnum):
     SET_POLICY = "set-policy"
     ADD_USER = "add-user"
     VIEW = "view"
+    TELEMETRY_WRITE = "telemetry.write"
 
 
 _DESCRIPTIONS = {
@@ -49,6 +50,7 @@ _DESCRIPTIONS = {
     Action.SET_POLICY: "set an environment policy",
     Action.ADD_USER: "add users or change roles",
     Action.VIEW: "view the registry",
+    Action.TELEMETRY_WRITE: "send serving telemetry",
 }
 
 _ALL_ROLES = frozenset(Role)
@@ -107,6 +109,8 @@ DEFAULT_PERMISSIONS = PermissionTable(
         Action.SET_POLICY: frozenset({Role.ADMIN}),
         Action.ADD_USER: frozenset({Role.ADMIN}),
         Action.VIEW: _ALL_ROLES,
+        # telemetry feeds canary judgement and rollbacks: those who release may report on it
+        Action.TELEMETRY_WRITE: frozenset({Role.ADMIN, Role.RELEASER}),
     }
 )
 

@@ -34,6 +34,7 @@ from modelward.core.canonical import canonical_json
 from modelward.core.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope
 from modelward.core.intoto import Statement, Subject
 from modelward.core.names import parse_uri
+from modelward.core.observations import Observation
 from modelward.core.roles import Action
 from modelward.errors import (
     DeniedError,
@@ -70,17 +71,28 @@ from modelward.storage.metadata.registry_repository import RegistryRepository
 VERDICT_PREDICATE_TYPE = "https://modelward.dev/canary-verdict/v1"
 
 
-def telemetry_source(context: RegistryContext) -> ObservationSource | None:
-    """The registry's ingested telemetry, where the telemetry service is installed."""
-    import importlib
+class StoredObservations:
+    """The requests the telemetry service stored (`services.telemetry.observations`)."""
 
-    try:
-        telemetry = importlib.import_module("modelward.services.telemetry")
-    except ImportError:
-        return None
-    factory = getattr(telemetry, "observation_source", None)
-    source: ObservationSource | None = None if factory is None else factory(context)
-    return source
+    def __init__(self, context: RegistryContext) -> None:
+        self.ctx = context
+
+    def observations(
+        self,
+        model: str,
+        environment: str | None = None,
+        release_id: str | None = None,
+        since_ns: int | None = None,
+        until_ns: int | None = None,
+    ) -> list[Observation]:
+        from modelward.services.telemetry import observations
+
+        return observations(self.ctx, model, environment, release_id, since_ns, until_ns)
+
+
+def telemetry_source(context: RegistryContext) -> ObservationSource:
+    """The registry's ingested telemetry."""
+    return StoredObservations(context)
 
 
 def canary_subject(model: str, environment: str) -> str:

@@ -133,6 +133,16 @@ ENDPOINTS = [
         RELEASERS,
         _post("/promotions", lambda _s, _w: {"uri": "models:/llama/1", "environment": "staging"}),
     ),
+    Endpoint(
+        "otlp traces",
+        RELEASERS,
+        lambda s, h, _w: s.http.post("/v1/traces", headers=h, json={"resourceSpans": []}),
+    ),
+    Endpoint(
+        "otlp metrics",
+        RELEASERS,
+        lambda s, h, _w: s.http.post("/v1/metrics", headers=h, json={"resourceMetrics": []}),
+    ),
 ]
 
 

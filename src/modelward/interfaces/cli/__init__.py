@@ -37,6 +37,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "serve",
     "tokens_cmds",
     "oidc_cmds",
+    "runtime_cmds",
     "canary_cmds",
     "drift_cmds",
 )

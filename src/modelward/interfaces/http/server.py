@@ -101,6 +101,7 @@ def create_app(registry: ServerRegistry, run_jobs: bool = False) -> FastAPI:
         routes_gate,
         routes_jobs,
         routes_models,
+        routes_otlp,
         routes_push,
         routes_users,
     )
@@ -172,6 +173,7 @@ def create_app(registry: ServerRegistry, run_jobs: bool = False) -> FastAPI:
         routes_canary,
     ):
         app.include_router(module.router, prefix=API)
+    app.include_router(routes_otlp.router)  # OTLP's own standard paths, outside /api/v1
     app.add_middleware(HardeningMiddleware, max_body=registry.settings.max_json_bytes)
     return app
 

@@ -9,6 +9,7 @@ from modelward.storage.metadata import (
     ledger_tables,
     provenance_tables,
     registry_tables,
+    telemetry_tables,
 )
 
 __all__ = [
@@ -18,4 +19,5 @@ __all__ = [
     "ledger_tables",
     "provenance_tables",
     "registry_tables",
+    "telemetry_tables",
 ]

@@ -1,7 +1,7 @@
 """canary definitions and verdicts, alert webhooks and deliveries
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0007"
-# the telemetry tables' revision (0006) comes before this one once both are merged
-down_revision = "0005"
+
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 

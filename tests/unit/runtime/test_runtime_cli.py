@@ -1,0 +1,66 @@
+"""The runtime commands: `fetch URI DIR` prints the verified path (exit 0), refuses with exit 1
+when verification fails and 2 for an unknown model; `telemetry ingest` reads OTLP JSON lines
+files and `telemetry summary --json` gives the signals per release and window; bad input is 2."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from modelward.interfaces.cli import main
+
+from .conftest import Registry, request, span
+
+
+def _bundle(folder: Path) -> Path:
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    folder.mkdir(parents=True)
+    save_file({"w": np.ones((8, 8), dtype=np.float32)}, str(folder / "model.safetensors"))
+    return folder
+
+
+def test_fetch_and_telemetry_commands(
+    registry: Registry, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    registry.service.push(_bundle(tmp_path / "v1"), "chat")
+    cache = tmp_path / "cache"
+    assert main(["fetch", "models:/chat/1", str(cache), "--json"]) == 0
+    fetched = json.loads(capsys.readouterr().out)
+    assert fetched["verified"] and Path(fetched["path"]).is_dir()
+    assert main(["fetch", "models:/chat/1", str(cache), "--env", "staging"]) == 1
+    assert "no release in staging" in capsys.readouterr().err
+    assert main(["fetch", "models:/nope/1", str(cache)]) == 2
+    assert main(["fetch", "not-a-uri", str(cache)]) == 2
+    capsys.readouterr()
+
+    release = registry.gate.promote("models:/chat/1", "staging").release
+    assert release is not None
+    now = time.time_ns()
+    lines = tmp_path / "spans.jsonl"
+    first = request(
+        [span(now - 2, gen_ai__usage__output_tokens=4)], modelward__release=release.release_id
+    )
+    second = request(
+        [span(now - 1, error=True, gen_ai__usage__output_tokens=2)],
+        modelward__model="chat",
+        deployment__environment__name="staging",
+    )
+    lines.write_bytes(first + b"\n" + second + b"\n")
+    assert main(["telemetry", "ingest", str(lines), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["accepted"] == 2
+    assert (
+        main(["telemetry", "summary", "chat", "--env", "staging", "--window", "3600", "--json"])
+        == 0
+    )
+    (summary,) = json.loads(capsys.readouterr().out)
+    assert summary["release_id"] == release.release_id and summary["requests"] == 2
+    assert summary["error_rate"] == 0.5 and summary["output_tokens"]["max"] == 4
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": 5}]}]}]}')
+    assert main(["telemetry", "ingest", str(broken)]) == 2
+    assert "traceId" in capsys.readouterr().err
