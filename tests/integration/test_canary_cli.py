@@ -49,6 +49,7 @@ def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Run:
     return run
 
 
+@pytest.mark.slow
 def test_canary_start_and_errors(cli: Run, tmp_path: Path) -> None:
     started = cli(
         "canary",
@@ -89,6 +90,7 @@ def test_canary_start_and_errors(cli: Run, tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.slow
 def test_webhooks_are_admin_only(cli: Run, tmp_path: Path) -> None:
     secret = tmp_path / "secret"
     secret.write_text("0123456789abcdef0123\n")
