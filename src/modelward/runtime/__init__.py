@@ -1,2 +1,3 @@
-"""The post-release runtime: verified loading and its bundle cache (`loading`), and telemetry in
-(`otlp` decoding, `genai` attribute mapping) and out (`signals` per release and window)."""
+"""The post-release runtime: verified loading and its cache (`loading`, `bundle_cache`),
+telemetry in (`otlp` decoding, `genai` attribute mapping, `signals` per release and window),
+canary and shadow judgement (`canary`, `shadow`), drift (`drift`) and alert payloads (`alerts`)."""

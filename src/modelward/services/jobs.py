@@ -37,7 +37,20 @@ def verify_job(context: RegistryContext, payload: dict[str, Any], actor: str) ->
     return {"ok": report.ok, "problems": report.problems, **report.details}
 
 
-HANDLERS: Mapping[str, JobHandler] = {"verify": verify_job}
+def canary_judge_job(
+    context: RegistryContext, payload: dict[str, Any], actor: str
+) -> dict[str, Any]:
+    """One canary judgement, acting on a rollback (a watcher enqueues one per interval)."""
+    from modelward.services.canary import CanaryService, telemetry_source
+
+    model, environment = payload.get("model"), payload.get("environment")
+    if not isinstance(model, str) or not isinstance(environment, str):
+        raise InputError("a canary.judge job needs a 'model' and an 'environment'")
+    service = CanaryService(context, actor=actor, source=telemetry_source(context))
+    return service.judge(model, environment, act=payload.get("act", True) is True).to_dict()
+
+
+HANDLERS: Mapping[str, JobHandler] = {"verify": verify_job, "canary.judge": canary_judge_job}
 
 
 def worker_name() -> str:

@@ -57,6 +57,9 @@ _WHAT = {
     "api_tokens": "token",
     "oidc_issuers": "OIDC issuer",
     "oidc_mappings": "OIDC claim mapping",
+    "canaries": "canary",
+    "canary_verdicts": "canary verdict",
+    "alert_webhooks": "webhook",
 }
 
 

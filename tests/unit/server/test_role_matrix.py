@@ -177,6 +177,29 @@ def test_rollback_by_caller(world: Served, who: str) -> None:
         assert response.status_code == 403, response.text
 
 
+CANARY_ENDPOINTS = [
+    ("POST", "/canaries/llama/staging", {"candidate": "models:/llama/1"}, RELEASERS),
+    ("GET", "/canaries/llama/staging", None, ALL),
+    ("POST", "/canaries/llama/staging/verdicts", {"act": False}, RELEASERS),
+    ("GET", "/canaries/llama/staging/shadow", None, ALL),
+    ("POST", "/canaries/llama/staging/jobs", None, RELEASERS),
+]
+
+
+@pytest.mark.parametrize("who", CALLERS)
+@pytest.mark.parametrize("endpoint", CANARY_ENDPOINTS, ids=lambda e: f"{e[0]} {e[1]}")
+def test_canary_by_caller(world: Served, endpoint: tuple[Any, ...], who: str) -> None:
+    method, path, body, allowed = endpoint
+    response = world.http.request(method, f"/api/v1{path}", headers=world.headers(who), json=body)
+    if who in UNAUTHENTICATED:
+        assert response.status_code == 401
+    elif who in allowed:
+        # llama has no release in staging: a not-found or input error, never a refusal
+        assert response.status_code not in (401, 403), response.text
+    else:
+        assert response.status_code == 403, response.text
+
+
 def test_every_api_route_is_in_the_matrix(world: Served) -> None:
     """The OpenAPI document lists every operation; a new one must join the matrix."""
     document = world.http.get("/api/v1/openapi.json").json()
@@ -186,7 +209,7 @@ def test_every_api_route_is_in_the_matrix(world: Served) -> None:
         for method in item
         if method in ("get", "post", "put", "head", "delete", "patch")
     )
-    # ENDPOINTS, the rollback test, and the public /registry (the keys clients pin)
-    assert len(operations) == len(ENDPOINTS) + 2, operations
+    # ENDPOINTS, the canary and rollback tests, and the public /registry (the keys clients pin)
+    assert len(operations) == len(ENDPOINTS) + len(CANARY_ENDPOINTS) + 2, operations
     public = world.http.get("/api/v1/registry")
     assert public.status_code == 200 and "PRIVATE" not in public.text

@@ -25,6 +25,6 @@ def test_migration_0009_matches_the_declared_tables_and_downgrades(tmp_path: Pat
     indexes = {i["name"] for i in inspect(engine).get_indexes("web_sessions")}
     assert {"ix_web_sessions_user_name", "ix_web_sessions_expires_at"} <= indexes
     with engine.begin() as conn:
-        command.downgrade(alembic_config(conn), "0005")
+        command.downgrade(alembic_config(conn), "0007")
     assert not {"web_sessions", "web_logins"} & set(inspect(engine).get_table_names())
     engine.dispose()

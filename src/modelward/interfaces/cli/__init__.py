@@ -40,6 +40,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "oci_cmds",
     "evidence_cmds",
     "runtime_cmds",
+    "canary_cmds",
+    "drift_cmds",
 )
 
 # The module registering each command word, so that one invocation imports and builds only the

@@ -114,6 +114,7 @@ def _swap(pair: tuple[int, dict[str, Any]]) -> tuple[dict[str, Any], int]:
 def create_app(registry: ServerRegistry, run_jobs: bool = False) -> FastAPI:
     from modelward.interfaces.http import (
         routes_audit,
+        routes_canary,
         routes_gate,
         routes_jobs,
         routes_models,
@@ -196,6 +197,7 @@ def create_app(registry: ServerRegistry, run_jobs: bool = False) -> FastAPI:
         routes_audit,
         routes_users,
         routes_jobs,
+        routes_canary,
     ):
         app.include_router(module.router, prefix=API)
     from modelward.interfaces.web.app import mount_console

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from modelward.storage.metadata import (
     auth_tables,
+    canary_tables,
     gate_tables,
     ledger_tables,
     provenance_tables,
@@ -14,6 +15,7 @@ from modelward.storage.metadata import (
 
 __all__ = [
     "auth_tables",
+    "canary_tables",
     "gate_tables",
     "ledger_tables",
     "provenance_tables",

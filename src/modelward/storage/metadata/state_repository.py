@@ -20,6 +20,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from modelward.errors import InputError
 from modelward.storage.metadata.auth_tables import api_tokens, oidc_issuers, oidc_mappings
+from modelward.storage.metadata.canary_tables import alert_webhooks, canaries, canary_verdicts
 from modelward.storage.metadata.gate_tables import (
     gate_approvals,
     gate_decisions,
@@ -49,6 +50,9 @@ ANCHORED_TABLES = (
     "api_tokens",
     "oidc_issuers",
     "oidc_mappings",
+    "canaries",
+    "canary_verdicts",
+    "alert_webhooks",
 )
 
 
@@ -334,6 +338,55 @@ _SPECS: dict[str, _Spec] = {
         where_key=_id_where(oidc_mappings.c.id),
         table=oidc_mappings,
         order=oidc_mappings.c.id,
+    ),
+    "canaries": _Spec(
+        query=lambda: select(*canaries.c),
+        key_of=lambda r: str(r.id),
+        fields_of=lambda r: {
+            "model": r.model,
+            "environment": r.environment,
+            "candidate_version": int(r.candidate_version),
+            "baseline_version": int(r.baseline_version),
+            "baseline_release_id": r.baseline_release_id,
+            "plan": _sha256(r.plan),
+            "created_at": r.created_at,
+            "created_by": r.created_by,
+        },
+        where_key=_id_where(canaries.c.id),
+        table=canaries,
+        order=canaries.c.id,
+    ),
+    "canary_verdicts": _Spec(
+        query=lambda: select(*canary_verdicts.c),
+        key_of=lambda r: str(r.id),
+        fields_of=lambda r: {
+            "canary_id": int(r.canary_id),
+            "verdict": r.verdict,
+            "statement_digest": r.statement_digest,
+            "envelope": _sha256(r.envelope),
+            "acted": r.acted,
+            "created_at": r.created_at,
+            "created_by": r.created_by,
+        },
+        where_key=_id_where(canary_verdicts.c.id),
+        table=canary_verdicts,
+        order=canary_verdicts.c.id,
+    ),
+    "alert_webhooks": _Spec(
+        query=lambda: select(*alert_webhooks.c),
+        key_of=lambda r: str(r.id),
+        fields_of=lambda r: {
+            "name": r.name,
+            "url": r.url,
+            "key_id": r.key_id,
+            "secret": _sha256(r.secret),
+            "enabled": bool(r.enabled),
+            "created_at": r.created_at,
+            "created_by": r.created_by,
+        },
+        where_key=_id_where(alert_webhooks.c.id),
+        table=alert_webhooks,
+        order=alert_webhooks.c.id,
     ),
 }
 

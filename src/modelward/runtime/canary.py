@@ -1,0 +1,539 @@
+"""Canary and shadow judgement over served requests: which request counts for which arm, and the
+verdict.
+
+Pure: takes `Observation`s, a `CanaryPlan` and the present time (nanoseconds), returns a
+`Verdict`. The statistics are `modelward.core.sequential` (one-sided mSPRT, Holm). What this
+module decides, and documents, is the guarding:
+
+* a request counts once: duplicates of (trace_id, span_id) are dropped (the first, in time
+  order, is kept);
+* a request counts only for this canary: same model and environment, served by the baseline
+  release the canary was started on (`release_id`, when the span carries it); served by the
+  candidate version (arm `canary`) or the baseline version (arm `baseline`); a span whose arm
+  contradicts its version is dropped, not guessed;
+* a request before the canary started, inside the warm-up (`warmup_s` after the start), or in the
+  future (more than `MAX_CLOCK_SKEW_NS` past `now`) does not count; a late span (ingested after
+  later ones) counts at its own end time;
+* a metric is judged only with at least `min_samples` observed values in each arm; "no data or
+  one arm empty" is `inconclusive` (hold), and so is a relative tolerance on a zero baseline;
+* when the environment's release is no longer the one the canary was started on (a release
+  changed mid-window) the verdict is `inconclusive` and names both releases.
+
+Verdict rule, with K metrics and family-wise level alpha (Holm over all K, an untestable metric
+counting in K with p = 1):
+`rollback` if some metric's degradation beyond tolerance is Holm-significant; otherwise
+`inconclusive` if some metric cannot be tested; otherwise `promote` if every metric is shown
+non-inferior (degradation below tolerance) with Holm significance; otherwise `continue`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from modelward.core.observations import Observation
+from modelward.core.sequential import ArmSummary, compare, holm, holm_adjusted
+from modelward.errors import InputError
+
+VERDICTS = ("continue", "promote", "rollback", "inconclusive")
+MAX_CLOCK_SKEW_NS = 60 * 1_000_000_000
+CANDIDATE, BASELINE = "canary", "baseline"
+
+Extractor = Callable[[Observation], float | None]
+
+
+def _flag(value: bool | None) -> float | None:
+    return None if value is None else (1.0 if value else 0.0)
+
+
+def _finish_length(o: Observation) -> float | None:
+    return None if o.finish_reason is None else (1.0 if o.finish_reason == "length" else 0.0)
+
+
+def _number(value: float | int | None) -> float | None:
+    return None if value is None else float(value)
+
+
+@dataclass(frozen=True)
+class MetricKind:
+    name: str
+    proportion: bool
+    lower_is_better: bool
+    extract: Extractor
+    default_tolerance: tuple[float, bool]  # (value, relative)
+    default_effect: tuple[float, bool]
+    description: str
+
+
+METRICS: dict[str, MetricKind] = {
+    m.name: m
+    for m in (
+        MetricKind(
+            "error",
+            True,
+            True,
+            lambda o: _flag(o.error),
+            (0.0, False),
+            (0.01, False),
+            "share of requests that failed",
+        ),
+        MetricKind(
+            "refusal",
+            True,
+            True,
+            lambda o: _flag(o.refusal),
+            (0.0, False),
+            (0.02, False),
+            "share of answered requests the classifier called refusals",
+        ),
+        MetricKind(
+            "safety",
+            True,
+            True,
+            lambda o: _flag(o.safety_triggered),
+            (0.0, False),
+            (0.01, False),
+            "share of requests that triggered a safety filter",
+        ),
+        MetricKind(
+            "truncation",
+            True,
+            True,
+            _finish_length,
+            (0.0, False),
+            (0.02, False),
+            "share of requests that stopped on the length limit",
+        ),
+        MetricKind(
+            "latency",
+            False,
+            True,
+            lambda o: _number(o.duration_s),
+            (0.0, True),
+            (0.1, True),
+            "mean request duration, seconds",
+        ),
+        MetricKind(
+            "ttft",
+            False,
+            True,
+            lambda o: _number(o.ttft_s),
+            (0.0, True),
+            (0.1, True),
+            "mean time to first token, seconds",
+        ),
+        MetricKind(
+            "tpot",
+            False,
+            True,
+            lambda o: _number(o.tpot_s),
+            (0.0, True),
+            (0.1, True),
+            "mean time per output token, seconds",
+        ),
+        MetricKind(
+            "output_tokens",
+            False,
+            True,
+            lambda o: _number(o.output_tokens),
+            (0.0, True),
+            (0.1, True),
+            "mean output tokens",
+        ),
+        MetricKind(
+            "feedback",
+            False,
+            False,
+            lambda o: _number(o.feedback),
+            (0.0, True),
+            (0.05, True),
+            "mean user feedback score",
+        ),
+    )
+}
+
+
+def _amount(text: str, what: str) -> tuple[float, bool]:
+    raw = text.strip().lstrip("+")
+    relative = raw.endswith("%")
+    try:
+        value = float(raw[:-1] if relative else raw)
+    except ValueError:
+        raise InputError(f"{what} {text!r} is not a number or a percentage") from None
+    if not math.isfinite(value) or value < 0:
+        raise InputError(f"{what} {text!r} must be a finite number >= 0")
+    return (value / 100.0 if relative else value), relative
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One judged metric: its direction and the degradation it tolerates (absolute, or relative
+    to the baseline's mean), and the effect size the test is tuned to detect (the mixing scale
+    τ)."""
+
+    name: str
+    lower_is_better: bool
+    tolerance: float
+    tolerance_relative: bool
+    effect: float
+    effect_relative: bool
+
+    @property
+    def kind(self) -> MetricKind:
+        return METRICS[self.name]
+
+    @classmethod
+    def default(cls, name: str) -> MetricSpec:
+        return cls.parse(name)
+
+    @classmethod
+    def parse(cls, text: str) -> MetricSpec:
+        """`NAME[:lower|higher][:TOLERANCE[:EFFECT]]`; an amount ending in `%` is relative to
+        the baseline's mean (`latency:10%`), otherwise absolute (`refusal:0.01` is one point)."""
+        parts = [p.strip() for p in text.split(":")]
+        name = parts.pop(0)
+        kind = METRICS.get(name)
+        if kind is None:
+            raise InputError(f"unknown canary metric {name!r}; known: {', '.join(sorted(METRICS))}")
+        lower = kind.lower_is_better
+        if parts and parts[0] in ("lower", "higher"):
+            lower = parts.pop(0) == "lower"
+        if len(parts) > 2:
+            raise InputError(f"metric {text!r} is not NAME[:lower|higher][:TOLERANCE[:EFFECT]]")
+        tolerance = _amount(parts[0], "tolerance") if parts else kind.default_tolerance
+        effect = _amount(parts[1], "effect") if len(parts) > 1 else kind.default_effect
+        if effect[0] <= 0:
+            raise InputError(f"the effect of metric {name} must be > 0")
+        return cls(name, lower, tolerance[0], tolerance[1], effect[0], effect[1])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "direction": "lower" if self.lower_is_better else "higher",
+            "tolerance": self.tolerance,
+            "tolerance_relative": self.tolerance_relative,
+            "effect": self.effect,
+            "effect_relative": self.effect_relative,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MetricSpec:
+        name = str(data["name"])
+        if name not in METRICS:
+            raise InputError(f"unknown canary metric {name!r}")
+        return cls(
+            name,
+            data["direction"] == "lower",
+            float(data["tolerance"]),
+            bool(data["tolerance_relative"]),
+            float(data["effect"]),
+            bool(data["effect_relative"]),
+        )
+
+    def spec_text(self) -> str:
+        def amount(value: float, relative: bool) -> str:
+            return f"{value * 100:g}%" if relative else f"{value:g}"
+
+        direction = "lower" if self.lower_is_better else "higher"
+        return (
+            f"{self.name}:{direction}:{amount(self.tolerance, self.tolerance_relative)}"
+            f":{amount(self.effect, self.effect_relative)}"
+        )
+
+
+DEFAULT_METRICS = ("error:0.01", "refusal:0.01", "latency:5%")
+
+
+@dataclass(frozen=True)
+class CanaryPlan:
+    model: str
+    environment: str
+    candidate_version: int
+    baseline_version: int
+    baseline_release_id: str
+    started_ns: int
+    metrics: tuple[MetricSpec, ...]
+    alpha: float = 0.05
+    min_samples: int = 100
+    warmup_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.alpha < 1:
+            raise InputError(f"alpha must be in (0, 1), got {self.alpha}")
+        if self.min_samples < 1:
+            raise InputError("the minimum sample per arm must be at least 1")
+        if not math.isfinite(self.warmup_s) or self.warmup_s < 0:
+            raise InputError("the warm-up must be a finite number of seconds >= 0")
+        if not self.metrics:
+            raise InputError("a canary judges at least one metric")
+        names = [m.name for m in self.metrics]
+        if len(set(names)) != len(names):
+            raise InputError(f"a metric is named twice: {', '.join(names)}")
+        if self.candidate_version == self.baseline_version:
+            raise InputError("the candidate and the baseline are the same version")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "environment": self.environment,
+            "candidate_version": self.candidate_version,
+            "baseline_version": self.baseline_version,
+            "baseline_release_id": self.baseline_release_id,
+            "started_ns": str(self.started_ns),  # beyond JSON's safe integers
+            "metrics": [m.to_dict() for m in self.metrics],
+            "alpha": self.alpha,
+            "min_samples": self.min_samples,
+            "warmup_s": self.warmup_s,
+        }
+
+
+@dataclass(frozen=True)
+class Arms:
+    canary: tuple[Observation, ...]
+    baseline: tuple[Observation, ...]
+    dropped: dict[str, int] = field(default_factory=dict)
+
+    def counts(self) -> dict[str, Any]:
+        return {"canary": len(self.canary), "baseline": len(self.baseline), "dropped": self.dropped}
+
+
+def select_arms(
+    observations: Iterable[Observation],
+    plan: CanaryPlan,
+    now_ns: int,
+    accepted_releases: Iterable[str] = (),
+) -> Arms:
+    """The requests that count for each arm, and how many were dropped for which reason.
+
+    A span naming a release counts only if it is the baseline release or one of
+    `accepted_releases` (the candidate's releases in the environment since the start)."""
+    dropped: dict[str, int] = {}
+    releases = {plan.baseline_release_id, *accepted_releases}
+
+    def drop(reason: str) -> None:
+        dropped[reason] = dropped.get(reason, 0) + 1
+
+    seen: set[tuple[str, str]] = set()
+    arms: dict[str, list[Observation]] = {CANDIDATE: [], BASELINE: []}
+    warm_until = plan.started_ns + int(plan.warmup_s * 1e9)
+    ordered = sorted(observations, key=lambda o: (o.time_unix_nano, o.trace_id, o.span_id))
+    for o in ordered:
+        key = (o.trace_id, o.span_id)
+        if key in seen:
+            drop("duplicate")
+            continue
+        seen.add(key)
+        if o.model != plan.model or (o.environment not in (None, plan.environment)):
+            drop("other_model_or_environment")
+        elif o.release_id is not None and o.release_id not in releases:
+            drop("other_release")
+        elif o.time_unix_nano < plan.started_ns:
+            drop("before_start")
+        elif o.time_unix_nano > now_ns + MAX_CLOCK_SKEW_NS:
+            drop("future")
+        elif o.time_unix_nano < warm_until:
+            drop("warmup")
+        else:
+            arm = _arm_of(o, plan)
+            if arm is None:
+                drop("unattributed")
+            else:
+                arms[arm].append(o)
+    return Arms(tuple(arms[CANDIDATE]), tuple(arms[BASELINE]), dropped)
+
+
+def _arm_of(o: Observation, plan: CanaryPlan) -> str | None:
+    by_version = (
+        CANDIDATE
+        if o.version == plan.candidate_version
+        else BASELINE
+        if o.version == plan.baseline_version
+        else None
+    )
+    if o.arm is None:
+        return by_version
+    if o.arm in (CANDIDATE, BASELINE) and o.arm == by_version:
+        return o.arm
+    return None  # shadow traffic, or an arm that contradicts the version that served it
+
+
+@dataclass(frozen=True)
+class MetricResult:
+    spec: MetricSpec
+    status: str  # degraded, non_inferior, undecided, insufficient
+    n_canary: int
+    n_baseline: int
+    canary_mean: float | None = None
+    baseline_mean: float | None = None
+    degradation: float | None = None
+    threshold: float | None = None
+    p_degraded: float = 1.0
+    p_non_inferior: float = 1.0
+    p_degraded_holm: float = 1.0
+    p_non_inferior_holm: float = 1.0
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "metric": self.spec.name,
+            "spec": self.spec.spec_text(),
+            "status": self.status,
+            "n_canary": self.n_canary,
+            "n_baseline": self.n_baseline,
+            "canary_mean": self.canary_mean,
+            "baseline_mean": self.baseline_mean,
+            "degradation": self.degradation,
+            "threshold": self.threshold,
+            "p_degraded": self.p_degraded,
+            "p_non_inferior": self.p_non_inferior,
+            "p_degraded_holm": self.p_degraded_holm,
+            "p_non_inferior_holm": self.p_non_inferior_holm,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
+class Verdict:
+    verdict: str
+    reasons: tuple[str, ...]
+    metrics: tuple[MetricResult, ...]
+    counts: dict[str, Any]
+    alpha: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "verdict": self.verdict,
+            "reasons": list(self.reasons),
+            "alpha": self.alpha,
+            "test": "mSPRT one-sided, half-normal mixture, Holm across metrics",
+            "metrics": [m.to_dict() for m in self.metrics],
+            "counts": self.counts,
+        }
+
+
+def _summary(kind: MetricKind, observations: Sequence[Observation]) -> ArmSummary:
+    values = [v for v in (kind.extract(o) for o in observations) if v is not None]
+    if kind.proportion:
+        finite = [v for v in values if math.isfinite(v)]
+        return ArmSummary.of_proportion(int(sum(finite)), len(finite))
+    return ArmSummary.of(values)
+
+
+def _test_metric(
+    spec: MetricSpec, canary: ArmSummary, baseline: ArmSummary, min_n: int
+) -> MetricResult:
+    base = MetricResult(spec, "insufficient", canary.n, baseline.n)
+    if canary.n == 0 or baseline.n == 0:
+        empty = (
+            "both arms"
+            if canary.n == baseline.n == 0
+            else ("the canary arm" if canary.n == 0 else "the baseline arm")
+        )
+        return _with(base, reason=f"no {spec.name} observed in {empty}")
+    means = {"canary_mean": canary.mean, "baseline_mean": baseline.mean}
+    if min(canary.n, baseline.n) < min_n:
+        return _with(
+            base,
+            **means,
+            reason=(
+                f"{spec.name}: {canary.n} canary and {baseline.n} baseline samples, "
+                f"fewer than the minimum {min_n} per arm"
+            ),
+        )
+    scale = abs(baseline.mean)
+    if (spec.tolerance_relative or spec.effect_relative) and scale == 0:
+        return _with(
+            base,
+            **means,
+            reason=(
+                f"{spec.name}: a relative tolerance or effect of a zero baseline is undefined; "
+                "give absolute amounts"
+            ),
+        )
+    threshold = spec.tolerance * scale if spec.tolerance_relative else spec.tolerance
+    tau = spec.effect * scale if spec.effect_relative else spec.effect
+    c = compare(
+        canary, baseline, lower_is_better=spec.lower_is_better, threshold=threshold, tau=tau
+    )
+    return _with(
+        base,
+        **means,
+        status="undecided",
+        degradation=c.degradation,
+        threshold=threshold,
+        p_degraded=c.p_degraded,
+        p_non_inferior=c.p_non_inferior,
+    )
+
+
+def _with(result: MetricResult, **changes: Any) -> MetricResult:
+    from dataclasses import replace
+
+    return replace(result, **changes)
+
+
+def judge(
+    plan: CanaryPlan,
+    observations: Iterable[Observation],
+    now_ns: int,
+    current_release_id: str | None,
+    candidate_releases: Sequence[str] = (),
+) -> Verdict:
+    """The verdict on `plan` from the requests observed so far (see the module docstring).
+
+    `current_release_id` is the environment's release now; the canary stands while it is the
+    baseline release or one of `candidate_releases` (releases of the candidate version made in
+    the environment since the canary started: the candidate was promoted while it ran)."""
+    arms = select_arms(observations, plan, now_ns, candidate_releases)
+    counts = arms.counts()
+    results = [
+        _test_metric(
+            spec,
+            _summary(spec.kind, arms.canary),
+            _summary(spec.kind, arms.baseline),
+            plan.min_samples,
+        )
+        for spec in plan.metrics
+    ]
+    rejected_bad = holm([r.p_degraded for r in results], plan.alpha)
+    rejected_ok = holm([r.p_non_inferior for r in results], plan.alpha)
+    adj_bad = holm_adjusted([r.p_degraded for r in results])
+    adj_ok = holm_adjusted([r.p_non_inferior for r in results])
+    final = []
+    for i, r in enumerate(results):
+        status = r.status
+        if status == "undecided":
+            status = "degraded" if rejected_bad[i] else "non_inferior" if rejected_ok[i] else status
+        final.append(
+            _with(r, status=status, p_degraded_holm=adj_bad[i], p_non_inferior_holm=adj_ok[i])
+        )
+    reasons: list[str] = []
+    if current_release_id != plan.baseline_release_id and (
+        current_release_id is None or current_release_id not in candidate_releases
+    ):
+        verdict = "inconclusive"
+        reasons.append(
+            f"models:/{plan.model} in {plan.environment} is on release "
+            f"{current_release_id or 'none'}, neither {plan.baseline_release_id} the canary "
+            "was started on nor a release of its candidate; start a new canary"
+        )
+    elif any(r.status == "degraded" for r in final):
+        verdict = "rollback"
+        reasons += [
+            f"{r.spec.name} degraded by {r.degradation:.4g} (tolerated {r.threshold:.4g}), "
+            f"Holm-adjusted p = {r.p_degraded_holm:.3g} <= {plan.alpha}"
+            for r in final
+            if r.status == "degraded"
+        ]
+    elif any(r.status == "insufficient" for r in final):
+        verdict = "inconclusive"
+        reasons += [r.reason for r in final if r.status == "insufficient"]
+    elif all(r.status == "non_inferior" for r in final):
+        verdict = "promote"
+        reasons.append(f"every metric is within tolerance at family-wise level {plan.alpha}")
+    else:
+        verdict = "continue"
+        reasons += [f"{r.spec.name}: not yet decided" for r in final if r.status == "undecided"]
+    return Verdict(verdict, tuple(reasons), tuple(final), counts, plan.alpha)

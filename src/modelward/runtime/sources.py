@@ -1,0 +1,53 @@
+"""Where judges read served requests from: the `ObservationSource` protocol and its in-memory
+twin.
+
+The telemetry service stores ingested spans as `Observation`s and answers this query; tests
+and benchmarks use `InMemoryObservations`. A source returns what it holds; the judges decide
+what counts (`runtime.canary.select_arms`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Protocol
+
+from modelward.core.observations import Observation
+
+
+class ObservationSource(Protocol):
+    def observations(
+        self,
+        model: str,
+        environment: str | None = None,
+        release_id: str | None = None,
+        since_ns: int | None = None,
+        until_ns: int | None = None,
+    ) -> list[Observation]: ...
+
+
+class InMemoryObservations:
+    """Observations held in a list, filtered as the telemetry table would filter them."""
+
+    def __init__(self, observations: Iterable[Observation] = ()) -> None:
+        self._items: list[Observation] = list(observations)
+
+    def add(self, *observations: Observation) -> None:
+        self._items.extend(observations)
+
+    def observations(
+        self,
+        model: str,
+        environment: str | None = None,
+        release_id: str | None = None,
+        since_ns: int | None = None,
+        until_ns: int | None = None,
+    ) -> list[Observation]:
+        return [
+            o
+            for o in self._items
+            if o.model == model
+            and (environment is None or o.environment == environment)
+            and (release_id is None or o.release_id == release_id)
+            and (since_ns is None or o.time_unix_nano >= since_ns)
+            and (until_ns is None or o.time_unix_nano < until_ns)
+        ]

@@ -1,0 +1,535 @@
+"""Canary judgement as a use case: start a canary, judge it (a signed, ledgered verdict), act on
+a rollback, and show its status.
+
+A canary compares a candidate version against the baseline release of one model in one
+environment. `start` is refused unless the environment has a release: when the environment's
+current release serves another version, that release is the baseline (the serving layer sends
+the canary share of traffic to the candidate, arm `canary`); when it already serves the
+candidate (it was promoted), the baseline is the release before it. The definition is a
+`canaries` row anchored by a `canary.start` ledger event.
+
+`judge` reads the requests the `ObservationSource` holds since the start, decides with
+`runtime.canary.judge`, signs the verdict and every statistic as an in-toto Statement in a DSSE
+envelope with the registry key, and stores it (`canary_verdicts`, anchored by `canary.verdict`).
+With `act`, a `rollback` verdict acts once: if the environment's current release is a release of
+the candidate, `ReleaseService.rollback` restores the baseline release, as the acting user;
+otherwise the environment is left on the baseline and the canary is ended (the serving layer
+stops routing to the candidate). Either way the alert goes out (`AlertService`). A canary that
+has acted is ended and never acts again. Rows are verified against the ledger before use; a row
+that fails is refused (VerificationError), never trusted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from modelward.core.canonical import canonical_json
+from modelward.core.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope
+from modelward.core.intoto import Statement, Subject
+from modelward.core.names import parse_uri
+from modelward.core.observations import Observation
+from modelward.core.roles import Action
+from modelward.errors import (
+    DeniedError,
+    InputError,
+    NotFoundError,
+    SignatureFormatError,
+    VerificationError,
+)
+from modelward.runtime.canary import (
+    DEFAULT_METRICS,
+    CanaryPlan,
+    MetricSpec,
+    Verdict,
+    judge,
+    select_arms,
+)
+from modelward.runtime.sources import ObservationSource
+from modelward.services.context import RegistryContext, current_actor, utc_now
+from modelward.services.gate_config import GateConfig, load_gate_config
+from modelward.services.registry import resolve_in
+from modelward.services.state_integrity import (
+    anchored_append,
+    check_releases,
+    verify_current,
+    verify_row,
+)
+from modelward.services.users import require
+from modelward.signing.keys import Verifier
+from modelward.storage.metadata.canary_repository import CanaryRepository, CanaryRow, VerdictRow
+from modelward.storage.metadata.gate_repository import GateRepository
+from modelward.storage.metadata.ledger_repository import format_time
+from modelward.storage.metadata.registry_repository import RegistryRepository
+
+VERDICT_PREDICATE_TYPE = "https://modelward.dev/canary-verdict/v1"
+
+
+class StoredObservations:
+    """The requests the telemetry service stored (`services.telemetry.observations`)."""
+
+    def __init__(self, context: RegistryContext) -> None:
+        self.ctx = context
+
+    def observations(
+        self,
+        model: str,
+        environment: str | None = None,
+        release_id: str | None = None,
+        since_ns: int | None = None,
+        until_ns: int | None = None,
+    ) -> list[Observation]:
+        from modelward.services.telemetry import observations
+
+        return observations(self.ctx, model, environment, release_id, since_ns, until_ns)
+
+
+def telemetry_source(context: RegistryContext) -> ObservationSource:
+    """The registry's ingested telemetry."""
+    return StoredObservations(context)
+
+
+def canary_subject(model: str, environment: str) -> str:
+    return f"canary:{model}@{environment}"
+
+
+def _ns(at: datetime) -> int:
+    return int(at.timestamp()) * 1_000_000_000 + at.microsecond * 1000
+
+
+@dataclass(frozen=True)
+class JudgeResult:
+    canary_id: int
+    verdict: Verdict
+    statement_digest: str
+    recorded: bool
+    acted: str | None
+    alerted: int
+    candidate_uri: str
+    baseline_release_id: str
+    current_release_id: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.verdict.to_dict(),
+            "canary_id": self.canary_id,
+            "candidate": self.candidate_uri,
+            "baseline_release_id": self.baseline_release_id,
+            "current_release_id": self.current_release_id,
+            "statement_digest": self.statement_digest,
+            "recorded": self.recorded,
+            "acted": self.acted,
+            "alerts_delivered": self.alerted,
+        }
+
+
+class CanaryService:
+    def __init__(
+        self,
+        context: RegistryContext,
+        actor: str | None = None,
+        source: ObservationSource | None = None,
+        clock: Callable[[], datetime] = utc_now,
+        alert: Callable[[str, dict[str, Any]], int] | None = None,
+    ) -> None:
+        """`alert(event, payload)` sends an alert and returns how many webhooks took it
+        (default: `AlertService.send` on the same registry, as the same actor)."""
+        self.ctx = context
+        self.actor = actor or current_actor()
+        self.source = source
+        self.clock = clock
+        self.config: GateConfig = load_gate_config(context)
+        self._alert = alert
+
+    # -- start ------------------------------------------------------------------------------
+
+    def start(
+        self,
+        model: str,
+        environment: str,
+        candidate_uri: str,
+        baseline_uri: str | None = None,
+        metrics: Sequence[str] = (),
+        *,
+        alpha: float = 0.05,
+        min_samples: int = 100,
+        warmup_s: float = 0.0,
+    ) -> dict[str, Any]:
+        self.config.path.index(environment)
+        specs = tuple(MetricSpec.parse(m) for m in (metrics or DEFAULT_METRICS))
+        now = self.clock()
+        with self.ctx.database.transaction() as conn:
+            require(conn, self.actor, Action.PROMOTE, self.config.permissions)
+            repo = RegistryRepository(conn)
+            repo.require_model_id(model)
+            candidate = resolve_in(repo, parse_uri(candidate_uri))
+            if candidate.model != model:
+                raise InputError(f"the candidate {candidate.uri} is not a version of {model}")
+            baseline = self._baseline_release(conn, model, environment, candidate.number)
+            if baseline_uri is not None:
+                wanted = resolve_in(repo, parse_uri(baseline_uri))
+                if (wanted.model, wanted.number) != (model, baseline.version):
+                    raise InputError(
+                        f"the baseline must be the release the canary compares against: "
+                        f"{baseline.release_id} (models:/{model}/{baseline.version}), "
+                        f"not {wanted.uri}"
+                    )
+            plan = CanaryPlan(
+                model=model,
+                environment=environment,
+                candidate_version=candidate.number,
+                baseline_version=baseline.version,
+                baseline_release_id=baseline.release_id,
+                started_ns=_ns(now),
+                metrics=specs,
+                alpha=alpha,
+                min_samples=min_samples,
+                warmup_s=warmup_s,
+            )
+            canaries = CanaryRepository(conn)
+            canary_id = canaries.add_canary(
+                model=model,
+                environment=environment,
+                candidate_version=candidate.number,
+                baseline_version=baseline.version,
+                baseline_release_id=baseline.release_id,
+                plan=canonical_json(plan.to_dict()).decode("utf-8"),
+                at=format_time(now),
+                by=self.actor,
+            )
+            anchored_append(
+                conn,
+                self.actor,
+                "canary.start",
+                canary_subject(model, environment),
+                {"canary_id": canary_id, **plan.to_dict()},
+                now,
+                rows=[("canaries", str(canary_id))],
+            )
+        return {"canary_id": canary_id, "candidate": candidate.uri, **plan.to_dict()}
+
+    def _baseline_release(
+        self, conn: Connection, model: str, environment: str, candidate_version: int
+    ) -> Any:
+        check_releases(conn, model, environment)
+        history = [r.release for r in GateRepository(conn).releases(model, environment)]
+        if not history:
+            raise NotFoundError(
+                f"models:/{model} has no release in {environment}: a canary compares a "
+                "candidate against the environment's current release"
+            )
+        current = history[-1]
+        if current.version != candidate_version:
+            return current
+        for release in reversed(history):
+            if release.version != candidate_version:
+                return release
+        raise InputError(
+            f"models:/{model}/{candidate_version} is the only version ever released in "
+            f"{environment}: there is no baseline to compare it against"
+        )
+
+    # -- reading, verified ------------------------------------------------------------------
+
+    def _trusted_canary(self, conn: Connection, model: str, environment: str) -> CanaryRow:
+        row = CanaryRepository(conn).latest_canary(model, environment)
+        subject = canary_subject(model, environment)
+        if row is None:
+            raise NotFoundError(f"no canary of models:/{model} in {environment}")
+        problem = verify_current(conn, "canaries", str(row.id), subject)
+        if problem is not None:
+            raise VerificationError(f"{problem}; it is not trusted")
+        return row
+
+    def _trusted_verdicts(self, conn: Connection, canary_id: int) -> list[VerdictRow]:
+        verifier = Verifier(self.ctx.signer.public_key)
+        rows = CanaryRepository(conn).verdicts(canary_id)
+        for row in rows:
+            problem = verify_row(conn, "canary_verdicts", str(row.id))
+            if problem is None:
+                problem = _envelope_problem(row, verifier)
+            if problem is not None:
+                raise VerificationError(f"{problem}; it is not trusted")
+        return rows
+
+    # -- judging ----------------------------------------------------------------------------
+
+    def evaluate(self, model: str, environment: str) -> tuple[CanaryRow, CanaryPlan, Verdict, Any]:
+        """The verdict now, nothing recorded: (canary row, plan, verdict, context)."""
+        self.config.path.index(environment)
+        now = self.clock()
+        with self.ctx.database.read() as conn:
+            require(conn, self.actor, Action.VIEW)
+            RegistryRepository(conn).require_model_id(model)
+            row = self._trusted_canary(conn, model, environment)
+            plan = _plan_of(row)
+            verdicts = self._trusted_verdicts(conn, row.id)
+            check_releases(conn, model, environment)
+            history = GateRepository(conn).releases(model, environment)
+        current = history[-1].release if history else None
+        ids = [r.release.release_id for r in history]
+        after = (
+            ids.index(plan.baseline_release_id) + 1 if plan.baseline_release_id in ids else len(ids)
+        )
+        candidate_releases = [  # the candidate's releases since the baseline's
+            r.release.release_id
+            for r in history[after:]
+            if r.release.version == plan.candidate_version
+        ]
+        if self.source is None:
+            raise InputError(
+                "no telemetry source is configured: canary judgement reads the requests "
+                "ingested by the telemetry service"
+            )
+        observations = self.source.observations(
+            model, environment=environment, since_ns=plan.started_ns
+        )
+        verdict = judge(
+            plan,
+            observations,
+            _ns(now),
+            current.release_id if current else None,
+            candidate_releases,
+        )
+        arms = select_arms(observations, plan, _ns(now), candidate_releases)
+        digest = _observations_digest(arms.canary + arms.baseline)
+        ctx = {
+            "now": now,
+            "current": current,
+            "candidate_releases": candidate_releases,
+            "observations_digest": digest,
+            "verdicts": verdicts,
+        }
+        return row, plan, verdict, ctx
+
+    def judge(self, model: str, environment: str, act: bool = False) -> JudgeResult:
+        """Judge, sign and record the verdict; with `act`, act on a rollback (once)."""
+        with self.ctx.database.read() as conn:  # refuse before acting, not after
+            require(conn, self.actor, Action.PROMOTE, self.config.permissions)
+        row, plan, verdict, ctx = self.evaluate(model, environment)
+        now: datetime = ctx["now"]
+        current = ctx["current"]
+        ended = any(v.acted for v in ctx["verdicts"])
+        acted: str | None = None
+        alert_problem: str | None = None
+        if act and verdict.verdict == "rollback" and not ended:
+            acted, alert_problem = self._act_rollback(plan, current)
+        elif ended:
+            verdict = Verdict(
+                verdict.verdict,
+                (
+                    *verdict.reasons,
+                    "this canary already acted (it has ended); nothing more is done",
+                ),
+                verdict.metrics,
+                verdict.counts,
+                verdict.alpha,
+            )
+        statement = Statement(
+            subjects=(
+                Subject.of(
+                    f"models:/{plan.model}/{plan.candidate_version}",
+                    sha256=self._bundle_digest(plan.model, plan.candidate_version),
+                ),
+            ),
+            predicate_type=VERDICT_PREDICATE_TYPE,
+            predicate={
+                "canary_id": row.id,
+                "plan": plan.to_dict(),
+                "judged_at": format_time(now),
+                "judged_by": self.actor,
+                "current_release_id": current.release_id if current else None,
+                "observations_digest": ctx["observations_digest"],
+                "acted": acted,
+                **verdict.to_dict(),
+            },
+        )
+        envelope = Envelope.sign(
+            IN_TOTO_PAYLOAD_TYPE, statement.to_bytes(), self.ctx.signer.sign, self.ctx.signer.keyid
+        )
+        statement_digest = "sha256:" + hashlib.sha256(statement.to_bytes()).hexdigest()
+        with self.ctx.database.transaction() as conn:
+            require(conn, self.actor, Action.PROMOTE, self.config.permissions)
+            self._trusted_canary(conn, plan.model, plan.environment)
+            verdict_id = CanaryRepository(conn).add_verdict(
+                canary_id=row.id,
+                verdict=verdict.verdict,
+                statement_digest=statement_digest,
+                envelope=json.dumps(envelope.to_dict(), sort_keys=True),
+                acted=acted,
+                at=format_time(now),
+                by=self.actor,
+            )
+            anchored_append(
+                conn,
+                self.actor,
+                "canary.verdict",
+                canary_subject(plan.model, plan.environment),
+                {
+                    "canary_id": row.id,
+                    "model": plan.model,
+                    "environment": plan.environment,
+                    "candidate_version": plan.candidate_version,
+                    "baseline_release_id": plan.baseline_release_id,
+                    "verdict": verdict.verdict,
+                    "statement_digest": statement_digest,
+                    "acted": acted,
+                    "reasons": list(verdict.reasons[:20]),
+                },
+                now,
+                rows=[("canary_verdicts", str(verdict_id))],
+            )
+        alerted = 0
+        if acted is not None:
+            payload = {
+                "model": plan.model,
+                "environment": plan.environment,
+                "candidate": f"models:/{plan.model}/{plan.candidate_version}",
+                "baseline_release_id": plan.baseline_release_id,
+                "verdict": verdict.verdict,
+                "acted": acted,
+                "reasons": list(verdict.reasons),
+                "statement_digest": statement_digest,
+                "problem": alert_problem,
+            }
+            alerted = self._send_alert("canary.rollback", payload)
+        return JudgeResult(
+            canary_id=row.id,
+            verdict=verdict,
+            statement_digest=statement_digest,
+            recorded=True,
+            acted=acted,
+            alerted=alerted,
+            candidate_uri=f"models:/{plan.model}/{plan.candidate_version}",
+            baseline_release_id=plan.baseline_release_id,
+            current_release_id=current.release_id if current else None,
+        )
+
+    def _act_rollback(self, plan: CanaryPlan, current: Any) -> tuple[str, str | None]:
+        """Restore the baseline when the environment serves the candidate; else end the canary.
+        Returns (what was done, the problem if the rollback was refused)."""
+        if current is None or current.version != plan.candidate_version:
+            with self.ctx.database.read() as conn:
+                require(conn, self.actor, Action.ROLLBACK, self.config.permissions)
+            return (
+                f"canary ended; {plan.environment} stays on {plan.baseline_release_id}",
+                None,
+            )
+        from modelward.services.releases import ReleaseService
+
+        try:
+            result = ReleaseService(self.ctx, self.actor).rollback(
+                plan.model, plan.environment, plan.baseline_release_id
+            )
+        except DeniedError as exc:
+            return f"rollback refused: {exc}", "; ".join(exc.reasons[:5]) or str(exc)
+        return f"rolled back to {result.release.release_id}", None
+
+    def _send_alert(self, event: str, payload: dict[str, Any]) -> int:
+        if self._alert is not None:
+            return self._alert(event, payload)
+        from modelward.services.alerts import AlertService
+
+        return AlertService(self.ctx, self.actor).send(event, payload).delivered
+
+    def _bundle_digest(self, model: str, version: int) -> str:
+        with self.ctx.database.read() as conn:
+            return RegistryRepository(conn).version(model, version).root_digest
+
+    # -- shadow -----------------------------------------------------------------------------
+
+    def shadow(self, model: str, environment: str) -> dict[str, Any]:
+        """Shadow comparison of the canary's candidate against its baseline on the same
+        requests (arm `shadow`), since the canary started; nothing recorded."""
+        from modelward.runtime.shadow import shadow_report
+
+        self.config.path.index(environment)
+        with self.ctx.database.read() as conn:
+            require(conn, self.actor, Action.VIEW)
+            RegistryRepository(conn).require_model_id(model)
+            plan = _plan_of(self._trusted_canary(conn, model, environment))
+        if self.source is None:
+            raise InputError("no telemetry source is configured: shadow mode reads telemetry")
+        observations = self.source.observations(
+            model, environment=environment, since_ns=plan.started_ns
+        )
+        report = shadow_report(
+            observations, model, plan.candidate_version, plan.baseline_version, alpha=plan.alpha
+        )
+        return {
+            "candidate": f"models:/{model}/{plan.candidate_version}",
+            "baseline_release_id": plan.baseline_release_id,
+            **report.to_dict(),
+        }
+
+    # -- status -----------------------------------------------------------------------------
+
+    def status(self, model: str, environment: str) -> dict[str, Any]:
+        """The canary's definition, its recorded verdicts (verified) and the verdict now."""
+        row, plan, verdict, ctx = self.evaluate(model, environment)
+        recorded = [
+            {
+                "verdict": v.verdict,
+                "acted": v.acted,
+                "statement_digest": v.statement_digest,
+                "at": v.created_at,
+                "by": v.created_by,
+            }
+            for v in ctx["verdicts"]
+        ]
+        current = ctx["current"]
+        return {
+            "canary_id": row.id,
+            "started_at": row.created_at,
+            "started_by": row.created_by,
+            "candidate": f"models:/{model}/{plan.candidate_version}",
+            "baseline_release_id": plan.baseline_release_id,
+            "current_release_id": current.release_id if current else None,
+            "ended": any(v.acted for v in ctx["verdicts"]),
+            "plan": plan.to_dict(),
+            "recorded_verdicts": recorded,
+            "now": verdict.to_dict(),
+            "verdict": verdict.verdict,
+        }
+
+
+def _plan_of(row: CanaryRow) -> CanaryPlan:
+    try:
+        data = json.loads(row.plan)
+        return CanaryPlan(
+            model=str(data["model"]),
+            environment=str(data["environment"]),
+            candidate_version=int(data["candidate_version"]),
+            baseline_version=int(data["baseline_version"]),
+            baseline_release_id=str(data["baseline_release_id"]),
+            started_ns=int(data["started_ns"]),
+            metrics=tuple(MetricSpec.from_dict(m) for m in data["metrics"]),
+            alpha=float(data["alpha"]),
+            min_samples=int(data["min_samples"]),
+            warmup_s=float(data["warmup_s"]),
+        )
+    except (KeyError, TypeError, ValueError, InputError) as exc:
+        raise VerificationError(f"canary {row.id}: its plan is malformed ({exc})") from exc
+
+
+def _envelope_problem(row: VerdictRow, verifier: Verifier) -> str | None:
+    try:
+        envelope = Envelope.from_dict(json.loads(row.envelope))
+    except (ValueError, SignatureFormatError) as exc:
+        return f"canary verdict {row.id}: its envelope is malformed ({exc})"
+    if not any(verifier.is_valid(s.sig, envelope.pae()) for s in envelope.signatures):
+        return f"canary verdict {row.id}: its signature is not the registry key's"
+    if "sha256:" + hashlib.sha256(envelope.payload).hexdigest() != row.statement_digest:
+        return f"canary verdict {row.id}: its statement is not the one recorded"
+    return None
+
+
+def _observations_digest(observations: Sequence[Any]) -> str:
+    keys = sorted(f"{o.trace_id}:{o.span_id}" for o in observations)
+    return "sha256:" + hashlib.sha256("\n".join(keys).encode("utf-8")).hexdigest()
