@@ -56,6 +56,7 @@ class WeightSet:
     gguf_fields: dict[str, Any] = field(default_factory=dict)  # GGUF metadata (not tokens)
     gguf_tokens: list[str] | None = None
     gguf_path: Path | None = None
+    gguf_reader: Any = field(default=None, repr=False)  # the gguf.GGUFReader it came from
 
     @property
     def architecture(self) -> str | None:
@@ -174,7 +175,7 @@ def _open_gguf(path: Path, root: Path) -> WeightSet:
         tensors[tensor.name] = TensorEntry(
             tensor.name, shape, tensor.tensor_type.name, _gguf_loader(tensor, shape)
         )
-    return WeightSet("gguf", (_rel(path, root),), tensors, fields, tokens, path)
+    return WeightSet("gguf", (_rel(path, root),), tensors, fields, tokens, path, reader)
 
 
 def _digest_of(values: Any) -> str:
