@@ -65,6 +65,9 @@ def main() -> int:
             if os.path.isdir(hidden):
                 flags = _MS_RDONLY | _MS_NOSUID | _MS_NODEV
                 _mount(libc, "tmpfs", hidden, "tmpfs", flags, "size=4k,mode=000")
+        for hidden_file in spec["hide_files"]:
+            _mount(libc, spec["empty"], hidden_file, None, _MS_BIND, None)
+            _mount(libc, None, hidden_file, None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY, None)
         scratch = spec["scratch"]
         _mount(libc, "tmpfs", scratch, "tmpfs", _MS_NOSUID | _MS_NODEV,
                f"size={int(spec['scratch_bytes'])},mode=700")

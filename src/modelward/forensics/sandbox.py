@@ -100,12 +100,18 @@ def run_sandboxed(
     with tempfile.TemporaryDirectory(prefix="modelward-sandbox-") as work:
         scratch = Path(work) / "scratch"
         scratch.mkdir()
-        hidden = sorted({str(Path(h).resolve()) for h in hide if Path(h).is_dir()})
-        for h in hidden:
-            if _contains(h, sys.prefix) or _contains(h, work):
-                raise InputError(f"cannot hide {h}: the sandbox needs what is inside it")
+        empty = Path(work) / "empty"
+        empty.write_bytes(b"")
+        keep = [Path(p).resolve() for p in (sys.prefix, sys.base_prefix, sys.executable, work)]
+        keep.append(Path(__file__).resolve().parents[2])
+        hidden_dirs: list[str] = []
+        hidden_files: list[str] = []
+        for folder in sorted({Path(h).resolve() for h in hide if Path(h).is_dir()}):
+            _plan_hiding(folder, keep, hidden_dirs, hidden_files)
         spec = {
-            "hide": hidden,
+            "hide": hidden_dirs,
+            "hide_files": hidden_files,
+            "empty": str(empty),
             "scratch": str(scratch),
             "memory_bytes": limits.memory_bytes,
             "cpu_seconds": limits.cpu_seconds,
@@ -146,6 +152,21 @@ def run_sandboxed(
     return SandboxResult(process.returncode, out, err.decode(errors="replace"), timed_out)
 
 
-def _contains(folder: str, path: str) -> bool:
-    folder_path, inner = Path(folder), Path(path).resolve()
-    return inner == folder_path or folder_path in inner.parents
+def _plan_hiding(
+    folder: Path, keep: Sequence[Path], dirs: list[str], files: list[str], depth: int = 0
+) -> None:
+    """Hide `folder`; when something the sandbox needs (the interpreter, this package, its
+    work folder) lies inside it, hide every sibling along the way to it instead."""
+    inside = [k for k in keep if k == folder or folder in k.parents]
+    if not inside:
+        dirs.append(str(folder))
+        return
+    if any(k == folder for k in inside) or depth > 16:
+        return
+    for child in sorted(folder.iterdir()):
+        if child.is_symlink():
+            continue
+        if child.is_dir():
+            _plan_hiding(child, keep, dirs, files, depth + 1)
+        elif child.is_file():
+            files.append(str(child))
