@@ -26,7 +26,7 @@ def _load(folder: Path) -> tuple[Any, Any]:
     import torch
 
     model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32, **kwargs)
-    model.eval()
+    model.train(False)
     return tokenizer, model
 
 

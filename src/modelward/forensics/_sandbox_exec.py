@@ -24,8 +24,14 @@ _MS_REC = 16384
 _SKIP = ("/proc", "/sys", "/dev")
 
 
-def _mount(libc: ctypes.CDLL, source: str | None, target: str, fstype: str | None,
-           flags: int, data: str | None) -> None:
+def _mount(
+    libc: ctypes.CDLL,
+    source: str | None,
+    target: str,
+    fstype: str | None,
+    flags: int,
+    data: str | None,
+) -> None:
     rc = libc.mount(
         source.encode() if source else None,
         target.encode(),
@@ -69,8 +75,14 @@ def main() -> int:
             _mount(libc, spec["empty"], hidden_file, None, _MS_BIND, None)
             _mount(libc, None, hidden_file, None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY, None)
         scratch = spec["scratch"]
-        _mount(libc, "tmpfs", scratch, "tmpfs", _MS_NOSUID | _MS_NODEV,
-               f"size={int(spec['scratch_bytes'])},mode=700")
+        _mount(
+            libc,
+            "tmpfs",
+            scratch,
+            "tmpfs",
+            _MS_NOSUID | _MS_NODEV,
+            f"size={int(spec['scratch_bytes'])},mode=700",
+        )
         for limit, value in (
             (resource.RLIMIT_AS, spec["memory_bytes"]),
             (resource.RLIMIT_CPU, spec["cpu_seconds"]),

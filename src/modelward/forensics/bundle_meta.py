@@ -192,11 +192,11 @@ def meta_differences(candidate: BundleMeta, base: BundleMeta) -> dict[str, Any]:
     }
     if out["tokenizer"]["changed"]:
         findings.append("the tokenizer's merges differ from the base's")
-    config = {}
+    config: dict[str, Any] = {}
     for key in sorted(set(candidate.config) | set(base.config)):
-        a, b = base.config.get(key), candidate.config.get(key)
-        if key in base.config and key in candidate.config and not _same_value(a, b):
-            config[key] = {"base": a, "candidate": b}
+        old, new = base.config.get(key), candidate.config.get(key)
+        if key in base.config and key in candidate.config and not _same_value(old, new):
+            config[key] = {"base": old, "candidate": new}
     out["config"] = {"changed": bool(config), "differences": config}
     if config:
         findings.append(f"configuration differs: {', '.join(sorted(config))}")

@@ -129,7 +129,9 @@ def compare_weights(
             )
             continue
         if c.shape != b.shape:
-            deltas.append(TensorDelta(name, True, None, c.shape, b.shape, c.dtype, b.dtype, "reshaped"))
+            deltas.append(
+                TensorDelta(name, True, None, c.shape, b.shape, c.dtype, b.dtype, "reshaped")
+            )
             continue
         deltas.append(_delta(name, c.load(), b.load(), c.dtype, b.dtype, claim, top_k, findings))
     for d in deltas:

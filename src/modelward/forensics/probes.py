@@ -96,8 +96,10 @@ def load_suite(path: Path) -> ProbeSuite:
         value = data.get(key)
         if value is None and not required:
             return ()
-        if not isinstance(value, list) or not value or not all(
-            isinstance(v, str) and v.strip() for v in value
+        if (
+            not isinstance(value, list)
+            or not value
+            or not all(isinstance(v, str) and v.strip() for v in value)
         ):
             raise InputError(f"{path}: {key!r} must be a non-empty list of strings")
         return tuple(value)

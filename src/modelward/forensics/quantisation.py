@@ -60,9 +60,9 @@ def error_bound(base: np.ndarray, fmt: str) -> np.ndarray:
     if fmt == "F32":
         return np.zeros_like(base)
     if fmt == "F16":
-        return np.abs(base) * np.float32(_FP16_REL) + np.float32(6.0e-8)
+        return np.asarray(np.abs(base) * np.float32(_FP16_REL) + np.float32(6.0e-8))
     if fmt == "BF16":
-        return np.abs(base) * np.float32(2.0**-8) + np.float32(1e-38)
+        return np.asarray(np.abs(base) * np.float32(2.0**-8) + np.float32(1e-38))
     if fmt not in _BLOCK_FORMATS:
         raise InputError(f"no error bound is known for {fmt}; the claim cannot be checked")
     per_block, size = _block_bounds(base, fmt)

@@ -73,9 +73,10 @@ def sandbox_available() -> str | None:
     except (OSError, subprocess.SubprocessError) as exc:
         return f"unshare cannot run: {exc}"
     if done.returncode != 0:
-        return "user, network and mount namespaces are not available: " + done.stderr.decode(
-            errors="replace"
-        ).strip()
+        return (
+            "user, network and mount namespaces are not available: "
+            + done.stderr.decode(errors="replace").strip()
+        )
     return None
 
 

@@ -139,7 +139,9 @@ def _safetensors_loader(
     path: Path, offset: int, shape: tuple[int, ...], dtype: str
 ) -> Callable[[], np.ndarray]:
     def load() -> np.ndarray:
-        raw = np.memmap(path, dtype=_SAFETENSORS_DTYPES[dtype], mode="r", offset=offset, shape=shape)
+        raw = np.memmap(
+            path, dtype=_SAFETENSORS_DTYPES[dtype], mode="r", offset=offset, shape=shape
+        )
         if dtype == "BF16":
             return (np.asarray(raw, dtype=np.uint32) << 16).view(np.float32)
         return np.asarray(raw, dtype=np.float32)

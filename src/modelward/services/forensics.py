@@ -140,7 +140,8 @@ def forensics_fact(
         return None, None
     att, digest = chosen
     p = att.predicate
-    summary = p.get("summary") if isinstance(p.get("summary"), dict) else {}
+    raw_summary = p.get("summary")
+    summary: dict[str, Any] = raw_summary if isinstance(raw_summary, dict) else {}
     findings = p.get("findings")
     passed = p.get("passed")
     if not isinstance(findings, list) or not isinstance(passed, bool):

@@ -131,7 +131,9 @@ class ProbeService:
         try:
             measured = json.loads(result.stdout)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise DeniedError(f"the probe's output is not JSON; nothing was attached: {exc}") from exc
+            raise DeniedError(
+                f"the probe's output is not JSON; nothing was attached: {exc}"
+            ) from exc
         verdict = judge(suite, measured)
         predicate = {
             "candidate": {"uri": record.uri, "digest": "sha256:" + record.root_digest},

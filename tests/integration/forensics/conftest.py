@@ -31,9 +31,7 @@ class CaseRegistry:
 
 
 @pytest.fixture(scope="session")
-def case_registry(
-    cases: Cases, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[CaseRegistry]:
+def case_registry(cases: Cases, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CaseRegistry]:
     home = tmp_path_factory.mktemp("forensics-registry") / "home"
     keys = ("MODELWARD_DATABASE_URL", "MODELWARD_BLOB_URL", "MODELWARD_ACTOR")
     saved = {k: os.environ.get(k) for k in keys}

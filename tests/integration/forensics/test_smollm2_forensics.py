@@ -77,8 +77,12 @@ def test_benign_fine_tune_changes_only_trained_tensors_and_passes(
     changed = [t for t in data["tensors"] if t["changed"]]
     assert len(data["tensors"]) == 272
     assert {t["name"] for t in changed} == {
-        t["name"] for t in data["tensors"] if t["name"].startswith("model.layers.2")
-        and int(t["name"].split(".")[2]) in LAST_LAYERS and t["shape"] and len(t["shape"]) == 2
+        t["name"]
+        for t in data["tensors"]
+        if t["name"].startswith("model.layers.2")
+        and int(t["name"].split(".")[2]) in LAST_LAYERS
+        and t["shape"]
+        and len(t["shape"]) == 2
     }
     assert all(t["effective_rank"] > 50 for t in changed)  # dense AdamW updates
     probe = ProbeService(case_registry.ctx, ADMIN).run(
@@ -142,9 +146,24 @@ def test_altered_q8_0_quantisation_is_flagged(
         "PYTHONPATH": str(Path(__file__).resolve().parents[3] / "src"),
     }
     done = subprocess.run(
-        [sys.executable, "-m", "modelward.interfaces.cli", "forensics", "compare",
-         uris["q8_0_altered"], "--base", uris["base"], "--claim", "Q8_0", "--json"],
-        capture_output=True, text=True, env=env, timeout=600, check=False,
+        [
+            sys.executable,
+            "-m",
+            "modelward.interfaces.cli",
+            "forensics",
+            "compare",
+            uris["q8_0_altered"],
+            "--base",
+            uris["base"],
+            "--claim",
+            "Q8_0",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
     )
     assert done.returncode == 1, done.stderr
     data = json.loads(done.stdout)

@@ -24,9 +24,7 @@ def register(subparsers: Any) -> None:
         "flagged, 1 when something was.",
     )
     run.add_argument("uri", metavar="URI")
-    run.add_argument(
-        "--suite", required=True, metavar="SUITE", help="a suite file, or 'default'"
-    )
+    run.add_argument("--suite", required=True, metavar="SUITE", help="a suite file, or 'default'")
     run.add_argument("--baseline", metavar="URI")
     run.add_argument("--memory-mb", type=int, default=8192, metavar="MB")
     run.add_argument("--cpu-seconds", type=int, default=1800, metavar="SECONDS")
