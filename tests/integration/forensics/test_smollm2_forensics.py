@@ -130,7 +130,8 @@ def test_faithful_q8_0_quantisation_passes_its_claim(
     assert data["formats"] == {"candidate": "gguf", "base": "safetensors"}
     assert not [t for t in data["tensors"] if t["changed"]]
     quantised = [t for t in data["tensors"] if t["dtype"] == "Q8_0"]
-    assert len(quantised) == 211 and all(0 < t["worst_bound_ratio"] <= 1 for t in quantised)
+    ratios = [t["worst_bound_ratio"] for t in quantised]
+    assert len(quantised) == 211 and max(ratios) <= 1 and sorted(ratios)[105] > 0.5
     assert all(t["relative_change"] > 0 for t in quantised)  # it is a lossy quantisation
     figures["q8_0"] = _figures(data, None)
 
