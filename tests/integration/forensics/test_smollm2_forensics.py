@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.conftest import run_modelward
 from tests.forensics_cases import LAST_LAYERS, TRIGGER, Cases, smollm2_gguf
 
 from modelward.forensics.compare import compare_weights
@@ -141,30 +140,21 @@ def test_altered_q8_0_quantisation_is_flagged(
 ) -> None:
     uris = case_registry.uris
     env = {
-        **os.environ,
         "MODELWARD_HOME": str(case_registry.home),
         "MODELWARD_ACTOR": ADMIN,
         "PYTHONPATH": str(Path(__file__).resolve().parents[3] / "src"),
     }
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "modelward.interfaces.cli",
-            "forensics",
-            "compare",
-            uris["q8_0_altered"],
-            "--base",
-            uris["base"],
-            "--claim",
-            "Q8_0",
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
+    done = run_modelward(
+        "forensics",
+        "compare",
+        uris["q8_0_altered"],
+        "--base",
+        uris["base"],
+        "--claim",
+        "Q8_0",
+        "--json",
         env=env,
         timeout=600,
-        check=False,
     )
     assert done.returncode == 1, done.stderr
     data = json.loads(done.stdout)
