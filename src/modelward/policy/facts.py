@@ -118,6 +118,9 @@ def build_facts(
     datasets: DatasetEligibility | None = None,
     evidence_problems: Sequence[str] = (),
     previous_override_expired: bool | None = None,
+    base_model: str | None = None,
+    forensics: Mapping[str, Any] | None = None,
+    probes: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Assemble one candidate's facts. Unknowns become null; InputError on malformed input.
 
@@ -132,6 +135,9 @@ def build_facts(
     `modelward.core.change_class.ChangeReport.to_fact()`.
     `previous_override_expired` says whether the previous environment's current release is an
     override past its expiry (None: not looked up, or no previous environment).
+    `base_model` is the base model's `sha256:` root digest named by verified provenance;
+    `forensics` and `probes` are the facts of the verified weight-forensics and behavioural-probe
+    attestations (`modelward.services.forensics.forensics_fact`, `...probes.probes_fact`).
     """
     _check_text(environment, "environment")
     _check_text(model, "model")
@@ -163,13 +169,17 @@ def build_facts(
         "change": dict(change) if change is not None else None,
         "signatures": _signatures(verified_key_ids, registry_signed, unverified_signatures),
         "scan": _scan(scan_verdict, scan_findings, scanned_at),
-        "provenance": _provenance(provenance_present, provenance_missing, provenance_required),
+        "provenance": _provenance(
+            provenance_present, provenance_missing, provenance_required, base_model
+        ),
         "datasets": _datasets(datasets),
         "evaluations": _evaluations(metrics),
         "current": _current(current),
         "approvals": _approvals(approvals),
         "rollback_drill": _drill(rollback_drill),
         "evidence_problems": [str(p) for p in evidence_problems],
+        "forensics": dict(forensics) if forensics is not None else None,
+        "probes": dict(probes) if probes is not None else None,
     }
 
 
@@ -200,16 +210,22 @@ def _scan(verdict: str | None, findings: int | None, at: datetime | None) -> dic
 
 
 def _provenance(
-    present: bool | None, missing: Sequence[str], required: Sequence[str] | None
+    present: bool | None,
+    missing: Sequence[str],
+    required: Sequence[str] | None,
+    base_model: str | None = None,
 ) -> dict[str, Any] | None:
     if present is None:
         return None
     gaps = sorted(set(missing)) if present else ["provenance"]
+    if base_model is not None:
+        _check_text(base_model, "base model digest")
     return {
         "present": present,
         "complete": present and not gaps,
         "missing": gaps,
         "required": sorted(set(required)) if required is not None else None,
+        "base_model": base_model if present else None,
     }
 
 
@@ -349,6 +365,8 @@ FACTS_SCHEMA: dict[str, Any] = {
         "rollback_drill",
         "datasets",
         "evidence_problems",
+        "forensics",
+        "probes",
     ],
     "properties": {
         "schema_version": {"const": FACTS_SCHEMA_VERSION},
@@ -434,6 +452,38 @@ FACTS_SCHEMA: dict[str, Any] = {
                     "complete": {"type": "boolean"},
                     "missing": {"type": "array", "items": {"type": "string"}},
                     "required": {"type": ["array", "null"], "items": {"type": "string"}},
+                    "base_model": {"type": ["string", "null"]},
+                },
+            }
+        ),
+        "forensics": _nullable(
+            {
+                "type": "object",
+                "required": ["passed", "base", "claim", "changed_tensors", "findings"],
+                "properties": {
+                    "passed": {"type": "boolean"},
+                    "base": {"type": "string"},
+                    "claim": {"type": ["string", "null"]},
+                    "changed_tensors": {"type": "integer"},
+                    "added_tensors": {"type": "integer"},
+                    "removed_tensors": {"type": "integer"},
+                    "max_relative_change": {"type": ["number", "null"]},
+                    "findings": {"type": "array", "items": {"type": "string"}},
+                },
+            }
+        ),
+        "probes": _nullable(
+            {
+                "type": "object",
+                "required": ["passed", "baseline", "suite", "findings"],
+                "properties": {
+                    "passed": {"type": "boolean"},
+                    "baseline": {"type": "string"},
+                    "suite": {"type": "string"},
+                    "suite_version": {"type": "integer"},
+                    "clean_kl_median": {"type": ["number", "null"]},
+                    "trigger_kl_median": {"type": ["number", "null"]},
+                    "findings": {"type": "array", "items": {"type": "string"}},
                 },
             }
         ),

@@ -49,6 +49,8 @@ PREDICATE_TYPES = {
     CHANGE_KIND: CHANGE_PREDICATE_TYPE,
     "evaluation": "https://in-toto.io/attestation/test-result/v0.1",
     "reproduction": "https://modelward.dev/reproduction/v1",
+    "forensics": "https://modelward.dev/forensics/v1",
+    "probe": "https://modelward.dev/probe/v1",
     PROVENANCE_KIND: "https://slsa.dev/provenance/v1",
     REGISTRY_SIGNATURE: OMS_PREDICATE_TYPE,
     UPLOADER_SIGNATURE: OMS_PREDICATE_TYPE,

@@ -35,6 +35,8 @@ from modelward.services.attestation_verify import (
 )
 from modelward.services.change import CHANGE_KIND
 from modelward.services.context import RegistryContext
+from modelward.services.forensics import FORENSICS_KIND, forensics_fact
+from modelward.services.probes import PROBE_KIND, probes_fact
 from modelward.services.provenance import dataset_eligibility, provenance_facts_in
 from modelward.services.state_integrity import (
     check_releases,
@@ -123,6 +125,11 @@ def gather_facts(
     provenance = provenance_facts_in(conn, record, verifier, checked=checked)
     for provenance_att in checked.of_kind(PROVENANCE_KIND)[:1]:  # the one the facts came from
         used(provenance_att)
+    base_digest = provenance.get("base_model_digest") if provenance["present"] else None
+    forensics, forensics_att = forensics_fact(checked.of_kind(FORENSICS_KIND), base_digest)
+    probes, probes_att = probes_fact(checked.of_kind(PROBE_KIND), base_digest)
+    used(forensics_att)
+    used(probes_att)
     facts = build_facts(
         time=now,
         environment=environment,
@@ -157,6 +164,9 @@ def gather_facts(
         previous_override_expired=(
             previous_release.override_expired(now) if previous_release is not None else None
         ),
+        base_model=base_digest,
+        forensics=forensics,
+        probes=probes,
     )
     return GatheredFacts(facts=facts, inputs=tuple(inputs), current=current)
 

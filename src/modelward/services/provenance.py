@@ -233,6 +233,7 @@ def provenance_facts_in(
         "ineligible_datasets": {},
         "datasets_eligible": None,
         "base_model": None,
+        "base_model_digest": None,
         "unverified": unverified,
     }
     verified = checked.of_kind(PROVENANCE_KIND)
@@ -259,6 +260,9 @@ def provenance_facts_in(
     facts.update(
         datasets=uris,
         base_model=run.base_model.reference if run.base_model else None,
+        base_model_digest=(
+            "sha256:" + run.base_model.digest if run.base_model and run.base_model.digest else None
+        ),
         ineligible_datasets=_ineligible(conn, run.datasets),
     )
     facts["datasets_eligible"] = not facts["ineligible_datasets"]

@@ -77,6 +77,40 @@ def good_inputs() -> dict[str, Any]:
             Approval("carol", NOW - timedelta(hours=5), sign_off=True),
         ),
         "rollback_drill": DrillOutcome(True, NOW - timedelta(days=10)),
+        # a fine-tune of a declared base, with passing forensics and probes against it
+        "base_model": BASE_DIGEST,
+        "forensics": passing_forensics(),
+        "probes": passing_probes(),
+    }
+
+
+BASE_DIGEST = "sha256:" + "c" * 64
+
+
+def passing_forensics(**overrides: Any) -> dict[str, Any]:
+    return {
+        "passed": True,
+        "base": BASE_DIGEST,
+        "claim": None,
+        "changed_tensors": 28,
+        "added_tensors": 0,
+        "removed_tensors": 0,
+        "max_relative_change": 0.001,
+        "findings": [],
+        **overrides,
+    }
+
+
+def passing_probes(**overrides: Any) -> dict[str, Any]:
+    return {
+        "passed": True,
+        "baseline": BASE_DIGEST,
+        "suite": "default",
+        "suite_version": 1,
+        "clean_kl_median": 0.01,
+        "trigger_kl_median": 0.02,
+        "findings": [],
+        **overrides,
     }
 
 

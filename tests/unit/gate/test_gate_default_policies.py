@@ -20,7 +20,14 @@ from modelward.policy.facts import (
 )
 from modelward.policy.loader import DEFAULT_ENVIRONMENTS, load_default_policy
 
-from .conftest import NEW_WEIGHTS_MANIFEST, NOW, PREVIOUS_MANIFEST, good_inputs
+from .conftest import (
+    NEW_WEIGHTS_MANIFEST,
+    NOW,
+    PREVIOUS_MANIFEST,
+    good_inputs,
+    passing_forensics,
+    passing_probes,
+)
 
 MakeFacts = Callable[..., dict[str, Any]]
 
@@ -112,6 +119,32 @@ PRODUCTION_BAD = [
         "fact 'current.evaluations' is null",
     ),
     ("author-unknown", {"author": None}, "author-known", "expression is false"),
+    ("no-forensics", {"forensics": None}, "fine-tune-forensics", "expression is false"),
+    (
+        "forensics-flagged",
+        {"forensics": passing_forensics(passed=False, findings=["12 tensor(s) moved"])},
+        "fine-tune-forensics",
+        "expression is false",
+    ),
+    (
+        "forensics-against-another-base",
+        {"forensics": passing_forensics(base="sha256:" + "d" * 64)},
+        "fine-tune-forensics",
+        "expression is false",
+    ),
+    ("no-probes", {"probes": None}, "fine-tune-probes", "expression is false"),
+    (
+        "probes-flagged",
+        {"probes": passing_probes(passed=False, findings=["trigger candidate 'cf'"])},
+        "fine-tune-probes",
+        "expression is false",
+    ),
+    (
+        "probes-against-another-baseline",
+        {"probes": passing_probes(baseline="sha256:" + "d" * 64)},
+        "fine-tune-probes",
+        "expression is false",
+    ),
     (
         "one-approval",
         {"approvals": (Approval("bob", NOW), Approval("carol", NOW, sign_off=True))[1:]},

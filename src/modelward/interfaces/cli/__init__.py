@@ -33,6 +33,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "lineage",
     "bom",
     "reproduce",
+    "forensics_cmds",
+    "probe_cmds",
     "witness",
     "serve",
     "tokens_cmds",
