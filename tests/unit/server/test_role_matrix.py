@@ -161,10 +161,11 @@ def test_endpoint_by_caller(world: Served, endpoint: Endpoint, who: str) -> None
         assert error["exit_code"] == 1 and error["type"] == "PermissionDeniedError"
 
 
+@pytest.mark.parametrize("path", ["rollbacks", "drills"])
 @pytest.mark.parametrize("who", CALLERS)
-def test_rollback_by_caller(world: Served, who: str) -> None:
+def test_rollback_by_caller(world: Served, who: str, path: str) -> None:
     response = world.http.post(
-        "/api/v1/models/llama/rollbacks",
+        f"/api/v1/models/llama/{path}",
         headers=world.headers(who),
         json={"environment": "staging"},
     )
@@ -209,7 +210,8 @@ def test_every_api_route_is_in_the_matrix(world: Served) -> None:
         for method in item
         if method in ("get", "post", "put", "head", "delete", "patch")
     )
-    # ENDPOINTS, the canary and rollback tests, and the public /registry (the keys clients pin)
-    assert len(operations) == len(ENDPOINTS) + len(CANARY_ENDPOINTS) + 2, operations
+    # ENDPOINTS, the canary, rollback and drill tests, and the public /registry (the keys
+    # clients pin)
+    assert len(operations) == len(ENDPOINTS) + len(CANARY_ENDPOINTS) + 3, operations
     public = world.http.get("/api/v1/registry")
     assert public.status_code == 200 and "PRIVATE" not in public.text

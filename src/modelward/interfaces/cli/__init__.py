@@ -80,6 +80,11 @@ COMMAND_OWNERS: dict[str, str] = {
     "evidence": "evidence_cmds",
     "telemetry": "runtime_cmds",
     "fetch": "runtime_cmds",
+    "canary": "canary_cmds",
+    "drift": "drift_cmds",
+    "alerts": "drift_cmds",
+    "forensics": "forensics_cmds",
+    "probe": "probe_cmds",
 }
 
 
