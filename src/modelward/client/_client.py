@@ -280,6 +280,9 @@ class Client:
         if out.exists() and (not out.is_dir() or any(out.iterdir())):
             raise PathError(f"{out}: exists and is not an empty folder; choose a new one")
         name, number = str(record["model"]), int(record["version"])
+        requested = _requested_model(uri)
+        if requested is not None and name != requested:
+            raise VerificationError(f"{uri}: the server answered with model {name!r}")
         bundle = self._t.json("GET", f"/models/{_seg(name)}/versions/{number}/bundle")
         manifest = Manifest.from_dict(bundle["manifest"])
         signed = manifest_from_statement(
@@ -291,6 +294,10 @@ class Client:
             or manifest.root_digest != record["root_digest"]
         ):
             raise VerificationError(f"{uri}: the registry signature covers other files")
+        if signed.model_name != name:
+            raise VerificationError(
+                f"{uri}: the registry signature is for model {signed.model_name!r}, not {name!r}"
+            )
         created = not out.exists()
         from modelward.storage.output_folders import check_creatable_folder, make_output_folder
 
@@ -457,3 +464,14 @@ def _relative_inside(root: Path, target: Path) -> str | None:
     if os.path.commonpath([root_real, target_real]) != root_real or target_real == root_real:
         return None
     return Path(os.path.relpath(target_real, root_real)).as_posix()
+
+
+def _requested_model(uri: str) -> str | None:
+    """The model a URI asks for (None for a bare digest), without importing the registry."""
+    for prefix in ("models:/",):
+        if uri.startswith(prefix):
+            rest = uri[len(prefix) :]
+            return rest.split("@", 1)[0].split("/", 1)[0] or None
+    if uri.startswith("sha256:"):
+        return None
+    return uri.split("@", 1)[0].split("/", 1)[0] or None

@@ -245,7 +245,9 @@ class _Source:
         pass
 
 
-def _signed_manifest(signature: dict[str, Any], verifier: Any, root_digest: str) -> Any:
+def _signed_manifest(
+    signature: dict[str, Any], verifier: Any, root_digest: str, model: str | None = None
+) -> Any:
     from modelward.signing.oms import SignatureBundle, manifest_from_statement, verify_with_key
 
     signed = manifest_from_statement(
@@ -253,6 +255,12 @@ def _signed_manifest(signature: dict[str, Any], verifier: Any, root_digest: str)
     )
     if signed.root_digest != root_digest:
         raise VerificationError(f"the registry signature covers sha256:{signed.root_digest}")
+    if model is not None and signed.model_name != model:
+        # the registry signed another model's bundle: a server (or the network in between)
+        # answering for one model with another's genuinely signed files
+        raise VerificationError(
+            f"the registry signature is for model {signed.model_name!r}, not {model!r}"
+        )
     return signed
 
 
@@ -328,7 +336,7 @@ class _EmbeddedSource(_Source):
         from modelward.signing.keys import Verifier
 
         signed = _signed_manifest(
-            signature, Verifier(self.ctx.signer.public_key), resolved.root_digest
+            signature, Verifier(self.ctx.signer.public_key), resolved.root_digest, resolved.model
         )
         return resolved.manifest, signed
 
@@ -383,7 +391,9 @@ class _RemoteSource(_Source):
         bundle = self.client._t.json("GET", f"/models/{_seg(name)}/versions/{number}/bundle")
         manifest = Manifest.from_dict(bundle["manifest"])
         root = str(record["root_digest"])
-        signed = _signed_manifest(bundle["registry_signature"], self.client.key(), root)
+        if parsed.name is not None and name != parsed.name:
+            raise VerificationError(f"{uri}: the server answered with model {name!r}")
+        signed = _signed_manifest(bundle["registry_signature"], self.client.key(), root, name)
         if manifest.root_digest != root or signed.digests() != manifest.digests():
             raise VerificationError(f"{uri}: the registry signature covers other files")
         if [f.name for f in manifest.files] == ["."]:
@@ -421,7 +431,7 @@ class _RemoteSource(_Source):
 
     def check_signature(self, signature: dict[str, Any], resolved: _Resolved) -> tuple[Any, Any]:
         return resolved.manifest, _signed_manifest(
-            signature, self.client.key(), resolved.root_digest
+            signature, self.client.key(), resolved.root_digest, resolved.model
         )
 
     def fetch(self, resolved: _Resolved, out: Path) -> None:

@@ -170,6 +170,17 @@ class OciService:
         evidence_attachment = _evidence(evidence, evidence_media_type) if evidence else None
         registry = RegistryService(ctx, self.actor)
         record = registry.resolve(uri)
+        if evidence_attachment is None:  # the version's own evidence bundle, exported now
+            from modelward.services.evidence_bundle import MEDIA_TYPE, export_bundle
+
+            exported = export_bundle(ctx, record.uri, actor=self.actor)
+            evidence_attachment = _Attachment(
+                "evidence",
+                oci.EVIDENCE,
+                MEDIA_TYPE,
+                {oci.ANNOTATION_TITLE: f"{record.model}-{record.number}.evidence.tar"},
+                data=exported,
+            )
         manifest, bundle = registry._checked_signature(record)
         if [f.name for f in manifest.files] == ["."]:
             # One file: its layer needs a name, and the signature must name it too.

@@ -393,7 +393,7 @@ def test_verified_slsa_provenance_is_a_referrer_and_a_forged_one_is_not(
         (json.dumps(forged), record.id, "provenance"),
     )
     again = service(registry, OciTwin()).push(uri, f"{HOST}/{REPO}:trained")
-    assert [r.kind for r in again.referrers] == ["signature", "bom"]
+    assert [r.kind for r in again.referrers] == ["signature", "bom", "evidence"]
     assert any("no verified SLSA provenance" in note for note in again.skipped)
 
 

@@ -8,12 +8,13 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 from tests.unit.registry.bundles import make_bundle
 from tests.unit.server.conftest import Served
 
 from modelward.client import Client
-from modelward.errors import PermissionDeniedError
+from modelward.errors import PermissionDeniedError, VerificationError
 from modelward.services.tokens import TokenService
 
 
@@ -298,3 +299,79 @@ def test_a_fresh_process_refuses_after_a_hidden_or_deleted_event(
             authenticate_token(context, token, datetime.now(UTC))
     finally:
         context.close()
+
+
+class _SwapModels(httpx.BaseTransport):
+    """Someone between client and server (no keys) answers for model `team-a` with the genuine,
+    registry-signed files of `team-b`, relabelled."""
+
+    def __init__(self, inner: httpx.BaseTransport) -> None:
+        self.inner = inner
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        url = str(request.url).replace("team-a", "team-b")
+        swapped = httpx.Request(request.method, url, headers=request.headers)
+        response = self.inner.handle_request(swapped)
+        content = response.read()
+        if "/resolve" in url and response.status_code == 200:
+            body = json.loads(content)
+            body["model"] = "team-a"
+            body["uri"] = str(body.get("uri", "")).replace("team-b", "team-a")
+            content = json.dumps(body).encode()
+        headers = {k: v for k, v in response.headers.items() if k != "content-length"}
+        return httpx.Response(response.status_code, headers=headers, content=content)
+
+
+def test_a_pull_refuses_another_models_signed_files(served: Served, tmp_path: Path) -> None:
+    trainer = _client(served, served.tokens["trainer"], tmp_path)
+    trainer.push(make_bundle(tmp_path / "a", seed=1), "team-a")
+    trainer.push(make_bundle(tmp_path / "b", seed=2), "team-b")
+    trainer.pull("models:/team-a/1", tmp_path / "genuine")  # pins the registry key
+    relay = httpx.Client(
+        transport=_SwapModels(served.http._transport),  # type: ignore[attr-defined]
+        base_url="http://testserver",
+    )
+    fooled = Client(
+        "http://testserver",
+        served.tokens["trainer"],
+        http=relay,
+        known_registries=tmp_path / "known.json",
+    )
+    with pytest.raises(VerificationError, match="team-b"):
+        fooled.pull("models:/team-a/1", tmp_path / "swapped")
+    assert not (tmp_path / "swapped").exists() or not any((tmp_path / "swapped").iterdir())
+
+
+def test_hostile_numbers_and_paths_get_clean_errors_never_500(
+    served: Served, tmp_path: Path
+) -> None:
+    admin = served.headers("admin")
+    huge = "9" * 30
+    assert served.http.get(f"/api/v1/jobs/{huge}", headers=admin).status_code == 400
+    assert served.http.get(f"/api/v1/audit/log?since={huge}", headers=admin).status_code == 400
+    assert served.http.get("/api/v1/show?uri=models:/m/²", headers=admin).status_code == 400
+    digest = hashlib.sha256(b"x").hexdigest()
+    put = served.http.put(f"/api/v1/uploads/{digest}", content=b"x", headers=admin)
+    assert put.status_code in (200, 201, 204)
+    for files in (
+        [{"name": "a", "digest": digest, "size": 1}, {"name": "a/b", "digest": digest, "size": 1}],
+        [{"name": "a/b", "digest": digest, "size": 1}, {"name": "a", "digest": digest, "size": 1}],
+        [{"name": "x/" + "d/" * 1500 + "f", "digest": digest, "size": 1}],
+    ):
+        response = served.http.post(
+            "/api/v1/models/m/versions", json={"files": files}, headers=admin
+        )
+        assert response.status_code == 400, response.text
+
+
+def test_a_model_limited_token_learns_nothing_of_other_models(
+    served: Served, tmp_path: Path
+) -> None:
+    _client(served, served.tokens["trainer"], tmp_path).push(make_bundle(tmp_path / "b"), "team-b")
+    token = served.token_for("viewer", model_pattern="team-a-*")
+    headers = {"authorization": f"Bearer {token}"}
+    answers = {
+        served.http.get(f"/api/v1/show?uri={uri}", headers=headers).text
+        for uri in ("models:/team-b/1", "models:/team-b/2", "models:/team-b@prod")
+    }
+    assert len(answers) == 1  # the same refusal whether or not the model or version exists

@@ -20,7 +20,7 @@ router = APIRouter(prefix="/audit", tags=["audit"])
 
 @router.get("/log")
 def log(
-    since: int = Query(0, ge=0),
+    since: int = Query(0, ge=0, le=2**62),
     limit: int = Query(1000, ge=0, le=10_000),
     principal: Principal = Caller,
     registry: ServerRegistry = Registry,

@@ -59,6 +59,9 @@ class RollbackRequest(BaseModel):
 
 
 def _model_of(registry: ServerRegistry, principal: Principal, uri: str) -> str:
+    from modelward.interfaces.http.routes_models import check_named_model
+
+    check_named_model(principal, uri)
     with bind_principal(principal):
         return registry.registry(principal).resolve(uri).model
 

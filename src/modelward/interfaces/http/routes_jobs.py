@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Path
 from pydantic import BaseModel, Field
 
 from modelward.app import ServerRegistry
@@ -41,7 +41,9 @@ def enqueue(
 
 @router.get("/{job_id}")
 def get(
-    job_id: int, principal: Principal = Caller, registry: ServerRegistry = Registry
+    job_id: int = Path(..., ge=1, le=2**62),
+    principal: Principal = Caller,
+    registry: ServerRegistry = Registry,
 ) -> dict[str, Any]:
     from modelward.services.jobs import JobService
 

@@ -79,6 +79,7 @@ def resolve(
     registry: ServerRegistry = Registry,
 ) -> dict[str, Any]:
     authorise(registry.ctx, principal, Action.VIEW, checked_later=True)
+    check_named_model(principal, uri)  # before resolving: no existence oracle outside the pattern
     with bind_principal(principal):
         record = registry.registry(principal).resolve(uri)
     principal.check_model(record.model)
@@ -92,6 +93,7 @@ def show(
     registry: ServerRegistry = Registry,
 ) -> dict[str, Any]:
     authorise(registry.ctx, principal, Action.VIEW, checked_later=True)
+    check_named_model(principal, uri)
     with bind_principal(principal):
         service = registry.registry(principal)
         principal.check_model(service.resolve(uri).model)
@@ -150,3 +152,13 @@ def _number(number: int) -> int:
     if number < 1:
         raise InputError(f"{number} is not a version number (1, 2, …)")
     return number
+
+
+def check_named_model(principal: Principal, uri: str) -> None:
+    """Refuse a model-limited caller a URI naming a model outside its pattern before anything
+    is looked up, so the answer says nothing of what exists there."""
+    from modelward.core.names import parse_uri
+
+    name = parse_uri(uri).name
+    if name is not None:
+        principal.check_model(name)

@@ -36,6 +36,7 @@ router = APIRouter(tags=["push"])
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
 _SPOOL_IN_MEMORY = 1024 * 1024
 MAX_FILES = 100_000
+MAX_PATH_DEPTH = 64  # folders within a bundle
 
 
 def _digest(text: str) -> str:
@@ -140,7 +141,17 @@ def push(
             key = str(safe_relative_path(entry.name))
             if key in names:
                 raise InputError(f"file {key!r} is named twice")
+            parts = key.split("/")
+            if len(parts) > MAX_PATH_DEPTH or any(len(p) > 255 for p in parts):
+                raise InputError(
+                    f"file {key[:80]!r}: at most {MAX_PATH_DEPTH} folders deep and 255 "
+                    "characters a name"
+                )
             names.add(key)
+    folders = {"/".join(n.split("/")[:i]) for n in names for i in range(1, n.count("/") + 1)}
+    clash = sorted(names & folders)
+    if clash:
+        raise InputError(f"{clash[0]!r} is named as a file and as a folder")
     blobs = registry.ctx.blobs
     missing = [f.name for f in body.files if not blobs.exists(f.digest)]
     if missing:
@@ -151,8 +162,8 @@ def push(
     single_name = "model"
     if single and body.single_file_name:
         single_name = str(safe_relative_path(body.single_file_name))
-        if "/" in single_name:
-            raise InputError("single_file_name must be a file name, not a path")
+        if "/" in single_name or single_name == "bundle":
+            raise InputError("single_file_name must be a file name (not a path, not 'bundle')")
     workdir = Path(tempfile.mkdtemp(prefix=PUSH_FOLDER_PREFIX, dir=registry.settings.spool_dir))
     try:
         root = workdir / "bundle"
