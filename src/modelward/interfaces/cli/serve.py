@@ -54,6 +54,11 @@ def _serve(args: argparse.Namespace) -> int:
     for path in (args.ssl_keyfile, args.ssl_certfile):
         if path is not None and not Path(path).is_file():
             raise PathError(f"{path}: no such file")
+    if args.ssl_certfile is None and args.host not in ("127.0.0.1", "::1", "localhost"):
+        warn(
+            f"serving plain HTTP on {args.host}: bearer tokens and bundles cross the network in "
+            "clear; put a TLS reverse proxy in front or pass --ssl-keyfile/--ssl-certfile"
+        )
     if os.environ.get("MODELWARD_ACTOR"):
         warn("MODELWARD_ACTOR is ignored by the server: every request acts as its token's user")
     home = home_dir()
