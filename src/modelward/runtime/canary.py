@@ -19,6 +19,15 @@ module decides, and documents, is the guarding:
 * when the environment's release is no longer the one the canary was started on (a release
   changed mid-window) the verdict is `inconclusive` and names both releases.
 
+Metric points (OTLP GenAI histograms, `runtime.metric_signals`) stand in for a metric the spans
+do not carry in both arms: `latency` from `gen_ai.client.operation.duration` (else
+`gen_ai.server.request.duration`), `ttft`, `tpot`, `output_tokens` (token usage, output) and
+`feedback` (`modelward.feedback.score`) from their histograms, `error` from the share of
+operation-duration points with `error.type`. The same guards apply to a point's whole interval
+(after cumulative points are differenced): it counts only if it starts after the warm-up. A
+metric is judged from spans or from one metric signal, never a mix; its result names the
+source. From histograms the mean is exact and the variance a bucket-midpoint estimate.
+
 Verdict rule, with K metrics and family-wise level alpha (Holm over all K, an untestable metric
 counting in K with p = 1):
 `rollback` if some metric's degradation beyond tolerance is Holm-significant; otherwise
@@ -33,9 +42,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from modelward.core.observations import Observation
+from modelward.core.observations import MetricPoint, Observation
 from modelward.core.sequential import ArmSummary, compare, holm, holm_adjusted
 from modelward.errors import InputError
+from modelward.runtime.metric_signals import arm_summary, deltas, error_proportion
 
 VERDICTS = ("continue", "promote", "rollback", "inconclusive")
 MAX_CLOCK_SKEW_NS = 60 * 1_000_000_000
@@ -65,6 +75,7 @@ class MetricKind:
     default_tolerance: tuple[float, bool]  # (value, relative)
     default_effect: tuple[float, bool]
     description: str
+    signals: tuple[str, ...] = ()  # metric signals that may stand in for the spans
 
 
 METRICS: dict[str, MetricKind] = {
@@ -78,6 +89,7 @@ METRICS: dict[str, MetricKind] = {
             (0.0, False),
             (0.01, False),
             "share of requests that failed",
+            ("gen_ai.client.operation.duration",),
         ),
         MetricKind(
             "refusal",
@@ -114,6 +126,7 @@ METRICS: dict[str, MetricKind] = {
             (0.0, True),
             (0.1, True),
             "mean request duration, seconds",
+            ("gen_ai.client.operation.duration", "gen_ai.server.request.duration"),
         ),
         MetricKind(
             "ttft",
@@ -123,6 +136,7 @@ METRICS: dict[str, MetricKind] = {
             (0.0, True),
             (0.1, True),
             "mean time to first token, seconds",
+            ("gen_ai.server.time_to_first_token",),
         ),
         MetricKind(
             "tpot",
@@ -132,6 +146,7 @@ METRICS: dict[str, MetricKind] = {
             (0.0, True),
             (0.1, True),
             "mean time per output token, seconds",
+            ("gen_ai.server.time_per_output_token",),
         ),
         MetricKind(
             "output_tokens",
@@ -141,6 +156,7 @@ METRICS: dict[str, MetricKind] = {
             (0.0, True),
             (0.1, True),
             "mean output tokens",
+            ("gen_ai.client.token.usage.output",),
         ),
         MetricKind(
             "feedback",
@@ -150,6 +166,7 @@ METRICS: dict[str, MetricKind] = {
             (0.0, True),
             (0.05, True),
             "mean user feedback score",
+            ("modelward.feedback.score",),
         ),
     )
 }
@@ -344,7 +361,60 @@ def select_arms(
     return Arms(tuple(arms[CANDIDATE]), tuple(arms[BASELINE]), dropped)
 
 
-def _arm_of(o: Observation, plan: CanaryPlan) -> str | None:
+@dataclass(frozen=True)
+class PointArms:
+    canary: tuple[MetricPoint, ...]
+    baseline: tuple[MetricPoint, ...]
+    dropped: dict[str, int] = field(default_factory=dict)
+
+
+def select_point_arms(
+    points: Iterable[MetricPoint],
+    plan: CanaryPlan,
+    now_ns: int,
+    accepted_releases: Iterable[str] = (),
+) -> PointArms:
+    """The metric points (as deltas) that count for each arm, guarded like `select_arms` over
+    each point's whole interval."""
+    dropped: dict[str, int] = {}
+    releases = {plan.baseline_release_id, *accepted_releases}
+    arms: dict[str, list[MetricPoint]] = {CANDIDATE: [], BASELINE: []}
+    warm_until = plan.started_ns + int(plan.warmup_s * 1e9)
+    for p in deltas(points):
+        reason = None
+        if p.model != plan.model or (p.environment not in (None, plan.environment)):
+            reason = "other_model_or_environment"
+        elif p.release_id is not None and p.release_id not in releases:
+            reason = "other_release"
+        elif p.start_unix_nano < plan.started_ns:
+            reason = "before_start"
+        elif p.time_unix_nano > now_ns + MAX_CLOCK_SKEW_NS:
+            reason = "future"
+        elif p.start_unix_nano < warm_until:
+            reason = "warmup"
+        elif (arm := _arm_of(p, plan)) is None:
+            reason = "unattributed"
+        else:
+            arms[arm].append(p)
+        if reason is not None:
+            dropped[reason] = dropped.get(reason, 0) + 1
+    return PointArms(tuple(arms[CANDIDATE]), tuple(arms[BASELINE]), dropped)
+
+
+def _from_points(kind: MetricKind, arms: PointArms) -> tuple[ArmSummary, ArmSummary, str] | None:
+    """Both arms' summaries from the first metric signal of `kind` both arms carry."""
+    for signal in kind.signals:
+        found = []
+        for points in (arms.canary, arms.baseline):
+            mine = [p for p in points if p.signal == signal]
+            found.append(error_proportion(mine) if kind.proportion else arm_summary(mine))
+        canary, baseline = found
+        if canary is not None and baseline is not None:
+            return canary, baseline, signal
+    return None
+
+
+def _arm_of(o: Observation | MetricPoint, plan: CanaryPlan) -> str | None:
     by_version = (
         CANDIDATE
         if o.version == plan.candidate_version
@@ -374,10 +444,12 @@ class MetricResult:
     p_degraded_holm: float = 1.0
     p_non_inferior_holm: float = 1.0
     reason: str = ""
+    source: str = "spans"  # or the metric signal it was judged from
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "metric": self.spec.name,
+            "source": self.source,
             "spec": self.spec.spec_text(),
             "status": self.status,
             "n_canary": self.n_canary,
@@ -480,6 +552,7 @@ def judge(
     now_ns: int,
     current_release_id: str | None,
     candidate_releases: Sequence[str] = (),
+    points: Iterable[MetricPoint] = (),
 ) -> Verdict:
     """The verdict on `plan` from the requests observed so far (see the module docstring).
 
@@ -487,16 +560,24 @@ def judge(
     baseline release or one of `candidate_releases` (releases of the candidate version made in
     the environment since the canary started: the candidate was promoted while it ran)."""
     arms = select_arms(observations, plan, now_ns, candidate_releases)
+    point_arms = select_point_arms(points, plan, now_ns, candidate_releases)
     counts = arms.counts()
-    results = [
-        _test_metric(
-            spec,
-            _summary(spec.kind, arms.canary),
-            _summary(spec.kind, arms.baseline),
-            plan.min_samples,
-        )
-        for spec in plan.metrics
-    ]
+    if point_arms.canary or point_arms.baseline or point_arms.dropped:
+        counts["metric_points"] = {
+            "canary": len(point_arms.canary),
+            "baseline": len(point_arms.baseline),
+            "dropped": point_arms.dropped,
+        }
+    results = []
+    for spec in plan.metrics:
+        canary, baseline = _summary(spec.kind, arms.canary), _summary(spec.kind, arms.baseline)
+        source = "spans"
+        if canary.n == 0 or baseline.n == 0:
+            found = _from_points(spec.kind, point_arms)
+            if found is not None:
+                canary, baseline, source = found
+        tested = _test_metric(spec, canary, baseline, plan.min_samples)
+        results.append(_with(tested, source=source))
     rejected_bad = holm([r.p_degraded for r in results], plan.alpha)
     rejected_ok = holm([r.p_non_inferior for r in results], plan.alpha)
     adj_bad = holm_adjusted([r.p_degraded for r in results])

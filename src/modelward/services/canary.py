@@ -34,7 +34,7 @@ from modelward.core.canonical import canonical_json
 from modelward.core.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope
 from modelward.core.intoto import Statement, Subject
 from modelward.core.names import parse_uri
-from modelward.core.observations import Observation
+from modelward.core.observations import MetricPoint, Observation
 from modelward.core.roles import Action
 from modelward.errors import (
     DeniedError,
@@ -47,9 +47,11 @@ from modelward.runtime.canary import (
     DEFAULT_METRICS,
     CanaryPlan,
     MetricSpec,
+    PointArms,
     Verdict,
     judge,
     select_arms,
+    select_point_arms,
 )
 from modelward.runtime.sources import ObservationSource
 from modelward.services.context import RegistryContext, current_actor, utc_now
@@ -88,6 +90,18 @@ class StoredObservations:
         from modelward.services.telemetry import observations
 
         return observations(self.ctx, model, environment, release_id, since_ns, until_ns)
+
+    def metric_points(
+        self,
+        model: str,
+        environment: str | None = None,
+        release_id: str | None = None,
+        since_ns: int | None = None,
+        until_ns: int | None = None,
+    ) -> list[MetricPoint]:
+        from modelward.services.telemetry import metric_points
+
+        return metric_points(self.ctx, model, environment, release_id, since_ns, until_ns)
 
 
 def telemetry_source(context: RegistryContext) -> ObservationSource:
@@ -290,15 +304,23 @@ class CanaryService:
         observations = self.source.observations(
             model, environment=environment, since_ns=plan.started_ns
         )
+        reader = getattr(self.source, "metric_points", None)  # a MetricPointSource too?
+        points: list[MetricPoint] = (
+            reader(model, environment=environment, since_ns=plan.started_ns)
+            if callable(reader)
+            else []
+        )
         verdict = judge(
             plan,
             observations,
             _ns(now),
             current.release_id if current else None,
             candidate_releases,
+            points,
         )
         arms = select_arms(observations, plan, _ns(now), candidate_releases)
-        digest = _observations_digest(arms.canary + arms.baseline)
+        point_arms = select_point_arms(points, plan, _ns(now), candidate_releases)
+        digest = _observations_digest(arms.canary + arms.baseline, point_arms)
         ctx = {
             "now": now,
             "current": current,
@@ -530,6 +552,12 @@ def _envelope_problem(row: VerdictRow, verifier: Verifier) -> str | None:
     return None
 
 
-def _observations_digest(observations: Sequence[Any]) -> str:
+def _observations_digest(observations: Sequence[Any], points: PointArms | None = None) -> str:
+    """The digest of the requests (and metric points, by series and interval) judged."""
     keys = sorted(f"{o.trace_id}:{o.span_id}" for o in observations)
+    if points is not None:
+        keys += sorted(
+            f"{p.series}:{p.start_unix_nano}:{p.time_unix_nano}"
+            for p in points.canary + points.baseline
+        )
     return "sha256:" + hashlib.sha256("\n".join(keys).encode("utf-8")).hexdigest()
