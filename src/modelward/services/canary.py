@@ -179,7 +179,7 @@ class CanaryService:
         specs = tuple(MetricSpec.parse(m) for m in (metrics or DEFAULT_METRICS))
         now = self.clock()
         with self.ctx.database.transaction() as conn:
-            require(conn, self.actor, Action.PROMOTE, self.config.permissions)
+            require(conn, self.actor, Action.PROMOTE, self.config.permissions, model=model)
             repo = RegistryRepository(conn)
             repo.require_model_id(model)
             candidate = resolve_in(repo, parse_uri(candidate_uri))
@@ -279,7 +279,7 @@ class CanaryService:
         self.config.path.index(environment)
         now = self.clock()
         with self.ctx.database.read() as conn:
-            require(conn, self.actor, Action.VIEW)
+            require(conn, self.actor, Action.VIEW, self.config.permissions, model=model)
             RegistryRepository(conn).require_model_id(model)
             row = self._trusted_canary(conn, model, environment)
             plan = _plan_of(row)
@@ -333,7 +333,7 @@ class CanaryService:
     def judge(self, model: str, environment: str, act: bool = False) -> JudgeResult:
         """Judge, sign and record the verdict; with `act`, act on a rollback (once)."""
         with self.ctx.database.read() as conn:  # refuse before acting, not after
-            require(conn, self.actor, Action.PROMOTE, self.config.permissions)
+            require(conn, self.actor, Action.PROMOTE, self.config.permissions, model=model)
         row, plan, verdict, ctx = self.evaluate(model, environment)
         now: datetime = ctx["now"]
         current = ctx["current"]
@@ -377,7 +377,7 @@ class CanaryService:
         )
         statement_digest = "sha256:" + hashlib.sha256(statement.to_bytes()).hexdigest()
         with self.ctx.database.transaction() as conn:
-            require(conn, self.actor, Action.PROMOTE, self.config.permissions)
+            require(conn, self.actor, Action.PROMOTE, self.config.permissions, model=plan.model)
             self._trusted_canary(conn, plan.model, plan.environment)
             verdict_id = CanaryRepository(conn).add_verdict(
                 canary_id=row.id,
@@ -438,7 +438,9 @@ class CanaryService:
         Returns (what was done, the problem if the rollback was refused)."""
         if current is None or current.version != plan.candidate_version:
             with self.ctx.database.read() as conn:
-                require(conn, self.actor, Action.ROLLBACK, self.config.permissions)
+                require(
+                    conn, self.actor, Action.ROLLBACK, self.config.permissions, model=plan.model
+                )
             return (
                 f"canary ended; {plan.environment} stays on {plan.baseline_release_id}",
                 None,
@@ -473,7 +475,7 @@ class CanaryService:
 
         self.config.path.index(environment)
         with self.ctx.database.read() as conn:
-            require(conn, self.actor, Action.VIEW)
+            require(conn, self.actor, Action.VIEW, self.config.permissions, model=model)
             RegistryRepository(conn).require_model_id(model)
             plan = _plan_of(self._trusted_canary(conn, model, environment))
         if self.source is None:

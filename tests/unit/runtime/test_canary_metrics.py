@@ -175,9 +175,7 @@ def test_latency_and_errors_from_operation_duration_histograms() -> None:
         return [ok, failed] if errors else [ok]
 
     points = [p for i in range(10) for p in duration(2, 1.5, 10, i) + duration(1, 0.8, 0, i)]
-    verdict = judge(
-        plan("latency:10%", "error:0.01"), [], START + 10_000 * S, "rel-1", (), points
-    )
+    verdict = judge(plan("latency:10%", "error:0.01"), [], START + 10_000 * S, "rel-1", (), points)
     assert verdict.verdict == "rollback", verdict.reasons
     assert {m.spec.name: m.status for m in verdict.metrics} == {
         "latency": "degraded",

@@ -5,6 +5,7 @@ Exit codes: `judge` and `watch` exit 1 on a `rollback` verdict, 0 otherwise; err
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import Any
 
 from modelward.interfaces.cli._output import add_json_flag, emit, emit_json
@@ -79,6 +80,10 @@ def _start(args: argparse.Namespace) -> int:
             min_samples=args.min_samples,
             warmup_s=args.warmup,
         )
+    return render_start(args, data)
+
+
+def render_start(args: argparse.Namespace, data: dict[str, Any]) -> int:
     if args.json:
         emit_json(data)
     else:
@@ -111,6 +116,10 @@ def _status(args: argparse.Namespace) -> int:
 
     with registry_context() as context:
         data = _service(context).status(args.name, args.env)
+    return render_status(args, data)
+
+
+def render_status(args: argparse.Namespace, data: dict[str, Any]) -> int:
     if args.json:
         emit_json(data)
         return 0
@@ -132,6 +141,10 @@ def _shadow(args: argparse.Namespace) -> int:
 
     with registry_context() as context:
         data = _service(context).shadow(args.name, args.env)
+    return render_shadow(args, data)
+
+
+def render_shadow(args: argparse.Namespace, data: dict[str, Any]) -> int:
     if args.json:
         emit_json(data)
         return 0
@@ -156,6 +169,10 @@ def _judge(args: argparse.Namespace) -> int:
 
     with registry_context() as context:
         data = _service(context).judge(args.name, args.env, act=args.act).to_dict()
+    return render_judge(args, data)
+
+
+def render_judge(args: argparse.Namespace, data: dict[str, Any]) -> int:
     if args.json:
         emit_json(data)
     else:
@@ -167,27 +184,37 @@ def _judge(args: argparse.Namespace) -> int:
 
 
 def _watch(args: argparse.Namespace) -> int:
-    import time
-
-    from modelward.errors import InputError
     from modelward.interfaces.cli._context import registry_context
+
+    check_watch_args(args)
+    with registry_context() as context:
+        service = _service(context)
+        return watch(args, lambda: service.judge(args.name, args.env, act=True).to_dict())
+
+
+def check_watch_args(args: argparse.Namespace) -> None:
+    from modelward.errors import InputError
 
     if not 0 <= args.interval <= 86400 or not 1 <= args.max_iterations <= MAX_ITERATIONS:
         raise InputError(
             f"--interval must be 0 to 86400 seconds and --max-iterations 1 to {MAX_ITERATIONS}"
         )
+
+
+def watch(args: argparse.Namespace, judge_and_act: Callable[[], dict[str, Any]]) -> int:
+    """`judge --act` every --interval seconds until a final verdict or --max-iterations."""
+    import time
+
     results = []
-    with registry_context() as context:
-        service = _service(context)
-        for iteration in range(args.max_iterations):
-            data = service.judge(args.name, args.env, act=True).to_dict()
-            results.append(data)
-            if not args.json:
-                emit(f"[{iteration + 1}] {data['verdict']}: {'; '.join(data['reasons'][:2])}")
-            if data["verdict"] in ("rollback", "promote"):
-                break
-            if iteration + 1 < args.max_iterations:
-                time.sleep(args.interval)
+    for iteration in range(args.max_iterations):
+        data = judge_and_act()
+        results.append(data)
+        if not args.json:
+            emit(f"[{iteration + 1}] {data['verdict']}: {'; '.join(data['reasons'][:2])}")
+        if data["verdict"] in ("rollback", "promote"):
+            break
+        if iteration + 1 < args.max_iterations:
+            time.sleep(args.interval)
     if args.json:
         emit_json(
             {"iterations": len(results), "verdict": results[-1]["verdict"], "last": results[-1]}
