@@ -49,6 +49,7 @@ from modelward.runtime.metric_signals import arm_summary, deltas, error_proporti
 
 VERDICTS = ("continue", "promote", "rollback", "inconclusive")
 MAX_CLOCK_SKEW_NS = 60 * 1_000_000_000
+MIN_WATCH_S, MAX_WATCH_S = 1.0, 86_400.0
 CANDIDATE, BASELINE = "canary", "baseline"
 
 Extractor = Callable[[Observation], float | None]
@@ -275,6 +276,7 @@ class CanaryPlan:
     alpha: float = 0.05
     min_samples: int = 100
     warmup_s: float = 0.0
+    watch_s: float | None = None  # a server judges (and acts) every watch_s seconds
 
     def __post_init__(self) -> None:
         if not 0 < self.alpha < 1:
@@ -283,6 +285,12 @@ class CanaryPlan:
             raise InputError("the minimum sample per arm must be at least 1")
         if not math.isfinite(self.warmup_s) or self.warmup_s < 0:
             raise InputError("the warm-up must be a finite number of seconds >= 0")
+        if self.watch_s is not None and not (
+            math.isfinite(self.watch_s) and MIN_WATCH_S <= self.watch_s <= MAX_WATCH_S
+        ):
+            raise InputError(
+                f"the watch interval must be {MIN_WATCH_S:g} to {MAX_WATCH_S:g} seconds"
+            )
         if not self.metrics:
             raise InputError("a canary judges at least one metric")
         names = [m.name for m in self.metrics]
@@ -303,6 +311,9 @@ class CanaryPlan:
             "alpha": self.alpha,
             "min_samples": self.min_samples,
             "warmup_s": self.warmup_s,
+            # only when set: the plans of canaries started before watching existed stay as
+            # they were recorded
+            **({"watch_s": self.watch_s} if self.watch_s is not None else {}),
         }
 
 

@@ -37,6 +37,7 @@ from modelward.core.names import parse_uri
 from modelward.core.observations import MetricPoint, Observation
 from modelward.core.roles import Action
 from modelward.errors import (
+    ConflictError,
     DeniedError,
     InputError,
     NotFoundError,
@@ -143,6 +144,22 @@ class JudgeResult:
         }
 
 
+@dataclass(frozen=True)
+class WatchSlot:
+    """One scheduled judgement of a watched canary: its interval number since the start."""
+
+    canary_id: int
+    model: str
+    environment: str
+    slot: int
+    started_by: str
+
+    @property
+    def key(self) -> str:
+        """The job's dedupe key: one judgement per canary and slot, across all servers."""
+        return f"canary.judge:{self.canary_id}:{self.slot}"
+
+
 class CanaryService:
     def __init__(
         self,
@@ -174,7 +191,10 @@ class CanaryService:
         alpha: float = 0.05,
         min_samples: int = 100,
         warmup_s: float = 0.0,
+        watch_s: float | None = None,
     ) -> dict[str, Any]:
+        """Start a canary; with `watch_s`, every server's job worker schedules one acting
+        judgement (a `canary.judge` job) per `watch_s` seconds until it ends (`watch_slots`)."""
         self.config.path.index(environment)
         specs = tuple(MetricSpec.parse(m) for m in (metrics or DEFAULT_METRICS))
         now = self.clock()
@@ -205,6 +225,7 @@ class CanaryService:
                 alpha=alpha,
                 min_samples=min_samples,
                 warmup_s=warmup_s,
+                watch_s=watch_s,
             )
             canaries = CanaryRepository(conn)
             canary_id = canaries.add_canary(
@@ -330,11 +351,19 @@ class CanaryService:
         }
         return row, plan, verdict, ctx
 
-    def judge(self, model: str, environment: str, act: bool = False) -> JudgeResult:
-        """Judge, sign and record the verdict; with `act`, act on a rollback (once)."""
+    def judge(
+        self, model: str, environment: str, act: bool = False, canary_id: int | None = None
+    ) -> JudgeResult:
+        """Judge, sign and record the verdict; with `act`, act on a rollback (once). With
+        `canary_id`, refuse (ConflictError) when it is no longer the environment's canary."""
         with self.ctx.database.read() as conn:  # refuse before acting, not after
             require(conn, self.actor, Action.PROMOTE, self.config.permissions, model=model)
         row, plan, verdict, ctx = self.evaluate(model, environment)
+        if canary_id is not None and row.id != canary_id:
+            raise ConflictError(
+                f"canary {canary_id} is no longer the canary of models:/{model} in "
+                f"{environment} (canary {row.id} is); not judged"
+            )
         now: datetime = ctx["now"]
         current = ctx["current"]
         ended = any(v.acted for v in ctx["verdicts"])
@@ -466,6 +495,41 @@ class CanaryService:
         with self.ctx.database.read() as conn:
             return RegistryRepository(conn).version(model, version).root_digest
 
+    # -- watching ---------------------------------------------------------------------------
+
+    def watch_slots(self) -> list[WatchSlot]:
+        """The judgements due now: for the newest canary of each model and environment that
+        was started with a watch interval, has not ended and has no final verdict (promote or
+        rollback) recorded, its current interval slot (1 after the first interval, ...).
+        Rows that fail their ledger check are skipped (and logged), never scheduled. Checks no
+        permission: the scheduler only queues; the job judges with its starter's rights."""
+        import logging
+
+        now_ns = _ns(self.clock())
+        due = []
+        with self.ctx.database.read() as conn:
+            for row in CanaryRepository(conn).latest_canaries():
+                subject = canary_subject(row.model, row.environment)
+                try:
+                    problem = verify_current(conn, "canaries", str(row.id), subject)
+                    if problem is not None:
+                        raise VerificationError(problem)
+                    plan = _plan_of(row)
+                    if plan.watch_s is None:
+                        continue
+                    verdicts = self._trusted_verdicts(conn, row.id)
+                except VerificationError as exc:
+                    logging.getLogger("modelward.canary").error(
+                        "canary %s is not watched: %s", row.id, exc
+                    )
+                    continue
+                if any(v.acted or v.verdict in ("promote", "rollback") for v in verdicts):
+                    continue
+                slot = (now_ns - plan.started_ns) // int(plan.watch_s * 1e9)
+                if slot >= 1:
+                    due.append(WatchSlot(row.id, row.model, row.environment, slot, row.created_by))
+        return due
+
     # -- shadow -----------------------------------------------------------------------------
 
     def shadow(self, model: str, environment: str) -> dict[str, Any]:
@@ -537,6 +601,7 @@ def _plan_of(row: CanaryRow) -> CanaryPlan:
             alpha=float(data["alpha"]),
             min_samples=int(data["min_samples"]),
             warmup_s=float(data["warmup_s"]),
+            watch_s=None if data.get("watch_s") is None else float(data["watch_s"]),
         )
     except (KeyError, TypeError, ValueError, InputError) as exc:
         raise VerificationError(f"canary {row.id}: its plan is malformed ({exc})") from exc

@@ -1,4 +1,6 @@
 """Canary commands: canary start, status, judge and watch (a bounded loop of `judge --act`).
+`start --watch SECONDS` leaves the watching to a server: its job workers queue an acting
+judgement every SECONDS (`services.jobs.schedule_canary_judgements`), with no CLI running.
 
 Exit codes: `judge` and `watch` exit 1 on a `rollback` verdict, 0 otherwise; errors as usual."""
 
@@ -39,6 +41,13 @@ def register(subparsers: Any) -> None:
     start.add_argument("--alpha", type=float, default=0.05)
     start.add_argument("--min-samples", type=int, default=100, help="per arm (default 100)")
     start.add_argument("--warmup", type=float, default=0.0, metavar="SECONDS")
+    start.add_argument(
+        "--watch",
+        type=float,
+        metavar="SECONDS",
+        help="a server judges with --act every SECONDS (1 to 86400) until the canary ends; "
+        "its job workers schedule it, no CLI needs to run",
+    )
     add_json_flag(start)
     start.set_defaults(handler=_start)
     for verb, helptext in (
@@ -79,6 +88,7 @@ def _start(args: argparse.Namespace) -> int:
             alpha=args.alpha,
             min_samples=args.min_samples,
             warmup_s=args.warmup,
+            watch_s=args.watch,
         )
     return render_start(args, data)
 
@@ -94,6 +104,8 @@ def render_start(args: argparse.Namespace, data: dict[str, Any]) -> int:
         )
         for metric in data["metrics"]:
             emit(f"  {metric['name']}: {metric['direction']} is better")
+        if data.get("watch_s") is not None:
+            emit(f"  judged and acted on by the server every {data['watch_s']:g}s")
     return 0
 
 
