@@ -41,20 +41,19 @@ from modelward.errors import (
     DeniedError,
     InputError,
     NotFoundError,
-    SignatureFormatError,
     VerificationError,
 )
 from modelward.runtime.canary import (
     DEFAULT_METRICS,
     CanaryPlan,
     MetricSpec,
-    PointArms,
     Verdict,
     judge,
     select_arms,
     select_point_arms,
 )
 from modelward.runtime.sources import ObservationSource
+from modelward.services._canary_rows import envelope_problem, observations_digest, plan_of
 from modelward.services.context import RegistryContext, current_actor, utc_now
 from modelward.services.gate_config import GateConfig, load_gate_config
 from modelward.services.registry import resolve_in
@@ -288,7 +287,7 @@ class CanaryService:
         for row in rows:
             problem = verify_row(conn, "canary_verdicts", str(row.id))
             if problem is None:
-                problem = _envelope_problem(row, verifier)
+                problem = envelope_problem(row, verifier)
             if problem is not None:
                 raise VerificationError(f"{problem}; it is not trusted")
         return rows
@@ -303,7 +302,7 @@ class CanaryService:
             require(conn, self.actor, Action.VIEW, self.config.permissions, model=model)
             RegistryRepository(conn).require_model_id(model)
             row = self._trusted_canary(conn, model, environment)
-            plan = _plan_of(row)
+            plan = plan_of(row)
             verdicts = self._trusted_verdicts(conn, row.id)
             check_releases(conn, model, environment)
             history = GateRepository(conn).releases(model, environment)
@@ -341,7 +340,7 @@ class CanaryService:
         )
         arms = select_arms(observations, plan, _ns(now), candidate_releases)
         point_arms = select_point_arms(points, plan, _ns(now), candidate_releases)
-        digest = _observations_digest(arms.canary + arms.baseline, point_arms)
+        digest = observations_digest(arms.canary + arms.baseline, point_arms)
         ctx = {
             "now": now,
             "current": current,
@@ -514,7 +513,7 @@ class CanaryService:
                     problem = verify_current(conn, "canaries", str(row.id), subject)
                     if problem is not None:
                         raise VerificationError(problem)
-                    plan = _plan_of(row)
+                    plan = plan_of(row)
                     if plan.watch_s is None:
                         continue
                     verdicts = self._trusted_verdicts(conn, row.id)
@@ -541,7 +540,7 @@ class CanaryService:
         with self.ctx.database.read() as conn:
             require(conn, self.actor, Action.VIEW, self.config.permissions, model=model)
             RegistryRepository(conn).require_model_id(model)
-            plan = _plan_of(self._trusted_canary(conn, model, environment))
+            plan = plan_of(self._trusted_canary(conn, model, environment))
         if self.source is None:
             raise InputError("no telemetry source is configured: shadow mode reads telemetry")
         observations = self.source.observations(
@@ -585,46 +584,3 @@ class CanaryService:
             "now": verdict.to_dict(),
             "verdict": verdict.verdict,
         }
-
-
-def _plan_of(row: CanaryRow) -> CanaryPlan:
-    try:
-        data = json.loads(row.plan)
-        return CanaryPlan(
-            model=str(data["model"]),
-            environment=str(data["environment"]),
-            candidate_version=int(data["candidate_version"]),
-            baseline_version=int(data["baseline_version"]),
-            baseline_release_id=str(data["baseline_release_id"]),
-            started_ns=int(data["started_ns"]),
-            metrics=tuple(MetricSpec.from_dict(m) for m in data["metrics"]),
-            alpha=float(data["alpha"]),
-            min_samples=int(data["min_samples"]),
-            warmup_s=float(data["warmup_s"]),
-            watch_s=None if data.get("watch_s") is None else float(data["watch_s"]),
-        )
-    except (KeyError, TypeError, ValueError, InputError) as exc:
-        raise VerificationError(f"canary {row.id}: its plan is malformed ({exc})") from exc
-
-
-def _envelope_problem(row: VerdictRow, verifier: Verifier) -> str | None:
-    try:
-        envelope = Envelope.from_dict(json.loads(row.envelope))
-    except (ValueError, SignatureFormatError) as exc:
-        return f"canary verdict {row.id}: its envelope is malformed ({exc})"
-    if not any(verifier.is_valid(s.sig, envelope.pae()) for s in envelope.signatures):
-        return f"canary verdict {row.id}: its signature is not the registry key's"
-    if "sha256:" + hashlib.sha256(envelope.payload).hexdigest() != row.statement_digest:
-        return f"canary verdict {row.id}: its statement is not the one recorded"
-    return None
-
-
-def _observations_digest(observations: Sequence[Any], points: PointArms | None = None) -> str:
-    """The digest of the requests (and metric points, by series and interval) judged."""
-    keys = sorted(f"{o.trace_id}:{o.span_id}" for o in observations)
-    if points is not None:
-        keys += sorted(
-            f"{p.series}:{p.start_unix_nano}:{p.time_unix_nano}"
-            for p in points.canary + points.baseline
-        )
-    return "sha256:" + hashlib.sha256("\n".join(keys).encode("utf-8")).hexdigest()
