@@ -282,8 +282,11 @@ class CanaryService:
         return row
 
     def _trusted_verdicts(self, conn: Connection, canary_id: int) -> list[VerdictRow]:
+        return self._verified(conn, CanaryRepository(conn).verdicts(canary_id))
+
+    def _verified(self, conn: Connection, rows: list[VerdictRow]) -> list[VerdictRow]:
+        """`rows`, once each checks out (ledger anchor, signature, digest); else refused."""
         verifier = Verifier(self.ctx.signer.public_key)
-        rows = CanaryRepository(conn).verdicts(canary_id)
         for row in rows:
             problem = verify_row(conn, "canary_verdicts", str(row.id))
             if problem is None:
@@ -516,13 +519,20 @@ class CanaryService:
                     plan = plan_of(row)
                     if plan.watch_s is None:
                         continue
-                    verdicts = self._trusted_verdicts(conn, row.id)
+                    # only the verdicts that would end the watching are checked here (each
+                    # second, on every server); the job's judgement checks them all
+                    final = [
+                        v
+                        for v in CanaryRepository(conn).verdicts(row.id)
+                        if v.acted or v.verdict in ("promote", "rollback")
+                    ]
+                    self._verified(conn, final)
                 except VerificationError as exc:
                     logging.getLogger("modelward.canary").error(
                         "canary %s is not watched: %s", row.id, exc
                     )
                     continue
-                if any(v.acted or v.verdict in ("promote", "rollback") for v in verdicts):
+                if final:
                     continue
                 slot = (now_ns - plan.started_ns) // int(plan.watch_s * 1e9)
                 if slot >= 1:

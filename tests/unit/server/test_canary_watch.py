@@ -67,7 +67,9 @@ def test_a_dedupe_key_queues_a_job_once(world: Served) -> None:
         JobService(world.registry.ctx).enqueue_once("nope", {}, "root", "k-3")
 
 
-def test_only_watched_running_trusted_canaries_are_due(world: Served) -> None:
+def test_only_watched_running_trusted_canaries_are_due(
+    world: Served, caplog: pytest.LogCaptureFixture
+) -> None:
     start = utc_now()
     now = [start]
     canary = _canary(world, clock=lambda: now[0])
@@ -82,9 +84,15 @@ def test_only_watched_running_trusted_canaries_are_due(world: Served) -> None:
     assert queued == []
     with pytest.raises(InputError, match="watch interval"):
         canary.start("llama", "staging", "models:/llama/2", watch_s=0.5)
-    # a verdict that acted ends the watching
     canary.judge("llama", "staging")
-    assert len(canary.watch_slots()) == 1  # an inconclusive verdict does not
+    assert len(canary.watch_slots()) == 1  # an inconclusive verdict does not end the watching
+    # a final verdict would; one written behind modelward's back is not trusted either way
+    world.sql("update canary_verdicts set verdict = 'promote'")
+    with caplog.at_level(logging.ERROR, logger="modelward.canary"):
+        assert canary.watch_slots() == []
+    assert "is not watched" in caplog.text and "not trusted" in caplog.text
+    world.sql("update canary_verdicts set verdict = 'inconclusive'")
+    assert len(canary.watch_slots()) == 1
     world.sql("update canaries set plan = replace(plan, '60', '1')")  # edited behind our back
     assert canary.watch_slots() == []
 
