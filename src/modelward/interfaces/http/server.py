@@ -120,6 +120,7 @@ def create_app(registry: ServerRegistry, run_jobs: bool = False) -> FastAPI:
         routes_models,
         routes_otlp,
         routes_push,
+        routes_runtime,
         routes_users,
     )
 
@@ -198,6 +199,7 @@ def create_app(registry: ServerRegistry, run_jobs: bool = False) -> FastAPI:
         routes_users,
         routes_jobs,
         routes_canary,
+        routes_runtime,
     ):
         app.include_router(module.router, prefix=API)
     from modelward.interfaces.web.app import mount_console
