@@ -49,6 +49,7 @@ from modelward.core.evidence_archive import read_archive
 from modelward.core.intoto import Statement
 from modelward.core.ledger_leaf import event_leaf_data
 from modelward.core.merkle import leaf_hash
+from modelward.core.release_authority import DecisionSummary
 from modelward.errors import InputError, ModelwardError
 from modelward.signing.keys import Verifier
 
@@ -161,7 +162,8 @@ class _Verification:
         self.origin = ""
         self.checkpoint: Checkpoint | None = None
         self.ledger: NoteVerifier | None = None
-        self.decisions: dict[str, dict[str, Any]] = {}  # decision digest -> summary
+        self.decisions: dict[str, DecisionSummary] = {}  # decision digest -> what it decided
+        self.decision_approvals: dict[str, tuple[str, list[str]]] = {}  # -> (env, reviewers)
         self.approvals: list[tuple[str, str]] = []  # (environment, reviewer)
         self.dataset_digests: dict[str, str] = {}  # uri -> manifest digest
         self.provenance_datasets: list[tuple[str, str]] = []
@@ -608,15 +610,26 @@ class _Verification:
                 event = self.event(entry.get("event"), "gate.decision", "gate.override")
                 if event["details"].get("decision_digest") != decision.digest():
                     raise _Fail(f"its ledger event #{event['seq']} records another decision")
-                environment = str(fields.get("environment"))
-                self.decisions[decision.digest()] = {
-                    "environment": environment,
-                    "approvals": [
+                environment = decision.environment
+                if fields.get("environment") != environment:
+                    raise _Fail("its row names another environment than its VSA")
+                model, _, number = str(fields.get("version")).rpartition("/")
+                self.decisions[decision.digest()] = DecisionSummary(
+                    model=model,
+                    version=int(number) if number.isdigit() else 0,
+                    environment=environment,
+                    allowed=decision.allowed,
+                    override=None if decision.override is None else decision.override.to_dict(),
+                )
+                approvals = facts.get("approvals", []) if isinstance(facts, dict) else []
+                self.decision_approvals[decision.digest()] = (
+                    environment,
+                    [
                         str(a.get("reviewer"))
-                        for a in facts.get("approvals", [])
+                        for a in (approvals if isinstance(approvals, list) else [])
                         if isinstance(a, dict)
                     ],
-                }
+                )
                 verdict = "allow" if decision.allowed else "deny"
                 if decision.override is not None:
                     verdict += (
@@ -631,15 +644,16 @@ class _Verification:
 
     def check_releases(self, described: Sequence[Mapping[str, Any]]) -> None:
         from modelward.core.release import Release
+        from modelward.core.release_authority import release_authority_problem
 
-        found = []
+        checked: list[tuple[Mapping[str, Any], Release | str]] = []
+        proven: dict[str, Release] = {}
         for entry in described:
             if entry.get("kind") != "release":
                 continue
-            name = str(entry.get("name"))
 
-            def check(entry: Mapping[str, Any] = entry, name: str = name) -> str:
-                data = self.member(name)
+            def proven_release(entry: Mapping[str, Any] = entry) -> Release:
+                data = self.member(str(entry.get("name")))
                 release = Release.from_dict(_json(data, "the release"))
                 fields = self.anchored(entry)
                 if fields.get("record") != "sha256:" + _sha256(data):
@@ -651,17 +665,36 @@ class _Verification:
                 event = self.event(entry.get("event"), "release.create", "release.rollback")
                 if event["details"].get("state_digest") != release.state_digest():
                     raise _Fail(f"its ledger event #{event['seq']} records another state")
-                found.append(release.release_id)
+                if (event["action"] == "release.rollback") != (fields.get("kind") == "rollback"):
+                    raise _Fail(f"its ledger event #{event['seq']} records another kind of release")
+                return release
+
+            outcome: Release | str
+            try:
+                outcome = proven_release()
+                proven[outcome.release_id] = outcome
+            except _Fail as exc:
+                outcome = str(exc)
+            except (ModelwardError, ValueError, TypeError, KeyError, AttributeError) as exc:
+                outcome = f"unreadable: {exc}"
+            checked.append((entry, outcome))
+        for entry, outcome in checked:
+
+            def check(outcome: Release | str = outcome) -> str:
+                if isinstance(outcome, str):
+                    raise _Fail(outcome)
+                release = outcome
+                problem = release_authority_problem(
+                    release, self.decisions, proven, "the bundle does not prove"
+                )
+                if problem is not None:
+                    raise _Fail(problem)
                 how = ""
                 if release.decision_digest is not None:
-                    decided = self.decisions.get(release.decision_digest)
-                    if decided is None:
-                        raise _Fail(
-                            f"names decision {release.decision_digest}, which the bundle does not "
-                            "prove"
-                        )
-                    self._approvals_counted(decided)
+                    self._approvals_counted(self.decision_approvals[release.decision_digest])
                     how = f" under decision {release.decision_digest[:19]}…"
+                else:
+                    how = f", a rollback to {release.restores_release_id}"
                 if release.override is not None:
                     how += f", OVERRIDE by {release.override.actor}"
                 return (
@@ -669,19 +702,26 @@ class _Verification:
                     f"{release.version}{how}"
                 )
 
-            self.run(f"release {entry.get('row', {}).get('key')}", check)
+            self.run(f"release {_row_key(entry)}", check)
         wanted = self.report.release
-        if wanted is not None and wanted not in found:
+        if wanted is not None and wanted not in proven:
             self.fail(f"release {wanted}", "the bundle is of this release but holds no proof of it")
 
-    def _approvals_counted(self, decided: Mapping[str, Any]) -> None:
-        environment = decided["environment"]
-        for reviewer in decided["approvals"]:
+    def _approvals_counted(self, decided: tuple[str, list[str]]) -> None:
+        environment, reviewers = decided
+        for reviewer in reviewers:
             if (environment, reviewer) not in self.approvals:
                 raise _Fail(
                     f"its decision counted an approval by {reviewer} for {environment} that the "
                     "bundle does not prove"
                 )
+
+
+def _row_key(entry: Mapping[str, Any]) -> str:
+    """The row key an index entry names, for naming its link (`?` when it names none)."""
+    row = entry.get("row")
+    key = row.get("key") if isinstance(row, dict) else None
+    return str(key) if isinstance(key, (str, int)) and not isinstance(key, bool) else "?"
 
 
 def _entries(predicate: Mapping[str, Any], key: str) -> list[dict[str, Any]]:
