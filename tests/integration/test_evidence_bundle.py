@@ -168,6 +168,21 @@ def test_witness_policy_fails_when_too_few_vouched(exported: Exported) -> None:
     assert link == "witnesses" and "3 required" in detail and "w1.example, w2.example" in detail
 
 
+def test_a_witness_key_given_twice_counts_once(exported: Exported, tmp_path: Path) -> None:
+    first = exported.built.witness_vkeys[0]
+    copy = tmp_path / "copy.vkey"
+    copy.write_bytes(first.read_bytes())
+    result = _verify(
+        exported, exported.bundle, f"witness={first}", f"witness={first}", f"witness={copy}",
+        "--witnesses", "2",
+    )  # fmt: skip
+    failures = dict(_failures(result))
+    assert list(failures) == ["witnesses"]
+    assert "cosigned by 1 distinct trusted witness key(s): w1.example" in failures["witnesses"]
+    assert "counted once" in failures["witnesses"] and "2 required" in failures["witnesses"]
+    assert len(json.loads(result.stdout)["witnesses"]["duplicates"]) == 2
+
+
 def _flip(data: bytes, at: int) -> bytes:
     return data[:at] + bytes([data[at] ^ 0x01]) + data[at + 1 :]
 

@@ -180,7 +180,7 @@ def test_witness_process_cosigns_growth_and_verify_counts_it(
         "--witnesses",
         "1",
     )
-    assert "cosigned by 1 trusted witness" in ok.stdout
+    assert "cosigned by 1 distinct trusted witness" in ok.stdout
     # a new checkpoint without witnesses: the latest is no longer vouched for
     registry.ok("users", "add", "carol", "--role", "reviewer")
     registry.ok("audit", "checkpoint")

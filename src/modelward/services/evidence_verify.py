@@ -279,8 +279,7 @@ class _Verification:
             return
         tally = tally_cosignatures(parse_signed_note(self.members[name]), self.trust.witnesses)
         self.report.witnesses = tally
-        vouched = ", ".join(c.name for c in tally.vouched) or "none"
-        detail = f"cosigned by {len(tally.vouched)} trusted witness(es): {vouched}"
+        detail = tally.summary()
         if tally.invalid:
             detail += "; " + "; ".join(tally.invalid)
         if len(tally.vouched) < self.trust.witnesses_required:
