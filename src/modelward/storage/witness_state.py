@@ -5,8 +5,10 @@
 - `logs/<sha256(origin) hex>.json`: `{"origin", "checkpoint", "cosigned_at"}`, the log-signed
   checkpoint note as received; replaced atomically (temporary file, fsync, rename, fsync of the
   folder), so a crash leaves the old or the new state, never a torn one.
-- `misbehaviour.jsonl`: one JSON object per refused request that is evidence against a log (a
-  split view, an inconsistent proof), with the signed checkpoints involved; appended and fsynced.
+- `misbehaviour.jsonl`: one JSON object per verified split view (evidence against a log), with
+  the two log-signed checkpoints; appended and fsynced, and never grown past
+  `max_misbehaviour_bytes` (default 16 MiB): `record_misbehaviour` then appends nothing and
+  returns False, so the caller can say so.
 - `witness.lock`: an exclusive `flock` held while the store is open, so two witness processes
   cannot serve one state folder (the check-then-persist must be atomic, tlog-witness).
 
@@ -46,7 +48,8 @@ class WitnessStateStore(ABC):
     def save(self, state: StoredWitnessState) -> None: ...
 
     @abstractmethod
-    def record_misbehaviour(self, entry: dict[str, Any]) -> None: ...
+    def record_misbehaviour(self, entry: dict[str, Any]) -> bool:
+        """Append `entry`; False (and nothing appended) when the log is full."""
 
     @abstractmethod
     def misbehaviour(self) -> list[dict[str, Any]]: ...
@@ -55,10 +58,19 @@ class WitnessStateStore(ABC):
         """Release whatever the store holds (a lock)."""
 
 
+MAX_MISBEHAVIOUR_BYTES = 16 * 1024 * 1024
+
+
+def _entry_line(entry: dict[str, Any]) -> str:
+    return json.dumps(entry, sort_keys=True) + "\n"
+
+
 class MemoryWitnessState(WitnessStateStore):
-    def __init__(self) -> None:
+    def __init__(self, max_misbehaviour_bytes: int = MAX_MISBEHAVIOUR_BYTES) -> None:
         self._states: dict[str, StoredWitnessState] = {}
         self._evidence: list[dict[str, Any]] = []
+        self._evidence_bytes = 0
+        self._max_evidence = max_misbehaviour_bytes
 
     def latest(self, origin: str) -> StoredWitnessState | None:
         return self._states.get(origin)
@@ -66,8 +78,13 @@ class MemoryWitnessState(WitnessStateStore):
     def save(self, state: StoredWitnessState) -> None:
         self._states[state.origin] = state
 
-    def record_misbehaviour(self, entry: dict[str, Any]) -> None:
+    def record_misbehaviour(self, entry: dict[str, Any]) -> bool:
+        size = len(_entry_line(entry).encode("utf-8"))
+        if self._evidence_bytes + size > self._max_evidence:
+            return False
         self._evidence.append(dict(entry))
+        self._evidence_bytes += size
+        return True
 
     def misbehaviour(self) -> list[dict[str, Any]]:
         return [dict(e) for e in self._evidence]
@@ -78,10 +95,11 @@ def _state_name(origin: str) -> str:
 
 
 class DirectoryWitnessState(WitnessStateStore):
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, max_misbehaviour_bytes: int = MAX_MISBEHAVIOUR_BYTES) -> None:
         import fcntl
 
         self._folder = folder
+        self._max_evidence = max_misbehaviour_bytes
         self._logs = folder / "logs"
         try:
             self._logs.mkdir(parents=True, exist_ok=True)
@@ -146,15 +164,19 @@ class DirectoryWitnessState(WitnessStateStore):
         except OSError as exc:
             raise StorageError(f"{path}: cannot save witness state: {exc}") from exc
 
-    def record_misbehaviour(self, entry: dict[str, Any]) -> None:
+    def record_misbehaviour(self, entry: dict[str, Any]) -> bool:
         path = self._folder / "misbehaviour.jsonl"
+        line = _entry_line(entry).encode("utf-8")
         try:
-            with open(path, "a", encoding="utf-8") as handle:
-                handle.write(json.dumps(entry, sort_keys=True) + "\n")
+            with open(path, "ab") as handle:
+                if handle.tell() + len(line) > self._max_evidence:
+                    return False
+                handle.write(line)
                 handle.flush()
                 os.fsync(handle.fileno())
         except OSError as exc:
             raise StorageError(f"{path}: cannot record misbehaviour: {exc}") from exc
+        return True
 
     def misbehaviour(self) -> list[dict[str, Any]]:
         path = self._folder / "misbehaviour.jsonl"

@@ -138,9 +138,9 @@ def test_rewritten_history_is_refused_and_kept_as_evidence(registry: Registry) -
     result = service.checkpoint([endpoint])
     assert not result.ok
     assert "refused (422)" in (result.outcomes[0].error or "")
-    [entry] = witnesses.stores["w1.example"].misbehaviour()
-    assert entry["kind"] == "inconsistent" and entry["old_size"] == 7
-    assert entry["cosigned"] and entry["offered"]
+    # a proof that does not hold proves nothing against the log (anyone can send one): refused,
+    # not logged as misbehaviour
+    assert witnesses.stores["w1.example"].misbehaviour() == []
     # the witness still holds the honest size
     latest = witnesses.services["w1.example"].latest(registry.context.origin)
     assert latest is not None and latest.checkpoint.size == 7
@@ -175,6 +175,81 @@ def test_split_view_is_refused_reported_and_logged(registry: Registry) -> None:
     assert [e["kind"] for e in entries] == ["split-view", "split-view"]
     assert entries[0]["offered"] == other_view and entries[0]["cosigned"]
     assert reports and "split-view" in reports[0]
+
+
+def _junk_lines(count: int) -> str:
+    import base64
+    import os
+
+    lines = [f"junk{i}.example {base64.b64encode(os.urandom(68)).decode()}" for i in range(count)]
+    return "".join(f"\u2014 {line}\n" for line in lines)
+
+
+def test_only_verified_split_views_are_logged_without_unverified_lines(
+    registry: Registry,
+) -> None:
+    """A real public checkpoint replayed with a garbage proof, padded with signature lines no
+    key made, is refused and logged nowhere; a split view is logged with only the lines the
+    log's key made."""
+    audit = registry.audit()
+    witnesses, [endpoint], service = _setup(registry, "w1.example")
+    _grow(registry, 4)
+    honest = service.checkpoint([endpoint])
+    assert honest.ok
+    reports: list[str] = []
+    store = witnesses.stores["w1.example"]
+    witness = WitnessService(
+        "w9.example", Ed25519PrivateKey.generate(), witnesses.logs, store,
+        on_misbehaviour=reports.append,
+    )  # fmt: skip
+    size = honest.checkpoint.size
+    _grow(registry, 3)
+    bigger = audit.checkpoint()
+    padded = bigger + _junk_lines(50)
+    body = f"old {size}\n{'A' * 43}=\n\n{padded}".encode()
+    response = handle_add_checkpoint(witness, body)
+    assert response.status == 422, response.body
+    assert store.misbehaviour() == [] and reports == []
+    other_view = sign_checkpoint(
+        Checkpoint(audit.origin, size, bytes(32)), audit.origin, registry.context.ledger_key
+    )
+    response = handle_add_checkpoint(
+        witness, AddCheckpointRequest(size, (), other_view + _junk_lines(50)).to_text().encode()
+    )
+    assert response.status == 409
+    [entry] = store.misbehaviour()
+    assert entry["kind"] == "split-view" and entry["offered"] == other_view
+    assert "junk" not in entry["cosigned"]
+
+
+def test_the_misbehaviour_log_is_capped(registry: Registry, tmp_path: Path) -> None:
+    audit = registry.audit()
+    witnesses, [endpoint], service = _setup(registry, "w1.example")
+    _grow(registry, 4)
+    honest = service.checkpoint([endpoint])
+    store = DirectoryWitnessState(tmp_path / "state", max_misbehaviour_bytes=3000)
+    try:
+        store.save(StoredWitnessState(audit.origin, honest.note, 1))
+        reports: list[str] = []
+        witness = WitnessService(
+            "w9.example", Ed25519PrivateKey.generate(), witnesses.logs, store,
+            on_misbehaviour=reports.append,
+        )  # fmt: skip
+        size = honest.checkpoint.size
+        for number in range(10):
+            view = sign_checkpoint(
+                Checkpoint(audit.origin, size, bytes([number + 1]) * 32),
+                audit.origin,
+                registry.context.ledger_key,
+            )
+            with pytest.raises(SplitViewError):
+                witness.add_checkpoint(AddCheckpointRequest(size, (), view))
+        log = tmp_path / "state" / "misbehaviour.jsonl"
+        assert 0 < log.stat().st_size <= 3000
+        assert 1 <= len(store.misbehaviour()) < 10
+        assert any("misbehaviour log is full" in r for r in reports)
+    finally:
+        store.close()
 
 
 def test_wrong_log_key_and_unknown_log_statuses(registry: Registry) -> None:
