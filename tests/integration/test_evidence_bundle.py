@@ -15,6 +15,7 @@ import tarfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -320,6 +321,75 @@ def test_untrusted_keys_and_bad_input(exported: Exported, tmp_path: Path) -> Non
         assert "Traceback" not in bad.stderr and message in bad.stderr
     keys = run_modelward("evidence", "verify", str(exported.bundle), "--trust", exported.trust[0])
     assert keys.returncode == 2 and "one ledger key" in keys.stderr
+
+
+def _reindexed(exp: Exported, mutate: Any) -> bytes:
+    """The bundle with its index's predicate changed by `mutate` and the old signature kept
+    (so it no longer verifies): what anyone can hand to `evidence verify`."""
+    import base64
+    import copy
+
+    members = _members(exp.bundle)
+    envelope = json.loads(members[0][1])
+    statement = json.loads(base64.b64decode(envelope["payload"]))
+    predicate = copy.deepcopy(statement["predicate"])
+    mutate(predicate)
+    statement["predicate"] = predicate
+    envelope["payload"] = base64.b64encode(json.dumps(statement).encode()).decode()
+    raw = json.dumps(envelope, indent=2, sort_keys=True).encode() + b"\n"
+    return write_archive([("index.dsse.json", raw), *members[1:]])
+
+
+def _first(kind: str, key: str, value: Any) -> Any:
+    def mutate(predicate: dict[str, Any]) -> None:
+        for entry in predicate["members"]:
+            if entry.get("kind") == kind:
+                entry[key] = value
+                return
+
+    return mutate
+
+
+MALFORMED_INDEXES: dict[str, Any] = {
+    "attestation row is a string": _first("attestation", "row", "x"),
+    "approval row is a list": _first("approval", "row", [1]),
+    "decision row key is a dict": _first("decision", "row", {"table": "t", "key": {}}),
+    "release event is a string": _first("release", "event", "18"),
+    "ledger event seq is a dict": _first("ledger-event", "seq", {"a": 1}),
+    "ledger event seq is a bool": _first("ledger-event", "seq", True),
+    "consistency size is a string": _first("consistency", "old_size", "1"),
+    "unsigned approval row is an int": lambda p: p.__setitem__("unsigned_approvals", [{"row": 5}]),
+    "unsigned approvals is a dict": lambda p: p.__setitem__("unsigned_approvals", {"a": 1}),
+    "members is a string": lambda p: p.__setitem__("members", "abc"),
+    "a member is a list": lambda p: p["members"].append([1, 2]),
+    "release is a list": lambda p: p.__setitem__("release", ["x"]),
+    "checkpoint is a string": lambda p: p.__setitem__("checkpoint", "ledger/checkpoint.note"),
+    "version event is a list": lambda p: p["version"].__setitem__("event", [1]),
+    "version uri is missing": lambda p: p["version"].pop("uri"),
+    "registry origin is an int": lambda p: p["registry"].__setitem__("origin", 5),
+    "omitted what is None": lambda p: p.__setitem__("omitted", [{"what": None, "reason": "r"}]),
+    "dataset governance events hold a string": _first(
+        "dataset-manifest", "governance_events", ["7"]
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED_INDEXES))
+def test_a_malformed_index_fails_with_a_message(exported: Exported, case: str) -> None:
+    data = _reindexed(exported, MALFORMED_INDEXES[case])
+    report = verify_evidence_bundle(data, _trust(exported))
+    assert not report.ok
+    failed = {c.link: c.detail for c in report.failures}
+    assert failed["index"].startswith("malformed index:"), (case, failed)
+
+
+def test_a_malformed_index_is_exit_1_in_the_cli(exported: Exported, tmp_path: Path) -> None:
+    for case in ("attestation row is a string", "unsigned approval row is an int"):
+        path = tmp_path / "malformed.evidence"
+        path.write_bytes(_reindexed(exported, MALFORMED_INDEXES[case]))
+        result = _verify(exported, path)
+        assert "internal error" not in result.stderr
+        assert "malformed index" in dict(_failures(result))["index"]
 
 
 def test_unsigned_legacy_approvals_are_named(exported: Exported, tmp_path: Path) -> None:

@@ -51,6 +51,7 @@ from modelward.core.ledger_leaf import event_leaf_data
 from modelward.core.merkle import leaf_hash
 from modelward.core.release_authority import DecisionSummary
 from modelward.errors import InputError, ModelwardError
+from modelward.services.evidence_index import index_shape_problems
 from modelward.signing.keys import Verifier
 
 BUNDLE_PREDICATE_TYPE = "https://modelward.dev/evidence-bundle/v1"
@@ -222,6 +223,10 @@ class _Verification:
             or not isinstance(registry, dict)
         ):
             self.fail("index", f"not an evidence bundle index ({statement.predicate_type})")
+            return None
+        malformed = index_shape_problems(predicate)
+        if malformed:
+            self.fail("index", "malformed index: " + "; ".join(malformed))
             return None
         self.root = str(version.get("root_digest", ""))
         self.uri = str(version.get("uri", ""))
@@ -452,7 +457,7 @@ class _Verification:
                     self._provenance(result.statement)
                 return f"signed by the {result.key_name} key ({result.key_id[:16]}…)"
 
-            self.run(f"attestation {entry.get('row', {}).get('key')} ({kind})", check)
+            self.run(f"attestation {_row_key(entry)} ({kind})", check)
         if "registry-signature" not in kinds:
             self.fail("registry signature", "the bundle holds no registry signature (OMS)")
 
@@ -553,9 +558,9 @@ class _Verification:
                     "registry key"
                 )
 
-            self.run(f"approval {entry.get('row', {}).get('key')}", check)
+            self.run(f"approval {_row_key(entry)}", check)
         for entry in unsigned:
-            key = entry.get("row", {}).get("key")
+            key = _row_key(entry)
 
             def check_unsigned(entry: Mapping[str, Any] = entry) -> str:
                 fields = self.anchored(entry)
@@ -639,7 +644,7 @@ class _Verification:
                     verdict += " (" + ", ".join(decision.failed) + ")"
                 return f"{environment}: {verdict}; VSA signed by the registry key"
 
-            self.run(f"decision {entry.get('row', {}).get('key')}", check)
+            self.run(f"decision {_row_key(entry)}", check)
 
     def check_releases(self, described: Sequence[Mapping[str, Any]]) -> None:
         from modelward.core.release import Release
