@@ -161,6 +161,53 @@ def test_the_release_verifies_offline_in_a_fresh_process(exported: Exported) -> 
     assert all(line.startswith(("OK   ", "verified")) for line in human.stdout.splitlines())
 
 
+def test_verify_says_as_of_when(exported: Exported) -> None:
+    report = json.loads(_ok(_verify(exported, exported.bundle)).stdout)
+    assert report["exported_at"].endswith("Z") and report["exported_by"] == "alice"
+    checkpoint = report["checkpoint"]
+    assert checkpoint["origin"].startswith("modelward/") and checkpoint["size"] > 0
+    human = run_modelward(
+        "evidence", "verify", str(exported.bundle), "--trust", *exported.trust,
+        env={"MODELWARD_HOME": str(exported.work / "nothing")},
+    )  # fmt: skip
+    last = human.stdout.splitlines()[-1]
+    assert f"exported at {report['exported_at']}" in last
+    assert f"log {checkpoint['origin']} at size {checkpoint['size']}" in last
+
+
+def test_verify_fails_unless_the_bundle_is_the_one_expected(exported: Exported) -> None:
+    right = _verify(
+        exported, exported.bundle,
+        "--model", "llama", "--environment", "production", "--uri", "models:/llama/1",
+    )  # fmt: skip
+    links = {c["link"]: c for c in json.loads(_ok(right).stdout)["checks"]}
+    assert links["expected"]["ok"] and "production" in links["expected"]["detail"]
+    for args, fragment in (
+        (("--model", "mistral"), "of model llama, not mistral"),
+        (("--uri", "models:/llama/2"), "of models:/llama/1, not models:/llama/2"),
+        (("--uri", "sha256:" + "0" * 64), "not sha256:0000"),
+        (("--environment", "staging"), "release rel-2 in production, not staging"),
+    ):
+        failures = dict(_failures(_verify(exported, exported.bundle, *args)))
+        assert list(failures) == ["expected"], (args, failures)
+        assert fragment in failures["expected"], (args, failures)
+    bad = _verify(exported, exported.bundle, "--uri", "models:/llama@production")
+    assert bad.returncode == 2 and "models:/NAME/N" in bad.stdout + bad.stderr
+
+
+def test_a_version_bundle_is_not_a_release_bundle(exported: Exported, tmp_path: Path) -> None:
+    bundle = tmp_path / "version.evidence"
+    _ok(
+        run_modelward(
+            "evidence", "export", "models:/llama/1", "--out", str(bundle),
+            env={"MODELWARD_HOME": str(exported.home), "MODELWARD_ACTOR": "alice"},
+        )
+    )  # fmt: skip
+    _ok(_verify(exported, bundle, "--uri", "models:/llama/1", "--model", "llama"))
+    failures = dict(_failures(_verify(exported, bundle, "--environment", "production")))
+    assert "not the evidence of a release" in failures["expected"]
+
+
 def test_witness_policy_fails_when_too_few_vouched(exported: Exported) -> None:
     result = _verify(exported, exported.bundle, *exported.witness_keys, "--witnesses", "3")
     failures = _failures(result)

@@ -49,6 +49,7 @@ from modelward.core.evidence_archive import read_archive
 from modelward.core.intoto import Statement
 from modelward.core.ledger_leaf import event_leaf_data
 from modelward.core.merkle import leaf_hash
+from modelward.core.release import Release
 from modelward.core.release_authority import DecisionSummary
 from modelward.errors import InputError, ModelwardError
 from modelward.services.evidence_index import index_shape_problems
@@ -84,12 +85,43 @@ class EvidenceTrust:
     allow_unsigned_approvals: bool = False
 
 
+@dataclass(frozen=True)
+class EvidenceExpectation:
+    """What the caller expects the bundle to be about; each given field must hold (the
+    `expected` link), so a bundle of another model, version or release fails.
+
+    `uri` is `models:/NAME/N` or `sha256:ROOT`; `environment` requires the bundle to be the
+    evidence of a release in that environment."""
+
+    model: str | None = None
+    uri: str | None = None
+    environment: str | None = None
+
+    def __post_init__(self) -> None:
+        uri = self.uri
+        if uri is not None and not (
+            (uri.startswith("models:/") and uri.rsplit("/", 1)[-1].isdigit() and "@" not in uri)
+            or (uri.startswith("sha256:") and len(uri) == 71)
+        ):
+            raise InputError(
+                f"--uri {uri!r}: give the version as models:/NAME/N or sha256:ROOT_DIGEST (an "
+                "alias cannot be checked offline)"
+            )
+
+    @property
+    def given(self) -> bool:
+        return (self.model, self.uri, self.environment) != (None, None, None)
+
+
 @dataclass
 class EvidenceReport:
     uri: str | None
     release: str | None
     checks: list[EvidenceCheck] = field(default_factory=list)
     witnesses: WitnessTally | None = None
+    exported_at: str | None = None
+    exported_by: str | None = None
+    checkpoint: Checkpoint | None = None  # the verified checkpoint: as of when the bundle holds
 
     @property
     def ok(self) -> bool:
@@ -107,7 +139,27 @@ class EvidenceReport:
             "checks": [c.to_dict() for c in self.checks],
             "failed": len(self.failures),
             "witnesses": None if self.witnesses is None else self.witnesses.to_dict(),
+            "exported_at": self.exported_at,
+            "exported_by": self.exported_by,
+            "checkpoint": None
+            if self.checkpoint is None
+            else {"origin": self.checkpoint.origin, "size": self.checkpoint.size},
         }
+
+    def as_of(self) -> str:
+        """`as of the checkpoint of log ORIGIN at size N; exported at T by ACTOR`."""
+        parts = []
+        if self.checkpoint is not None:
+            parts.append(
+                f"as of the checkpoint of log {self.checkpoint.origin} at size "
+                f"{self.checkpoint.size}"
+            )
+        if self.exported_at is not None:
+            parts.append(
+                f"exported at {self.exported_at}"
+                + (f" by {self.exported_by}" if self.exported_by else "")
+            )
+        return "; ".join(parts)
 
 
 class _Fail(Exception):
@@ -160,6 +212,8 @@ class _Verification:
         self.events: dict[int, dict[str, Any]] = {}  # seq -> verified event document
         self.root = ""
         self.uri = ""
+        self.model = ""
+        self.proven_releases: dict[str, Release] = {}
         self.origin = ""
         self.checkpoint: Checkpoint | None = None
         self.ledger: NoteVerifier | None = None
@@ -233,6 +287,10 @@ class _Verification:
         self.origin = str(registry.get("origin", ""))
         self.report.uri = self.uri
         self.report.release = predicate.get("release")
+        self.report.exported_at = predicate.get("exported_at")
+        exported_by = predicate.get("exported_by")
+        self.report.exported_by = exported_by if isinstance(exported_by, str) else None
+        self.model = str(version.get("model", ""))
         written = json.dumps(envelope.to_dict(), indent=2, sort_keys=True).encode() + b"\n"
         if written != raw or len(envelope.signatures) != 1:
             self.fail("index", "not byte for byte what the registry writes (changed?)")
@@ -273,6 +331,7 @@ class _Verification:
                 self.checkpoint = open_checkpoint(note, self.ledger, self.origin)
             except ModelwardError as exc:
                 raise _Fail(f"not this log's checkpoint: {exc}") from exc
+            self.report.checkpoint = self.checkpoint
             return f"log {self.checkpoint.origin} at size {self.checkpoint.size}, signed by its key"
 
         if not self.run("checkpoint", check):
@@ -647,11 +706,10 @@ class _Verification:
             self.run(f"decision {_row_key(entry)}", check)
 
     def check_releases(self, described: Sequence[Mapping[str, Any]]) -> None:
-        from modelward.core.release import Release
         from modelward.core.release_authority import release_authority_problem
 
         checked: list[tuple[Mapping[str, Any], Release | str]] = []
-        proven: dict[str, Release] = {}
+        proven = self.proven_releases
         for entry in described:
             if entry.get("kind") != "release":
                 continue
@@ -711,6 +769,35 @@ class _Verification:
         if wanted is not None and wanted not in proven:
             self.fail(f"release {wanted}", "the bundle is of this release but holds no proof of it")
 
+    def check_expected(self, expect: EvidenceExpectation) -> None:
+        def check() -> str:
+            if expect.model is not None and self.model != expect.model:
+                raise _Fail(f"the bundle is of model {self.model}, not {expect.model}")
+            if expect.uri is not None:
+                ours = ("sha256:" + self.root) if expect.uri.startswith("sha256:") else self.uri
+                if ours != expect.uri:
+                    raise _Fail(f"the bundle is of {ours}, not {expect.uri}")
+            what = self.uri
+            if expect.environment is not None:
+                wanted = self.report.release
+                if wanted is None:
+                    raise _Fail(
+                        f"the bundle is of {self.uri}, not the evidence of a release (export it "
+                        "with --release ENV --model NAME)"
+                    )
+                release = self.proven_releases.get(wanted)
+                if release is None:
+                    raise _Fail(f"the bundle holds no proof of its release {wanted}")
+                if release.environment != expect.environment:
+                    raise _Fail(
+                        f"the bundle is of release {wanted} in {release.environment}, not "
+                        f"{expect.environment}"
+                    )
+                what = f"release {wanted} of {self.uri} in {release.environment}"
+            return f"the bundle is the evidence of {what}, as expected"
+
+        self.run("expected", check)
+
     def _approvals_counted(self, decided: tuple[str, list[str]]) -> None:
         environment, reviewers = decided
         for reviewer in reviewers:
@@ -733,12 +820,17 @@ def _entries(predicate: Mapping[str, Any], key: str) -> list[dict[str, Any]]:
     return [e for e in value if isinstance(e, dict)] if isinstance(value, list) else []
 
 
-def verify_evidence_bundle(data: bytes, trust: EvidenceTrust) -> EvidenceReport:
-    """Check every link of an evidence bundle offline; see the module docstring."""
+def verify_evidence_bundle(
+    data: bytes, trust: EvidenceTrust, expect: EvidenceExpectation | None = None
+) -> EvidenceReport:
+    """Check every link of an evidence bundle offline; see the module docstring. With `expect`,
+    the bundle must also be about that model, version or release (the `expected` link)."""
     archive = read_archive(data)
     run = _Verification(archive.members, trust)
     predicate = run.index()
     if predicate is None:
+        if expect is not None and expect.given:
+            run.fail("expected", "the index cannot be read, so what the bundle is about is unknown")
         return run.report
     if archive.canonical:
         run.ok("archive", f"canonical ustar, {len(archive.members)} members")
@@ -764,4 +856,6 @@ def verify_evidence_bundle(data: bytes, trust: EvidenceTrust) -> EvidenceReport:
     for name in run.order:
         if name in run.intact and name not in run.used:
             run.fail(f"member {name}", "no link of the bundle checks it (unknown member)")
+    if expect is not None and expect.given:
+        run.check_expected(expect)
     return run.report

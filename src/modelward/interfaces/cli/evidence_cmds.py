@@ -46,6 +46,13 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="accept approvals made before approvals were signed, on their ledger event alone",
     )
+    verify.add_argument("--model", metavar="NAME", help="fail unless the bundle is of this model")
+    verify.add_argument(
+        "--uri", metavar="URI", help="fail unless it is of this version (models:/NAME/N, sha256:)"
+    )
+    verify.add_argument(
+        "--environment", metavar="ENV", help="fail unless it is of the model's release in ENV"
+    )
     add_json_flag(verify)
     verify.set_defaults(handler=_verify)
 
@@ -97,10 +104,11 @@ def _write_new(path: Path, data: bytes) -> None:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from modelward.services.evidence_verify import verify_evidence_bundle
+    from modelward.services.evidence_verify import EvidenceExpectation, verify_evidence_bundle
 
+    expect = EvidenceExpectation(model=args.model, uri=args.uri, environment=args.environment)
     trust = _trust(args.trust, args.witnesses, args.allow_unsigned_approvals)
-    report = verify_evidence_bundle(_read_bundle(args.file), trust)
+    report = verify_evidence_bundle(_read_bundle(args.file), trust, expect)
     if args.json:
         emit_json(report.to_dict())
     else:
@@ -108,10 +116,14 @@ def _verify(args: argparse.Namespace) -> int:
             emit(check.line())
         failed = len(report.failures)
         subject = f"release {report.release} of {report.uri}" if report.release else report.uri
+        as_of = report.as_of()
         emit(
-            f"verified: every link of the evidence of {subject} holds"
-            if report.ok
-            else f"NOT verified: {failed} of {len(report.checks)} links fail"
+            (
+                f"verified: every link of the evidence of {subject} holds"
+                if report.ok
+                else f"NOT verified: {failed} of {len(report.checks)} links fail"
+            )
+            + (f" ({as_of})" if as_of else "")
         )
     return 0 if report.ok else 1
 
