@@ -227,7 +227,7 @@ def test_the_misbehaviour_log_is_capped(registry: Registry, tmp_path: Path) -> N
     witnesses, [endpoint], service = _setup(registry, "w1.example")
     _grow(registry, 4)
     honest = service.checkpoint([endpoint])
-    store = DirectoryWitnessState(tmp_path / "state", max_misbehaviour_bytes=3000)
+    store = DirectoryWitnessState(tmp_path / "state", init=True, max_misbehaviour_bytes=3000)
     try:
         store.save(StoredWitnessState(audit.origin, honest.note, 1))
         reports: list[str] = []
@@ -331,7 +331,7 @@ def test_witness_state_in_a_folder_survives_a_restart(registry: Registry, tmp_pa
     audit = registry.audit()
     logs = {audit.origin: [audit.verifier]}
     key = Ed25519PrivateKey.generate()
-    store = DirectoryWitnessState(tmp_path / "state")
+    store = DirectoryWitnessState(tmp_path / "state", init=True)
     with pytest.raises(StorageError, match="another witness"):
         DirectoryWitnessState(tmp_path / "state")
     witness = WitnessService("w1.example", key, logs, store)
@@ -362,6 +362,57 @@ def test_witness_state_in_a_folder_survives_a_restart(registry: Registry, tmp_pa
             restarted.latest(audit.origin)
     finally:
         reopened.close()
+
+
+def test_a_lost_state_folder_is_not_started_over(tmp_path: Path) -> None:
+    """A witness that forgot what it cosigned can be made to cosign a rewritten history: a
+    missing or empty state folder is refused unless this is the witness's first start."""
+    import shutil
+
+    from modelward.errors import PathError
+
+    state = tmp_path / "state"
+    with pytest.raises(PathError, match="--init"):
+        DirectoryWitnessState(state)
+    assert not state.exists()
+    state.mkdir()
+    with pytest.raises(PathError, match="--init"):
+        DirectoryWitnessState(state)
+    DirectoryWitnessState(state, init=True).close()
+    DirectoryWitnessState(state).close()  # a restart of an initialised witness
+    with pytest.raises(PathError, match="already holds"):
+        DirectoryWitnessState(state, init=True)
+    shutil.rmtree(state)
+    with pytest.raises(PathError, match="was lost"):
+        DirectoryWitnessState(state)
+    # a folder from before the marker existed, holding state, is taken as initialised
+    legacy = tmp_path / "legacy"
+    (legacy / "logs").mkdir(parents=True)
+    (legacy / "logs" / ("0" * 64 + ".json")).write_text("{}")
+    DirectoryWitnessState(legacy).close()
+    assert (legacy / "witness.json").is_file()
+
+
+def test_a_500_names_no_server_path(registry: Registry, tmp_path: Path) -> None:
+    audit = registry.audit()
+    store = DirectoryWitnessState(tmp_path / "state", init=True)
+    try:
+        import hashlib
+
+        name = hashlib.sha256(audit.origin.encode()).hexdigest() + ".json"
+        (tmp_path / "state" / "logs" / name).write_text("{not json")
+        logged: list[str] = []
+        witness = WitnessService(
+            "w1.example", Ed25519PrivateKey.generate(), {audit.origin: [audit.verifier]}, store
+        )
+        body = AddCheckpointRequest(0, (), audit.checkpoint()).to_text().encode()
+        response = handle_add_checkpoint(witness, body, log=logged.append)
+        assert response.status == 500
+        assert str(tmp_path) not in response.body.decode()
+        assert b"server log" in response.body
+        assert logged and str(tmp_path) in logged[0]
+    finally:
+        store.close()
 
 
 def test_witness_config_file(tmp_path: Path) -> None:
