@@ -349,6 +349,17 @@ def test_untrusted_keys_and_bad_input(exported: Exported, tmp_path: Path) -> Non
     failures = _failures(no_uploader)
     assert len(failures) == 1 and "(uploader-signature)" in failures[0][0]
     assert "not trusted" in failures[0][1]
+    # offline, the fix is a --trust key, not the registry-side `modelward keys trust`
+    assert "--trust uploader=" in failures[0][1] and "keys trust" not in failures[0][1]
+    # a witness or ledger vkey file that does not parse is named
+    bad_vkey = tmp_path / "bad.vkey"
+    bad_vkey.write_text("garbage\n")
+    for role in ("witness", "ledger"):
+        trust = [t for t in exported.trust if not t.startswith(f"{role}=")]
+        bad = run_modelward(
+            "evidence", "verify", str(exported.bundle), "--trust", *trust, f"{role}={bad_vkey}",
+        )  # fmt: skip
+        assert bad.returncode == 2 and str(bad_vkey) in bad.stderr, (role, bad.stderr)
     # another registry key: the index and every registry-signed piece fail
     stranger = tmp_path / "stranger.key"
     _ok(run_modelward("keys", "generate", "--out", str(stranger)))

@@ -20,6 +20,7 @@ from modelward.core.witness_protocol import MAX_REQUEST_BYTES, SIZE_CONTENT_TYPE
 from modelward.services.witness import WitnessService
 
 CONNECTION_TIMEOUT = 30.0
+LISTEN_BACKLOG = 128
 
 
 def _status_for(exc: errors.ModelwardError) -> tuple[int, str, bytes]:
@@ -68,6 +69,9 @@ def _log_fault(log: Callable[[str], None] | None, message: str) -> None:
 
 class WitnessHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default listen backlog of 5 drops connections when a registry and its
+    # peers call at once; requests queue on the witness's lock instead
+    request_queue_size = LISTEN_BACKLOG
 
     def __init__(
         self, address: tuple[str, int], service: WitnessService, log: Callable[[str], None]

@@ -482,7 +482,9 @@ class _Verification:
         )
 
         verifier = AttestationVerifier(
-            self.trust.registry, [NamedKey(n, v) for n, v in self.trust.uploaders]
+            self.trust.registry,
+            [NamedKey(n, v) for n, v in self.trust.uploaders],
+            trust_hint="give the uploader's public key with --trust uploader=FILE",
         )
         model_ref = self.uri.removeprefix("models:/")
         kinds = []

@@ -415,6 +415,34 @@ def test_a_500_names_no_server_path(registry: Registry, tmp_path: Path) -> None:
         store.close()
 
 
+def test_the_witness_server_queues_concurrent_connections() -> None:
+    """A listen backlog of 5 dropped the sixth concurrent connection; 64 connect at once while
+    the server is busy (not accepting) and every one is queued."""
+    import socket
+
+    from modelward.interfaces.witness_http import WitnessHTTPServer
+
+    service = WitnessService("w1.example", Ed25519PrivateKey.generate(), {}, MemoryWitnessState())
+    server = WitnessHTTPServer(("127.0.0.1", 0), service, lambda _: None)
+    sockets: list[socket.socket] = []
+    try:
+        connected = 0
+        for _ in range(64):
+            client = socket.socket()
+            client.settimeout(0.5)
+            sockets.append(client)
+            try:
+                client.connect(server.server_address[:2])
+                connected += 1
+            except OSError:
+                pass
+        assert connected == 64
+    finally:
+        for client in sockets:
+            client.close()
+        server.server_close()
+
+
 def test_witness_config_file(tmp_path: Path) -> None:
     config = WitnessConfigFile(tmp_path)
     assert config.load() == []

@@ -146,9 +146,8 @@ def _trust(values: list[str], required: int, allow_unsigned: bool) -> Any:
     """The keys of `--trust`, each sorted into its role (see the option's help)."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-    from modelward.core.checkpoint import NoteVerifier
     from modelward.errors import InputError, KeyFormatError
-    from modelward.interfaces.cli._notekeys import read_text_file, witness_key
+    from modelward.interfaces.cli._notekeys import read_text_file, verifier_key_in, witness_key
     from modelward.services.evidence_verify import EvidenceTrust
     from modelward.signing.keys import Verifier, public_key_from_pem
 
@@ -174,7 +173,7 @@ def _trust(values: list[str], required: int, allow_unsigned: bool) -> Any:
             witnesses.append(witness_key(path))
             continue
         if role == "ledger" and not is_pem:
-            ledger.append(NoteVerifier.from_verifier_key(text.strip()))
+            ledger.append(verifier_key_in(path, text))
             continue
         if not is_pem:
             raise KeyFormatError(f"{path}: a {role} key is a PEM public key file")
