@@ -256,6 +256,23 @@ def test_an_extra_layer_the_signature_does_not_name_is_refused(
     assert layer_gets(twin) == []
 
 
+def test_a_layer_size_beyond_the_free_space_is_refused_before_downloading(
+    published: tuple[OciTwin, str, OciService], tmp_path: Path
+) -> None:
+    """The OMS signature pins each file's digest but not its size, so a hostile registry can
+    name any size for a layer (and stream that much before the digest fails): a pull whose
+    layers could not fit is refused before a byte is written."""
+    twin, digest, svc = published
+
+    def inflate(document: dict[str, Any]) -> None:
+        document["layers"][-1]["size"] = 10**18
+
+    evil = _repackage(twin, digest, inflate)
+    with pytest.raises(InputError, match="free"):
+        svc.pull(f"{HOST}/{REPO}@{evil}", tmp_path / "out")
+    assert layer_gets(twin) == [] and not (tmp_path / "out").exists()
+
+
 def test_layers_renamed_against_the_signature_are_refused(
     published: tuple[OciTwin, str, OciService], tmp_path: Path
 ) -> None:
