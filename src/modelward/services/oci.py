@@ -364,8 +364,10 @@ def _evidence(path: Path, media_type: str | None) -> _Attachment:
         raise PathError(f"{path}: no such evidence file")
     if media_type is None:
         with open(path, "rb") as handle:
-            head = handle.read(4)
-        if head.startswith(b"PK\x03\x04"):
+            head = handle.read(265)
+        if head[257:262] == b"ustar":  # a tar, as `evidence export` writes
+            media_type = oci.EVIDENCE + "+tar"
+        elif head.startswith(b"PK\x03\x04"):
             media_type = oci.EVIDENCE + "+zip"
         elif head.startswith(b"\x1f\x8b"):
             media_type = oci.EVIDENCE + "+gzip"

@@ -429,3 +429,33 @@ def test_a_push_that_fails_before_its_referrers_are_attached_tags_nothing(
     with pytest.raises(DependencyError):
         service(registry, twin).push(uri, f"{HOST}/{REPO}:v1")
     assert (REPO, "v1") not in twin.tags
+
+
+def _evidence_layer(twin: OciTwin, digest: str) -> dict[str, Any]:
+    for data, _ in twin.manifests.values():
+        document = json.loads(data)
+        if document.get("artifactType") == oci.EVIDENCE and (
+            document.get("subject", {}).get("digest") == digest
+        ):
+            layer: dict[str, Any] = document["layers"][0]
+            return layer
+    raise AssertionError("no evidence referrer")
+
+
+def test_an_evidence_bundle_is_attached_as_the_documented_tar_media_type(
+    registry: Registry, tmp_path: Path
+) -> None:
+    """docs/evidence.md names `application/vnd.modelward.evidence.v1+tar`: so does the layer,
+    whether the bundle is exported at push time or given with --evidence."""
+    from modelward.services.evidence_bundle import MEDIA_TYPE, export_bundle
+
+    assert MEDIA_TYPE == oci.EVIDENCE + "+tar"
+    uri, _ = pushed(registry, tmp_path)
+    twin = OciTwin()
+    exported = service(registry, twin).push(uri, f"{HOST}/{REPO}:v1")
+    assert _evidence_layer(twin, exported.digest)["mediaType"] == MEDIA_TYPE
+    bundle = tmp_path / "given.evidence"
+    bundle.write_bytes(export_bundle(registry.context, uri, actor="alice"))
+    twin = OciTwin()
+    given = service(registry, twin).push(uri, f"{HOST}/{REPO}:v1", evidence=bundle)
+    assert _evidence_layer(twin, given.digest)["mediaType"] == MEDIA_TYPE
