@@ -229,11 +229,12 @@ def _attr(key: str, value: object) -> dict[str, object]:
 def seed_runtime(
     world: World, *, promote_candidate: bool, spans: int = SPANS_PER_ARM
 ) -> RuntimeSeed:
-    """Runtime records for llama-chat in staging, as a service and an operator make them:
-    a canary of v2 started two hours ago (against the v1 release; with `promote_candidate`,
-    v2 is released first and its canary compares its release with the one before), `spans`
-    requests per arm ingested as OTLP JSON, two judgements (20 and 61 minutes in) recorded,
-    and one alert delivered to a webhook on its second attempt (the first got a 503)."""
+    """Runtime records for llama-chat in staging, as a service and an operator make them: a
+    canary of v2 started two hours ago (against the v1 release; with `promote_candidate`, v2 is
+    released first and its canary compares its release with the one before), `spans` requests
+    per arm ingested as OTLP JSON, two judgements recorded (20 minutes in, when 42 requests per
+    arm count with the clock skew allowed; 61 minutes in, all of them), and one alert delivered
+    to a webhook on its second attempt (the first got a 503)."""
     from modelward.services.alerts import AlertService
     from modelward.services.canary import CanaryService, telemetry_source
     from modelward.services.telemetry import TelemetryService
@@ -244,7 +245,7 @@ def seed_runtime(
     with world.ctx.database.read() as conn:
         history = [r.release for r in GateRepository(conn).releases("llama-chat", "staging")]
     now = dt.datetime.now(dt.UTC)
-    started = now - dt.timedelta(hours=2)
+    started = (now - dt.timedelta(hours=2)).replace(microsecond=0)
     start_ns = int(started.timestamp() * 1e9)
     canary = CanaryService(
         world.ctx, actor="rex", source=telemetry_source(world.ctx), clock=lambda: started
@@ -256,8 +257,8 @@ def seed_runtime(
     accepted = telemetry.ingest_otlp(runtime_spans(spans, 1, start_ns, baseline)).accepted
     accepted += telemetry.ingest_otlp(runtime_spans(spans, 2, start_ns, candidate)).accepted
     verdicts = []
-    for minutes in (20, 61):
-        at = started + dt.timedelta(minutes=minutes)
+    for seconds in (20 * 60 + 15, 61 * 60 + 15):
+        at = started + dt.timedelta(seconds=seconds)
         judge = CanaryService(
             world.ctx, actor="rex", source=telemetry_source(world.ctx), clock=lambda at=at: at
         )

@@ -49,7 +49,7 @@ def _signal_charts(m: ModelRuntime) -> list[dict[str, Any]]:
             "data": {
                 "x": list(m.series.x),
                 "series": {k: list(v) for k, v in m.series.observed(signal).items()},
-                "x_label": "time",
+                "x_label": "time (UTC)",
                 "time_x": True,
             },
         }
