@@ -171,18 +171,25 @@ class RuntimeSeed:
 
 
 def runtime_spans(
-    n: int, version: int, start_ns: int, release_id: str | None, *, every_s: float = SPAN_EVERY_S
+    n: int,
+    version: int,
+    start_ns: int,
+    release_id: str | None,
+    *,
+    every_s: float = SPAN_EVERY_S,
+    first: int = 0,
 ) -> bytes:
     """`n` OTLP JSON spans of llama-chat in staging, one every `every_s` seconds from
-    `start_ns`, with fixed values (so totals are known): the baseline v1 at 200-240 ms
-    (mean 220), first token at 50 ms, 100-102 output tokens (mean 101), a refusal every 20th;
-    the candidate v2 at 300-340 ms (mean 320), first token at 80 ms, 150 tokens, a refusal
-    every 10th and an error every 40th. A span names its release, or (none) its model,
+    `start_ns`, numbered from `first`, with fixed values (so totals are known): the baseline v1
+    at 200-240 ms (mean 220), first token at 50 ms, 100-102 output tokens (mean 101), a refusal
+    every 20th; the candidate v2 at 300-340 ms (mean 320), first token at 80 ms, 150 tokens, a
+    refusal every 10th and an error every 40th. A span names its release, or (none) its model,
     version, environment and arm `canary`."""
     candidate = version != 1
     spans = []
-    for i in range(n):
-        end = start_ns + int((i + 1) * every_s * 1e9)
+    for k in range(n):
+        i = first + k  # the span's number in the whole series (ids, values)
+        end = start_ns + int((k + 1) * every_s * 1e9)
         duration = (0.30 if candidate else 0.20) + (i % 5) * 0.01
         attributes: list[dict[str, object]] = [
             _attr("gen_ai.operation.name", "chat"),
@@ -227,7 +234,11 @@ def _attr(key: str, value: object) -> dict[str, object]:
 
 
 def seed_runtime(
-    world: World, *, promote_candidate: bool, spans: int = SPANS_PER_ARM
+    world: World,
+    *,
+    promote_candidate: bool,
+    spans: int = SPANS_PER_ARM,
+    every_s: float = SPAN_EVERY_S,
 ) -> RuntimeSeed:
     """Runtime records for llama-chat in staging, as a service and an operator make them: a
     canary of v2 started two hours ago (against the v1 release; with `promote_candidate`, v2 is
@@ -254,8 +265,18 @@ def seed_runtime(
     baseline = str(plan["baseline_release_id"])
     candidate = history[-1].release_id if promote_candidate else None
     telemetry = TelemetryService(world.ctx, actor="rex")
-    accepted = telemetry.ingest_otlp(runtime_spans(spans, 1, start_ns, baseline)).accepted
-    accepted += telemetry.ingest_otlp(runtime_spans(spans, 2, start_ns, candidate)).accepted
+    accepted = 0
+    for version, release in ((1, baseline), (2, candidate)):
+        for first in range(0, spans, 1000):  # OTLP batches as an exporter sends them
+            body = runtime_spans(
+                min(1000, spans - first),
+                version,
+                start_ns + int(first * every_s * 1e9),
+                release,
+                every_s=every_s,
+                first=first,
+            )
+            accepted += telemetry.ingest_otlp(body).accepted
     verdicts = []
     for seconds in (20 * 60 + 15, 61 * 60 + 15):
         at = started + dt.timedelta(seconds=seconds)

@@ -156,9 +156,12 @@ class RuntimeConsoleService:
         range_name: str = DEFAULT_RANGE,
         *,
         with_alerts: bool = True,
+        with_drift: bool = True,
     ) -> RuntimeView:
         """`released`: environment -> the models released there that the caller may see, in
-        the order to show them. `with_alerts=False` leaves the registry-wide deliveries out."""
+        the order to show them. `with_alerts=False` leaves the registry-wide deliveries out;
+        `with_drift=False` leaves drift out (it reads every request of two releases: a page
+        asks `drift` for it separately)."""
         from modelward.errors import InputError
 
         if range_name not in RANGES:
@@ -171,7 +174,9 @@ class RuntimeConsoleService:
         environments = tuple(
             (
                 env,
-                tuple(self._model(m, env, since_ns, until_ns, window_s) for m in models),
+                tuple(
+                    self._model(m, env, since_ns, until_ns, window_s, with_drift) for m in models
+                ),
             )
             for env, models in released.items()
         )
@@ -187,7 +192,13 @@ class RuntimeConsoleService:
         )
 
     def _model(
-        self, model: str, environment: str, since_ns: int, until_ns: int, window_s: int
+        self,
+        model: str,
+        environment: str,
+        since_ns: int,
+        until_ns: int,
+        window_s: int,
+        with_drift: bool,
     ) -> ModelRuntime:
         from modelward.services.canary import CanaryService
         from modelward.services.telemetry import TelemetryService
@@ -201,7 +212,7 @@ class RuntimeConsoleService:
         totals = TelemetryService(self.ctx, self.actor).series(
             model, environment, since_ns=since_ns, until_ns=until_ns, window_s=window_s
         )
-        drift, drift_problem = self._drift(model, environment)
+        drift, drift_problem = self.drift(model, environment) if with_drift else (None, None)
         return ModelRuntime(
             model=model,
             environment=environment,
@@ -213,7 +224,9 @@ class RuntimeConsoleService:
             drift_problem=drift_problem,
         )
 
-    def _drift(self, model: str, environment: str) -> tuple[DriftView | None, str | None]:
+    def drift(self, model: str, environment: str) -> tuple[DriftView | None, str | None]:
+        """The drift of the environment's current release against the release before it
+        (`DriftService.report`), or why there is none."""
         from modelward.services.canary import telemetry_source
         from modelward.services.drift import DriftService
 

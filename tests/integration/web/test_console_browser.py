@@ -266,10 +266,13 @@ def _journey(journey: Journey, world: dict[str, Any], expect: Any) -> None:
     expect(panel.locator(".chart-area canvas")).to_have_count(6)
     expect(panel.locator(".chart-empty")).to_have_count(0)
     expect(releaser.get_by_test_id("alert")).to_contain_text("delivered")
+    # drift arrives by its own request (htmx): after the rollback, neither release served any
+    expect(panel.get_by_test_id("drift-state")).to_contain_text("not judged")
     releaser.get_by_label("Time range").select_option("6h")  # keyboard-reachable native form
     releaser.get_by_role("button", name="Show").click()
     releaser.wait_for_url("**/ui/runtime?range=6h")
     expect(releaser.get_by_test_id("runtime-range")).to_contain_text("windows of 5 minutes")
+    expect(releaser.get_by_test_id("drift-state")).to_contain_text("not judged")
     journey.shot(releaser, "13-runtime")
 
     # -- on a phone ---------------------------------------------------------------------------

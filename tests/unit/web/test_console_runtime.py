@@ -156,7 +156,16 @@ def test_drift_against_the_release_before_with_its_thresholds(
     seeded: tuple[Served, RuntimeSeed],
 ) -> None:
     served, _ = seeded
-    panel = _article(served.client("vic").get("/ui/runtime").text, "staging", "llama-chat")
+    client = served.client("vic")
+    page = _article(client.get("/ui/runtime").text, "staging", "llama-chat")
+    # the page loads drift by its own request (htmx), and links to it without JavaScript
+    link = "/ui/runtime/drift?model=llama-chat&amp;environment=staging"
+    assert f'hx-get="{link}"' in page and f'href="{link}"' in page
+    answer = client.get(
+        "/ui/runtime/drift", params={"model": "llama-chat", "environment": "staging"}
+    )
+    assert answer.status_code == 200
+    panel = answer.text
     assert "<code>rel-2</code> against <code>rel-1</code>" in panel
     assert 'data-testid="drift-state">drift' in panel
     assert "PSI (alert ≥ 0.2)" in panel and "(≥ 0.1)" in panel
@@ -199,6 +208,9 @@ def test_a_viewer_limited_to_another_model_pattern_sees_none_of_it(
     assert 'data-testid="no-runtime"' in html
     assert 'data-testid="alerts-hidden"' in html and 'data-testid="alerts"' not in html
     assert "ops-pager" not in html and seed.baseline_release_id not in html
+    limited = served.client("vic", model_pattern="mistral-*")
+    drift = limited.get("/ui/runtime/drift?model=llama-chat&environment=staging")
+    assert drift.status_code == 403 and "rel-1" not in drift.text
     # a pattern that matches it sees it
     mine = served.client("vic", model_pattern="llama-*").get("/ui/runtime").text
     assert 'data-testid="runtime-staging-llama-chat"' in mine
@@ -216,8 +228,8 @@ def test_a_tampered_verdict_is_shown_as_untrusted_not_as_data(
         served.sql("UPDATE canary_verdicts SET verdict = 'inconclusive' WHERE id = 1")
     assert 'data-testid="canary-problem"' in panel and "not trusted" in panel
     assert 'data-testid="canary-verdicts"' not in panel
-    # the telemetry and drift panels do not depend on it
-    assert 'data-testid="release-totals"' in panel and 'data-testid="drift"' in panel
+    # the telemetry panel does not depend on it
+    assert 'data-testid="release-totals"' in panel
 
 
 def test_an_empty_registry_says_so_in_every_panel(
@@ -251,10 +263,13 @@ def test_a_model_released_without_runtime_records_shows_each_empty_state(
     world = build_world(tmp_path)
     served = Served(_serve(world.home, tmp_path, world.ctx), world.home)
     try:
-        html = served.client("vic").get("/ui/runtime").text
+        client = served.client("vic")
+        html = client.get("/ui/runtime").text
+        drift = client.get("/ui/runtime/drift?model=llama-chat&environment=staging").text
     finally:
         served.registry.close()
     panel = _article(html, "staging", "llama-chat")
-    for empty in ("canary-empty", "telemetry-empty", "drift-empty"):
+    for empty in ("canary-empty", "telemetry-empty"):
         assert f'data-testid="{empty}"' in panel, empty
+    assert 'data-testid="drift-empty"' in drift
     assert 'data-testid="no-runtime"' not in html

@@ -3,7 +3,9 @@ that is released there: its canary (candidate against baseline, every recorded v
 per-metric statistics, and a chart of the Holm-adjusted p-values over the judgements), its
 requests per release as charts over the chosen time range (latency, time to first token,
 refusal and error rates, output tokens) with the totals in a table, its drift against the
-release before with the alert thresholds, and the registry's recent alert deliveries.
+release before with the alert thresholds (its own request, `/ui/runtime/drift`, loaded into
+the page by htmx: it reads every request of two releases), and the registry's recent alert
+deliveries.
 
 Authorises like the other pages (a model-limited token sees only its models, and no alert
 deliveries: they name no model), reads through `RuntimeConsoleService`, and turns its typed
@@ -104,7 +106,11 @@ def runtime(
         models = [m for m in console.models() if principal.allows_model(m.name)]
         released = {env: [m.name for m in models if env in m.environments] for env in names}
         view = RuntimeConsoleService(registry.ctx, principal.name).view(
-            released, registry.now(), time_range, with_alerts=principal.model_pattern is None
+            released,
+            registry.now(),
+            time_range,
+            with_alerts=principal.model_pattern is None,
+            with_drift=False,  # loaded by its own request (`drift` below)
         )
     return render(
         request,
@@ -114,4 +120,31 @@ def runtime(
         ranges=list(RANGES),
         model_pattern=principal.model_pattern,
         any_model=any(models for _, models in view.environments),
+    )
+
+
+@router.get("/runtime/drift", response_class=HTMLResponse)
+def drift(
+    request: Request,
+    model: str = Query(..., max_length=200),
+    environment: str = Query(..., max_length=100),
+    session: WebSession = SignedIn,
+) -> HTMLResponse:
+    """The drift panel of one model in one environment (the runtime page loads it with htmx,
+    or links to it): it reads every request of two releases, so it is its own request."""
+    from modelward.services.console_runtime import RuntimeConsoleService
+
+    registry, principal = _registry(request), session.principal
+    authorise(registry.ctx, principal, Action.VIEW, model=model)
+    with bind_principal(principal):
+        found, problem = RuntimeConsoleService(registry.ctx, principal.name).drift(
+            model, environment
+        )
+    return render(
+        request,
+        "runtime_drift.html",
+        drift=found,
+        problem=problem,
+        model=model,
+        environment=environment,
     )
