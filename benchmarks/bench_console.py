@@ -1,9 +1,10 @@
 """Console page render time (server side), against the target of 300 ms per page: a version
 with 50 evaluations and 200 decisions, and the ledger page of a 1,000,000-event ledger (the
-newest page, one in the middle, the oldest).
+newest page, one in the middle, the oldest), and the runtime page with 10,000 spans (a canary
+with two verdicts, drift between two releases, an alert).
 
     .venv/bin/python benchmarks/bench_console.py [--events 1000000] [--evaluations 50]
-        [--decisions 200] [--samples 20] [--dir DIR]
+        [--decisions 200] [--spans 10000] [--samples 20] [--dir DIR]
 
 The registry is a real one on SQLite (`modelward init`), filled through the services (the
 ledger's bulk is appended, sealed, in batches of 50,000). Each page is requested in-process
@@ -66,6 +67,7 @@ def main() -> None:
     parser.add_argument("--evaluations", type=int, default=50)
     parser.add_argument("--decisions", type=int, default=200)
     parser.add_argument("--samples", type=int, default=20)
+    parser.add_argument("--spans", type=int, default=10_000, help="runtime page: 0 skips it")
     parser.add_argument("--dir", type=Path, default=None)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=args.dir, prefix="bench-console-") as work:
@@ -152,6 +154,31 @@ def run(root: Path, args: argparse.Namespace) -> None:
         _time(client, "/ui/ledger?before=50", args.samples),
     )
     _report("models page", _time(client, "/ui/models", args.samples))
+    if args.spans:
+        from tests.console_world import seed_runtime
+
+        began = time.perf_counter()
+        # half the spans per arm over the canary's first 100 minutes, two judgements, an alert
+        seed = seed_runtime(
+            world, promote_candidate=True, spans=args.spans // 2, every_s=6000 / (args.spans // 2)
+        )
+        print(
+            f"runtime: {seed.accepted:,} spans of llama-chat in staging, a canary with "
+            f"{len(seed.verdicts)} verdicts, an alert "
+            f"(seeded in {time.perf_counter() - began:.1f} s)"
+        )
+        _report(
+            f"runtime page, 24 h ({seed.accepted:,} spans)",
+            _time(client, "/ui/runtime", args.samples),
+        )
+        _report(
+            f"runtime page, 7 d ({seed.accepted:,} spans)",
+            _time(client, "/ui/runtime?range=7d", args.samples),
+        )
+        _report(
+            f"runtime drift panel ({seed.accepted:,} spans)",
+            _time(client, "/ui/runtime/drift?model=llama-chat&environment=staging", args.samples),
+        )
     client.close()
     registry.close()
 

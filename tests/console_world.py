@@ -152,3 +152,143 @@ def build_world(root: Path) -> World:
     gate = GateService(ctx, actor="rex")
     gate.promote(v1, "staging", flags={"temperature": 0.2}, risk_tier="medium")
     return world
+
+
+# --------------------------------------------------------------------------- runtime
+
+WEBHOOK_SECRET = b"a webhook secret of 32 bytes...."
+SPANS_PER_ARM = 120
+SPAN_EVERY_S = 30
+
+
+@dataclass(frozen=True)
+class RuntimeSeed:
+    started: dt.datetime  # the canary's start; spans follow every SPAN_EVERY_S seconds
+    baseline_release_id: str
+    candidate_release_id: str | None  # None: a split canary (the candidate is not released)
+    verdicts: tuple[str, ...]
+    accepted: int  # spans stored
+
+
+def runtime_spans(
+    n: int,
+    version: int,
+    start_ns: int,
+    release_id: str | None,
+    *,
+    every_s: float = SPAN_EVERY_S,
+    first: int = 0,
+) -> bytes:
+    """`n` OTLP JSON spans of llama-chat in staging, one every `every_s` seconds from
+    `start_ns`, numbered from `first`, with fixed values (so totals are known): the baseline v1
+    at 200-240 ms (mean 220), first token at 50 ms, 100-102 output tokens (mean 101), a refusal
+    every 20th; the candidate v2 at 300-340 ms (mean 320), first token at 80 ms, 150 tokens, a
+    refusal every 10th and an error every 40th. A span names its release, or (none) its model,
+    version, environment and arm `canary`."""
+    candidate = version != 1
+    spans = []
+    for k in range(n):
+        i = first + k  # the span's number in the whole series (ids, values)
+        end = start_ns + int((k + 1) * every_s * 1e9)
+        duration = (0.30 if candidate else 0.20) + (i % 5) * 0.01
+        attributes: list[dict[str, object]] = [
+            _attr("gen_ai.operation.name", "chat"),
+            _attr("gen_ai.usage.output_tokens", 150 if candidate else 100 + i % 3),
+            _attr("gen_ai.server.time_to_first_token", 0.08 if candidate else 0.05),
+            _attr("modelward.refusal", i % (10 if candidate else 20) == 0),
+        ]
+        if release_id is not None:
+            attributes.append(_attr("modelward.release", release_id))
+        else:
+            attributes += [
+                _attr("modelward.model", "llama-chat"),
+                _attr("modelward.version", version),
+                _attr("modelward.environment", "staging"),
+                _attr("modelward.arm", "canary"),
+            ]
+        error = candidate and i % 40 == 0
+        spans.append(
+            {
+                "traceId": f"{version:02x}{start_ns % 2**64:016x}{i:014x}",
+                "spanId": f"{i + 1:016x}",
+                "name": "chat llama-chat",
+                "kind": 3,
+                "startTimeUnixNano": str(end - int(duration * 1e9)),
+                "endTimeUnixNano": str(end),
+                "attributes": attributes,
+                "status": {"code": 2 if error else 0},
+            }
+        )
+    body = {"resourceSpans": [{"resource": {"attributes": []}, "scopeSpans": [{"spans": spans}]}]}
+    return json.dumps(body).encode()
+
+
+def _attr(key: str, value: object) -> dict[str, object]:
+    if isinstance(value, bool):
+        return {"key": key, "value": {"boolValue": value}}
+    if isinstance(value, int):
+        return {"key": key, "value": {"intValue": str(value)}}
+    if isinstance(value, float):
+        return {"key": key, "value": {"doubleValue": value}}
+    return {"key": key, "value": {"stringValue": value}}
+
+
+def seed_runtime(
+    world: World,
+    *,
+    promote_candidate: bool,
+    spans: int = SPANS_PER_ARM,
+    every_s: float = SPAN_EVERY_S,
+) -> RuntimeSeed:
+    """Runtime records for llama-chat in staging, as a service and an operator make them: a
+    canary of v2 started two hours ago (against the v1 release; with `promote_candidate`, v2 is
+    released first and its canary compares its release with the one before), `spans` requests
+    per arm ingested as OTLP JSON, two judgements recorded (20 minutes in, when 42 requests per
+    arm count with the clock skew allowed; 61 minutes in, all of them), and one alert delivered
+    to a webhook on its second attempt (the first got a 503)."""
+    from modelward.services.alerts import AlertService
+    from modelward.services.canary import CanaryService, telemetry_source
+    from modelward.services.telemetry import TelemetryService
+    from modelward.storage.metadata.gate_repository import GateRepository
+
+    if promote_candidate:
+        GateService(world.ctx, actor="rex").promote("models:/llama-chat/2", "staging")
+    with world.ctx.database.read() as conn:
+        history = [r.release for r in GateRepository(conn).releases("llama-chat", "staging")]
+    now = dt.datetime.now(dt.UTC)
+    started = (now - dt.timedelta(hours=2)).replace(microsecond=0)
+    start_ns = int(started.timestamp() * 1e9)
+    canary = CanaryService(
+        world.ctx, actor="rex", source=telemetry_source(world.ctx), clock=lambda: started
+    )
+    plan = canary.start("llama-chat", "staging", "models:/llama-chat/2", min_samples=50)
+    baseline = str(plan["baseline_release_id"])
+    candidate = history[-1].release_id if promote_candidate else None
+    telemetry = TelemetryService(world.ctx, actor="rex")
+    accepted = 0
+    for version, release in ((1, baseline), (2, candidate)):
+        for first in range(0, spans, 1000):  # OTLP batches as an exporter sends them
+            body = runtime_spans(
+                min(1000, spans - first),
+                version,
+                start_ns + int(first * every_s * 1e9),
+                release,
+                every_s=every_s,
+                first=first,
+            )
+            accepted += telemetry.ingest_otlp(body).accepted
+    verdicts = []
+    for seconds in (20 * 60 + 15, 61 * 60 + 15):
+        at = started + dt.timedelta(seconds=seconds)
+        judge = CanaryService(
+            world.ctx, actor="rex", source=telemetry_source(world.ctx), clock=lambda at=at: at
+        )
+        verdicts.append(judge.judge("llama-chat", "staging").verdict.verdict)
+    AlertService(world.ctx, actor=ADMIN).add_webhook(
+        "ops-pager", "https://hooks.example.org/modelward", "ops-1", WEBHOOK_SECRET
+    )
+    answers = iter((503, 200))
+    AlertService(
+        world.ctx, actor="rex", post=lambda url, body, headers: next(answers), sleep=lambda s: None
+    ).send("canary.rollback", {"model": "llama-chat", "environment": "staging"})
+    return RuntimeSeed(started, baseline, candidate, tuple(verdicts), accepted)

@@ -144,6 +144,7 @@ class AlertService:
             current = _current(CanaryRepository(conn).webhooks())
             return [
                 {
+                    "id": w.id,
                     "name": w.name,
                     "url": w.url,
                     "key_id": w.key_id,

@@ -41,6 +41,7 @@ from modelward.errors import (
     DeniedError,
     InputError,
     NotFoundError,
+    SignatureFormatError,
     VerificationError,
 )
 from modelward.runtime.canary import (
@@ -54,6 +55,7 @@ from modelward.runtime.canary import (
 )
 from modelward.runtime.sources import ObservationSource
 from modelward.services._canary_rows import envelope_problem, observations_digest, plan_of
+from modelward.services.canary_history import CanaryHistory
 from modelward.services.context import RegistryContext, current_actor, utc_now
 from modelward.services.gate_config import GateConfig, load_gate_config
 from modelward.services.registry import resolve_in
@@ -564,6 +566,47 @@ class CanaryService:
             "baseline_release_id": plan.baseline_release_id,
             **report.to_dict(),
         }
+
+    # -- history ----------------------------------------------------------------------------
+
+    def history(self, model: str, environment: str) -> CanaryHistory | None:
+        """The latest canary of `model` in `environment` and every verdict recorded on it,
+        with the statistics each verdict's signed statement carries; None when it never had
+        one. Nothing is judged now (no telemetry is read); a row or envelope that fails its
+        check is refused (VerificationError), never shown."""
+        from modelward.services.canary_history import recorded_verdict
+
+        self.config.path.index(environment)
+        with self.ctx.database.read() as conn:
+            require(conn, self.actor, Action.VIEW)
+            RegistryRepository(conn).require_model_id(model)
+            if CanaryRepository(conn).latest_canary(model, environment) is None:
+                return None
+            row = self._trusted_canary(conn, model, environment)
+            verdicts = self._trusted_verdicts(conn, row.id)
+        plan = plan_of(row)
+        recorded = []
+        for v in verdicts:
+            envelope = Envelope.from_dict(json.loads(v.envelope))  # its signature checked above
+            try:
+                statement = Statement.from_bytes(envelope.payload)
+            except SignatureFormatError as exc:
+                raise VerificationError(f"canary verdict {v.id}: {exc}") from exc
+            if statement.predicate_type != VERDICT_PREDICATE_TYPE:
+                raise VerificationError(f"canary verdict {v.id}: not a canary verdict statement")
+            recorded.append(recorded_verdict(v.id, row.id, v.statement_digest, statement.predicate))
+        return CanaryHistory(
+            canary_id=row.id,
+            model=model,
+            environment=environment,
+            candidate_version=plan.candidate_version,
+            baseline_version=plan.baseline_version,
+            baseline_release_id=plan.baseline_release_id,
+            started_at=row.created_at,
+            started_by=row.created_by,
+            plan=plan,
+            verdicts=tuple(recorded),
+        )
 
     # -- status -----------------------------------------------------------------------------
 

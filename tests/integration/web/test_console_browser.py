@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.console_world import HOSTILE_COMMENT, HOSTILE_FILE, build_world
+from tests.console_world import HOSTILE_COMMENT, HOSTILE_FILE, build_world, seed_runtime
 from tests.integration.server.harness import running
 from tests.oidc_issuer import TestIssuer, serve_issuer
 
@@ -89,6 +89,7 @@ def world_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[di
     issuer = TestIssuer()
     with serve_issuer(issuer, CLIENT_ID) as (idp, authorization):
         world = build_world(tmp_path)
+        seed_runtime(world, promote_candidate=False)  # a split canary: staging stays on v1
         oidc = OidcService(world.ctx, actor="root")
         oidc.add_issuer(issuer.url, CLIENT_ID, jwks_url=f"{idp}/.well-known/jwks.json")
         oidc.map_claims(issuer.url, {"sub": "rita@example.org"}, "rita")
@@ -258,8 +259,20 @@ def _journey(journey: Journey, world: dict[str, Any], expect: Any) -> None:
     releaser.goto(f"{base}/ui/datasets")
     journey.shot(releaser, "12-datasets")
     releaser.goto(f"{base}/ui/runtime")
-    expect(releaser.get_by_test_id("no-runtime")).to_contain_text("No runtime data")
-    expect(releaser.locator(".chart-empty").first).to_have_text("no runtime data")
+    panel = releaser.get_by_test_id("runtime-staging-llama-chat")
+    expect(panel.get_by_test_id("canary-state")).to_contain_text("latest verdict rollback")
+    expect(panel.get_by_test_id("verdict")).to_have_count(2)
+    # the verdict chart and the five request charts are drawn (canvas), none is empty
+    expect(panel.locator(".chart-area canvas")).to_have_count(6)
+    expect(panel.locator(".chart-empty")).to_have_count(0)
+    expect(releaser.get_by_test_id("alert")).to_contain_text("delivered")
+    # drift arrives by its own request (htmx): after the rollback, neither release served any
+    expect(panel.get_by_test_id("drift-state")).to_contain_text("not judged")
+    releaser.get_by_label("Time range").select_option("6h")  # keyboard-reachable native form
+    releaser.get_by_role("button", name="Show").click()
+    releaser.wait_for_url("**/ui/runtime?range=6h")
+    expect(releaser.get_by_test_id("runtime-range")).to_contain_text("windows of 5 minutes")
+    expect(releaser.get_by_test_id("drift-state")).to_contain_text("not judged")
     journey.shot(releaser, "13-runtime")
 
     # -- on a phone ---------------------------------------------------------------------------

@@ -16,9 +16,9 @@ PREFIX = "/ui"
 
 
 def mount_console(app: FastAPI) -> None:
-    from modelward.interfaces.web import pages_models, pages_ops, signin
+    from modelward.interfaces.web import pages_models, pages_ops, pages_runtime, signin
 
-    for module in (signin, pages_models, pages_ops):
+    for module in (signin, pages_models, pages_ops, pages_runtime):
         app.include_router(module.router, prefix=PREFIX, include_in_schema=False)
     app.mount(f"{PREFIX}/static", StaticFiles(directory=HERE / "static"), name="console-static")
 

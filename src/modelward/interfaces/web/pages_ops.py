@@ -1,7 +1,7 @@
 """Console pages about operations: environments (current state and release history of every
 model, rollback behind a confirmation that shows what will change), the ledger (pages of
-events, the newest checkpoint, a proof download for any event), datasets, and the runtime
-views (no runtime data yet: the page says so, and the chart component is ready for it).
+events, the newest checkpoint, a proof download for any event) and datasets. The runtime page
+is `pages_runtime`.
 """
 
 from __future__ import annotations
@@ -177,22 +177,3 @@ def dataset(
     with bind_principal(principal):
         shown = DatasetService(registry.ctx, principal.name).show(f"datasets:/{name}/{number}")
     return render(request, "dataset.html", d=shown)
-
-
-@router.get("/runtime", response_class=HTMLResponse)
-def runtime(request: Request, session: WebSession = SignedIn) -> HTMLResponse:
-    """Canary verdicts, per-release metrics, drift and alerts: no runtime data is recorded by
-    this registry yet, and the page says so (the charts are wired to the chart component)."""
-    from modelward.services.console import ConsoleService
-
-    registry, principal = _registry(request), session.principal
-    authorise(registry.ctx, principal, Action.VIEW, checked_later=True)
-    names = ConsoleService(registry.ctx, principal.name).environment_names()
-    panels = (
-        "latency (ms)",
-        "time to first token (ms)",
-        "refusal rate",
-        "error rate",
-        "output length (tokens)",
-    )
-    return render(request, "runtime.html", names=names, panels=panels)

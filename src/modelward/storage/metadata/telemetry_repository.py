@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import BigInteger, bindparam, case, func, select, text, tuple_
 from sqlalchemy.engine import Connection
 
 from modelward.core.observations import MetricPoint, Observation
@@ -28,9 +28,89 @@ class ObservationRow:
     content: str | None
 
 
+@dataclass(frozen=True)
+class WindowTotals:
+    """The sums and counts of one release's requests in one time window: what SQL can add up
+    (a mean is a sum over a count; a field no request carried has a count of 0)."""
+
+    window_start_ns: int
+    release_id: str | None
+    version: int
+    requests: int
+    errors: int
+    latency_sum_s: float
+    latency_n: int
+    ttft_sum_s: float
+    ttft_n: int
+    output_tokens_sum: float
+    output_tokens_n: int
+    refusals: int
+    refusal_n: int  # requests a refusal classifier looked at
+
+
 class TelemetryRepository:
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
+
+    def window_totals(
+        self,
+        model: str,
+        *,
+        environment: str | None,
+        since_ns: int,
+        until_ns: int,
+        width_ns: int,
+    ) -> list[WindowTotals]:
+        """Per (window of `width_ns` aligned on `since_ns`, release, version): the sums and
+        counts of the requests of `model` whose span ended in [since_ns, until_ns), in window
+        order. One GROUP BY over the (model, time) index."""
+        c = table.c
+        window = (c.time_unix_nano - bindparam("since", since_ns, type_=BigInteger)) // bindparam(
+            "width", width_ns, type_=BigInteger
+        )
+        bucket = window.label("bucket")
+        query = (
+            select(
+                bucket,
+                c.release_id,
+                c.version,
+                func.count().label("requests"),
+                func.sum(case((c.error, 1), else_=0)).label("errors"),
+                func.sum(c.duration_s).label("latency_sum"),
+                func.count(c.duration_s).label("latency_n"),
+                func.sum(c.ttft_s).label("ttft_sum"),
+                func.count(c.ttft_s).label("ttft_n"),
+                func.sum(c.output_tokens).label("tokens_sum"),
+                func.count(c.output_tokens).label("tokens_n"),
+                func.sum(case((c.refusal, 1), else_=0)).label("refusals"),
+                func.count(c.refusal).label("refusal_n"),
+            )
+            .where(c.model == model, c.time_unix_nano >= since_ns, c.time_unix_nano < until_ns)
+            # by the output column's name: the same expression with its own parameters again
+            # is not "the same expression" to PostgreSQL
+            .group_by(text("bucket"), c.release_id, c.version)
+            .order_by(text("bucket"), c.release_id, c.version)
+        )
+        if environment is not None:
+            query = query.where(c.environment == environment)
+        return [
+            WindowTotals(
+                window_start_ns=since_ns + int(r.bucket) * width_ns,
+                release_id=r.release_id,
+                version=int(r.version),
+                requests=int(r.requests),
+                errors=int(r.errors or 0),
+                latency_sum_s=float(r.latency_sum or 0.0),
+                latency_n=int(r.latency_n),
+                ttft_sum_s=float(r.ttft_sum or 0.0),
+                ttft_n=int(r.ttft_n),
+                output_tokens_sum=float(r.tokens_sum or 0),
+                output_tokens_n=int(r.tokens_n),
+                refusals=int(r.refusals or 0),
+                refusal_n=int(r.refusal_n),
+            )
+            for r in self._conn.execute(query)
+        ]
 
     def insert_new(
         self,

@@ -1,6 +1,8 @@
 // modelward console: the chart component. An element with data-chart="ID" is drawn from the
 // JSON in <script type="application/json" id="ID">: {"x": [...], "series": {name: [...]},
-// "x_label": "..."}; with no points it says "no runtime data". Uses the vendored uPlot.
+// "x_label": "..."} (with "time_x": true the x values are Unix seconds, drawn as times; with
+// "integer_x": true, whole numbers; times are drawn in UTC); with no points it says "no runtime data". A null value is
+// a gap. Uses the vendored uPlot.
 (function () {
   "use strict";
   var palette = ["#0b5cad", "#b3261e", "#11703a", "#8a5a00", "#6b3fa0", "#00707a"];
@@ -28,14 +30,18 @@
       columns.push(data.series[name]);
     });
     var width = Math.max(240, el.clientWidth || 600);
-    var plot = new uPlot({
+    var options = {
       width: width, height: 220, series: series,
-      scales: { x: { time: false } },
-      axes: [data.integer_x ? {
+      scales: { x: { time: !!data.time_x } },
+      axes: [data.time_x ? { label: data.x_label || "" } : data.integer_x ? {
         label: data.x_label || "", incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000],
         values: function (u, splits) { return splits.map(function (v) { return String(v); }); }
       } : { label: data.x_label || "" }, {}]
-    }, columns, el);
+    };
+    if (data.time_x) {  // times in UTC, as the page's tables give them
+      options.tzDate = function (ts) { return uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC"); };
+    }
+    var plot = new uPlot(options, columns, el);
     el._plot = plot;
   }
 
