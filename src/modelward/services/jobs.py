@@ -3,15 +3,25 @@ with a lease. A worker that dies mid-job loses nothing: its lease runs out and a
 (in any server process) claims the job again, up to `max_attempts` claims. Handlers are the
 same services the CLI and HTTP call; a handler's result (a JSON object) is stored with the job.
 
-Knows nothing of threads or HTTP; `run_one` does one claim and one job.
+Every job's payload is sealed when it is queued (an HMAC, with a key derived from the ledger's
+private key, over the kind, the payload and who queued it): a worker runs only sealed jobs, so a
+row written into the jobs table by anyone but a modelward server (someone who can write the
+database) is refused, not run with the rights of the user it names. While a handler runs, the
+worker extends its lease, so a long job (scanning a large push) is not claimed twice.
+
+Knows nothing of HTTP; `run_one` does one claim and one job.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import hmac
 import os
 import socket
+import threading
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -24,6 +34,27 @@ from modelward.storage.metadata.ledger_repository import format_time
 JobHandler = Callable[[RegistryContext, dict[str, Any], str], dict[str, Any]]
 DEFAULT_LEASE = timedelta(minutes=5)
 MAX_ATTEMPTS = 3
+SEAL_FIELD = "_seal"
+_SEAL_INFO = b"modelward job seal v1"
+
+
+def _seal_key(context: RegistryContext) -> bytes:
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    raw = context.ledger_key.private_bytes(
+        serialization.Encoding.Raw,
+        serialization.PrivateFormat.Raw,
+        serialization.NoEncryption(),
+    )
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_SEAL_INFO).derive(raw)
+
+
+def _seal(key: bytes, kind: str, payload: dict[str, Any], by: str) -> str:
+    from modelward.core.canonical import canonical_json
+
+    message = canonical_json({"kind": kind, "payload": payload, "created_by": by})
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
 
 
 def verify_job(context: RegistryContext, payload: dict[str, Any], actor: str) -> dict[str, Any]:
@@ -69,13 +100,29 @@ class JobService:
         self.handlers = handlers
         self.lease = lease
         self.max_attempts = max_attempts
+        self._key = _seal_key(context)
 
     def enqueue(self, kind: str, payload: dict[str, Any], by: str) -> JobRecord:
         if kind not in self.handlers:
             raise InputError(f"unknown job kind {kind!r}; kinds are {', '.join(self.handlers)}")
+        if SEAL_FIELD in payload:
+            raise InputError(f"a job's payload may not carry {SEAL_FIELD!r}")
+        sealed = {**payload, SEAL_FIELD: _seal(self._key, kind, payload, by)}
         with self.ctx.database.transaction() as conn:
             repo = JobsRepository(conn)
-            return repo.job(repo.enqueue(kind, payload, format_time(utc_now()), by))
+            return repo.job(repo.enqueue(kind, sealed, format_time(utc_now()), by))
+
+    def unsealed_problem(self, job: JobRecord) -> str | None:
+        """Why the job's row cannot be trusted to be one a modelward server queued, or None."""
+        payload = dict(job.payload)
+        seal = payload.pop(SEAL_FIELD, None)
+        expected = _seal(self._key, job.kind, payload, job.created_by)
+        if not isinstance(seal, str) or not hmac.compare_digest(seal, expected):
+            return (
+                f"job {job.id} is not sealed by this registry's key: its row was written or "
+                "changed outside modelward; it was not run"
+            )
+        return None
 
     def get(self, job_id: int) -> JobRecord:
         with self.ctx.database.read() as conn:
@@ -99,10 +146,41 @@ class JobService:
         job = self.claim(worker)
         if job is None:
             return None
-        try:
-            result, state = self.handlers[job.kind](self.ctx, job.payload, job.created_by), DONE
-        except ModelwardError as exc:
-            result, state = {"error": str(exc), "type": type(exc).__name__}, FAILED
+        problem = self.unsealed_problem(job)
+        if problem is not None:
+            result, state = {"error": problem, "type": "VerificationError"}, FAILED
+        else:
+            payload = {k: v for k, v in job.payload.items() if k != SEAL_FIELD}
+            with self._lease_kept(job.id, worker):
+                try:
+                    result = self.handlers[job.kind](self.ctx, payload, job.created_by)
+                    state = DONE
+                except ModelwardError as exc:
+                    result, state = {"error": str(exc), "type": type(exc).__name__}, FAILED
         with self.ctx.database.transaction() as conn:
             JobsRepository(conn).finish(job.id, worker, state, result, format_time(utc_now()))
         return self.get(job.id)
+
+    @contextlib.contextmanager
+    def _lease_kept(self, job_id: int, worker: str) -> Iterator[None]:
+        """Extend the job's lease every third of its length while the handler runs."""
+        done = threading.Event()
+        every = max(self.lease.total_seconds() / 3, 0.5)
+
+        def keep() -> None:
+            while not done.wait(every):
+                try:
+                    until = format_time(utc_now() + self.lease)
+                    with self.ctx.database.transaction() as conn:
+                        if not JobsRepository(conn).extend(job_id, worker, until):
+                            return  # another worker has it now; finish() will say so
+                except ModelwardError:
+                    continue  # the database is away for a moment: try again next time
+
+        thread = threading.Thread(target=keep, name=f"modelward-lease-{job_id}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join(timeout=5)

@@ -18,8 +18,9 @@ from fastapi.responses import JSONResponse, Response
 from modelward.app import ServerRegistry
 from modelward.core.principal import Principal
 from modelward.errors import InputError, ModelwardError
-from modelward.interfaces.http.auth import FailureLimiter, authenticate_request
+from modelward.interfaces.http.auth import authenticate_request
 from modelward.interfaces.http.errors import RequestTooLargeError, error_body
+from modelward.services.auth_failures import FailureLimiter
 
 API = "/api/v1"
 UPLOAD_PREFIX = f"{API}/uploads/"
@@ -141,7 +142,9 @@ def create_app(registry: ServerRegistry, run_jobs: bool = False) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.registry = registry
-    app.state.limiter = FailureLimiter(registry.settings.auth_failures_per_minute)
+    app.state.limiter = FailureLimiter(
+        registry.ctx.database, registry.settings.auth_failures_per_minute
+    )
 
     async def modelward_error(request: Request, exc: Exception) -> Response:
         from modelward.interfaces.web.app import console_error, is_console

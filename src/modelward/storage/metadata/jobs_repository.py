@@ -38,7 +38,7 @@ class JobRecord:
         return {
             "id": self.id,
             "kind": self.kind,
-            "payload": self.payload,
+            "payload": {k: v for k, v in self.payload.items() if not k.startswith("_")},
             "state": self.state,
             "attempts": self.attempts,
             "lease_until": self.lease_until,
@@ -142,6 +142,15 @@ class JobsRepository:
                 )
             )
         return ids
+
+    def extend(self, job_id: int, worker: str, lease_until: str) -> bool:
+        """Push the lease of a job `worker` still holds to `lease_until`; False if it lost it."""
+        done = self.conn.execute(
+            update(jobs)
+            .where(jobs.c.id == job_id, jobs.c.claimed_by == worker, jobs.c.state == RUNNING)
+            .values(lease_until=lease_until)
+        )
+        return done.rowcount == 1
 
     def finish(self, job_id: int, worker: str, state: str, result: dict[str, Any], at: str) -> None:
         """Record the outcome, unless the lease was lost to another worker meanwhile."""
