@@ -174,16 +174,23 @@ class ServerRegistry:
 
 class JobWorker:
     """One thread per server process claiming and running jobs until stopped. A job it was
-    running when the process died is claimed again by another worker once its lease ends."""
+    running when the process died is claimed again by another worker once its lease ends.
+    Every `schedule_seconds` it also queues the judgements of watched canaries that are due
+    (once per canary and interval slot, whichever server's worker gets there first)."""
 
-    def __init__(self, service: JobService, idle_seconds: float) -> None:
+    def __init__(
+        self, service: JobService, idle_seconds: float, schedule_seconds: float = 1.0
+    ) -> None:
         import threading
 
         from modelward.services.jobs import worker_name
 
+        self.ctx = service.ctx
         self.service = service
         self.name = worker_name()
         self.idle_seconds = idle_seconds
+        self.schedule_seconds = schedule_seconds
+        self._scheduled_at = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="modelward-jobs", daemon=True)
 
@@ -196,9 +203,18 @@ class JobWorker:
 
     def _run(self) -> None:
         import logging
+        import time
+
+        from modelward.services.jobs import schedule_canary_judgements
 
         log = logging.getLogger("modelward.jobs")
         while not self._stop.is_set():
+            if time.monotonic() - self._scheduled_at >= self.schedule_seconds:
+                self._scheduled_at = time.monotonic()
+                try:
+                    schedule_canary_judgements(self.ctx)
+                except Exception:  # as below: the next tick tries again
+                    log.exception("canary scheduler")
             try:
                 job = self.service.run_one(self.name)
             except Exception:  # a broken database must not kill the worker; retry later

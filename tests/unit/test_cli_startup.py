@@ -49,6 +49,10 @@ REMOTE_COMMANDS = [
     ["decisions", "models:/llm/1"],
     ["audit", "log"],
     ["users", "list"],
+    ["canary", "status", "llm", "--env", "staging"],
+    ["canary", "judge", "llm", "--env", "staging", "--act"],
+    ["drift", "llm", "--env", "staging"],
+    ["alerts", "deliveries"],
 ]
 
 _PROBE = (

@@ -136,6 +136,64 @@ class Client:
     def audit_proof(self, seq: int) -> str:
         return str(self._t.json("GET", f"/audit/proof/{int(seq)}")["proof"])
 
+    # -- runtime: canaries, drift, alerts ---------------------------------------------------
+
+    def canary_start(
+        self,
+        model: str,
+        environment: str,
+        candidate: str,
+        baseline: str | None = None,
+        metrics: Sequence[str] = (),
+        *,
+        alpha: float = 0.05,
+        min_samples: int = 100,
+        warmup_s: float = 0.0,
+        watch_s: float | None = None,
+    ) -> dict[str, Any]:
+        """Start a canary of `candidate` against `environment`'s release (needs `promote`)."""
+        body: dict[str, Any] = {
+            "candidate": candidate,
+            "baseline": baseline,
+            "metrics": list(metrics),
+            "alpha": alpha,
+            "min_samples": min_samples,
+            "warmup_s": warmup_s,
+        }
+        if watch_s is not None:
+            body["watch_s"] = watch_s
+        result: dict[str, Any] = self._t.json("POST", _canary(model, environment), json=body)
+        return result
+
+    def canary_status(self, model: str, environment: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._t.json("GET", _canary(model, environment))
+        return result
+
+    def canary_judge(self, model: str, environment: str, act: bool = False) -> dict[str, Any]:
+        """Judge now, sign and record the verdict; `act` rolls back on a rollback verdict."""
+        path = f"{_canary(model, environment)}/verdicts"
+        result: dict[str, Any] = self._t.json("POST", path, json={"act": act})
+        return result
+
+    def canary_shadow(self, model: str, environment: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._t.json("GET", f"{_canary(model, environment)}/shadow")
+        return result
+
+    def drift(self, model: str, environment: str, notify: bool = False) -> dict[str, Any]:
+        """The drift report of `environment`'s release; `notify` alerts when it drifted."""
+        path = f"/drift/{_seg(model)}/{_seg(environment)}"
+        if notify:
+            result: dict[str, Any] = self._t.json("POST", path, json={"notify": True})
+        else:
+            result = self._t.json("GET", path)
+        return result
+
+    def alert_deliveries(self, limit: int = 50) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._t.json(
+            "GET", "/alerts/deliveries", params={"limit": int(limit)}
+        )
+        return result
+
     # -- writing ----------------------------------------------------------------------------
 
     def add_user(self, name: str, role: str) -> dict[str, Any]:
@@ -441,6 +499,10 @@ class Client:
         except OSError as exc:
             raise PathError(f"{self._known}: cannot pin the registry key: {exc}") from exc
         return public_key_from_pem(served_pem.encode(), "registry key")
+
+
+def _canary(model: str, environment: str) -> str:
+    return f"/canaries/{_seg(model)}/{_seg(environment)}"
 
 
 def _seg(text: str) -> str:

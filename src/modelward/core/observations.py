@@ -60,3 +60,52 @@ class Observation:
 
     def to_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True)
+class MetricPoint:
+    """One OTLP histogram data point of a GenAI metric, attributed to a release.
+
+    `metric` is the OTel name (`gen_ai.client.operation.duration`, ...); `token_type` is
+    `input` or `output` for `gen_ai.client.token.usage`; `error` is whether the point's
+    attributes carried `error.type`. `series` identifies the time series (metric, attributes,
+    resource) so that cumulative points can be turned into deltas; (series, start, time)
+    identifies a point, duplicates are dropped. Bucket counts may be empty (count and sum only).
+    """
+
+    model: str
+    version: int
+    release_id: str | None
+    environment: str | None
+    arm: str | None
+    metric: str
+    token_type: str | None
+    error: bool
+    temporality: str  # "delta" or "cumulative"
+    series: str
+    start_unix_nano: int
+    time_unix_nano: int
+    count: int
+    sum: float
+    min: float | None = None
+    max: float | None = None
+    bounds: tuple[float, ...] = ()
+    bucket_counts: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.temporality not in ("delta", "cumulative"):
+            raise ValueError(f"unknown temporality {self.temporality!r}")
+        if self.count < 0 or not math.isfinite(self.sum):
+            raise ValueError("a metric point needs a count >= 0 and a finite sum")
+        if self.bucket_counts and len(self.bucket_counts) != len(self.bounds) + 1:
+            raise ValueError("a histogram has one more bucket than bounds")
+
+    @property
+    def signal(self) -> str:
+        """The metric name, with the token type for token usage (`...token.usage.output`)."""
+        return f"{self.metric}.{self.token_type}" if self.token_type else self.metric
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        out["bounds"], out["bucket_counts"] = list(self.bounds), list(self.bucket_counts)
+        return out

@@ -19,6 +19,15 @@ module decides, and documents, is the guarding:
 * when the environment's release is no longer the one the canary was started on (a release
   changed mid-window) the verdict is `inconclusive` and names both releases.
 
+Metric points (OTLP GenAI histograms, `runtime.metric_signals`) stand in for a metric the spans
+do not carry in both arms: `latency` from `gen_ai.client.operation.duration` (else
+`gen_ai.server.request.duration`), `ttft`, `tpot`, `output_tokens` (token usage, output) and
+`feedback` (`modelward.feedback.score`) from their histograms, `error` from the share of
+operation-duration points with `error.type`. The same guards apply to a point's whole interval
+(after cumulative points are differenced): it counts only if it starts after the warm-up. A
+metric is judged from spans or from one metric signal, never a mix; its result names the
+source. From histograms the mean is exact and the variance a bucket-midpoint estimate.
+
 Verdict rule, with K metrics and family-wise level alpha (Holm over all K, an untestable metric
 counting in K with p = 1):
 `rollback` if some metric's degradation beyond tolerance is Holm-significant; otherwise
@@ -29,221 +38,40 @@ non-inferior (degradation below tolerance) with Holm significance; otherwise `co
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from modelward.core.observations import Observation
+from modelward.core.observations import MetricPoint, Observation
 from modelward.core.sequential import ArmSummary, compare, holm, holm_adjusted
 from modelward.errors import InputError
+from modelward.runtime.canary_metrics import (
+    DEFAULT_METRICS,
+    METRICS,
+    MetricKind,
+    MetricSpec,
+)
+from modelward.runtime.metric_signals import arm_summary, deltas, error_proportion
+
+__all__ = [  # the catalogue is re-exported: callers name it from here
+    "DEFAULT_METRICS",
+    "METRICS",
+    "Arms",
+    "CanaryPlan",
+    "MetricKind",
+    "MetricResult",
+    "MetricSpec",
+    "PointArms",
+    "Verdict",
+    "judge",
+    "select_arms",
+    "select_point_arms",
+]
 
 VERDICTS = ("continue", "promote", "rollback", "inconclusive")
 MAX_CLOCK_SKEW_NS = 60 * 1_000_000_000
+MIN_WATCH_S, MAX_WATCH_S = 1.0, 86_400.0
 CANDIDATE, BASELINE = "canary", "baseline"
-
-Extractor = Callable[[Observation], float | None]
-
-
-def _flag(value: bool | None) -> float | None:
-    return None if value is None else (1.0 if value else 0.0)
-
-
-def _finish_length(o: Observation) -> float | None:
-    return None if o.finish_reason is None else (1.0 if o.finish_reason == "length" else 0.0)
-
-
-def _number(value: float | int | None) -> float | None:
-    return None if value is None else float(value)
-
-
-@dataclass(frozen=True)
-class MetricKind:
-    name: str
-    proportion: bool
-    lower_is_better: bool
-    extract: Extractor
-    default_tolerance: tuple[float, bool]  # (value, relative)
-    default_effect: tuple[float, bool]
-    description: str
-
-
-METRICS: dict[str, MetricKind] = {
-    m.name: m
-    for m in (
-        MetricKind(
-            "error",
-            True,
-            True,
-            lambda o: _flag(o.error),
-            (0.0, False),
-            (0.01, False),
-            "share of requests that failed",
-        ),
-        MetricKind(
-            "refusal",
-            True,
-            True,
-            lambda o: _flag(o.refusal),
-            (0.0, False),
-            (0.02, False),
-            "share of answered requests the classifier called refusals",
-        ),
-        MetricKind(
-            "safety",
-            True,
-            True,
-            lambda o: _flag(o.safety_triggered),
-            (0.0, False),
-            (0.01, False),
-            "share of requests that triggered a safety filter",
-        ),
-        MetricKind(
-            "truncation",
-            True,
-            True,
-            _finish_length,
-            (0.0, False),
-            (0.02, False),
-            "share of requests that stopped on the length limit",
-        ),
-        MetricKind(
-            "latency",
-            False,
-            True,
-            lambda o: _number(o.duration_s),
-            (0.0, True),
-            (0.1, True),
-            "mean request duration, seconds",
-        ),
-        MetricKind(
-            "ttft",
-            False,
-            True,
-            lambda o: _number(o.ttft_s),
-            (0.0, True),
-            (0.1, True),
-            "mean time to first token, seconds",
-        ),
-        MetricKind(
-            "tpot",
-            False,
-            True,
-            lambda o: _number(o.tpot_s),
-            (0.0, True),
-            (0.1, True),
-            "mean time per output token, seconds",
-        ),
-        MetricKind(
-            "output_tokens",
-            False,
-            True,
-            lambda o: _number(o.output_tokens),
-            (0.0, True),
-            (0.1, True),
-            "mean output tokens",
-        ),
-        MetricKind(
-            "feedback",
-            False,
-            False,
-            lambda o: _number(o.feedback),
-            (0.0, True),
-            (0.05, True),
-            "mean user feedback score",
-        ),
-    )
-}
-
-
-def _amount(text: str, what: str) -> tuple[float, bool]:
-    raw = text.strip().lstrip("+")
-    relative = raw.endswith("%")
-    try:
-        value = float(raw[:-1] if relative else raw)
-    except ValueError:
-        raise InputError(f"{what} {text!r} is not a number or a percentage") from None
-    if not math.isfinite(value) or value < 0:
-        raise InputError(f"{what} {text!r} must be a finite number >= 0")
-    return (value / 100.0 if relative else value), relative
-
-
-@dataclass(frozen=True)
-class MetricSpec:
-    """One judged metric: its direction and the degradation it tolerates (absolute, or relative
-    to the baseline's mean), and the effect size the test is tuned to detect (the mixing scale
-    τ)."""
-
-    name: str
-    lower_is_better: bool
-    tolerance: float
-    tolerance_relative: bool
-    effect: float
-    effect_relative: bool
-
-    @property
-    def kind(self) -> MetricKind:
-        return METRICS[self.name]
-
-    @classmethod
-    def default(cls, name: str) -> MetricSpec:
-        return cls.parse(name)
-
-    @classmethod
-    def parse(cls, text: str) -> MetricSpec:
-        """`NAME[:lower|higher][:TOLERANCE[:EFFECT]]`; an amount ending in `%` is relative to
-        the baseline's mean (`latency:10%`), otherwise absolute (`refusal:0.01` is one point)."""
-        parts = [p.strip() for p in text.split(":")]
-        name = parts.pop(0)
-        kind = METRICS.get(name)
-        if kind is None:
-            raise InputError(f"unknown canary metric {name!r}; known: {', '.join(sorted(METRICS))}")
-        lower = kind.lower_is_better
-        if parts and parts[0] in ("lower", "higher"):
-            lower = parts.pop(0) == "lower"
-        if len(parts) > 2:
-            raise InputError(f"metric {text!r} is not NAME[:lower|higher][:TOLERANCE[:EFFECT]]")
-        tolerance = _amount(parts[0], "tolerance") if parts else kind.default_tolerance
-        effect = _amount(parts[1], "effect") if len(parts) > 1 else kind.default_effect
-        if effect[0] <= 0:
-            raise InputError(f"the effect of metric {name} must be > 0")
-        return cls(name, lower, tolerance[0], tolerance[1], effect[0], effect[1])
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "direction": "lower" if self.lower_is_better else "higher",
-            "tolerance": self.tolerance,
-            "tolerance_relative": self.tolerance_relative,
-            "effect": self.effect,
-            "effect_relative": self.effect_relative,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> MetricSpec:
-        name = str(data["name"])
-        if name not in METRICS:
-            raise InputError(f"unknown canary metric {name!r}")
-        return cls(
-            name,
-            data["direction"] == "lower",
-            float(data["tolerance"]),
-            bool(data["tolerance_relative"]),
-            float(data["effect"]),
-            bool(data["effect_relative"]),
-        )
-
-    def spec_text(self) -> str:
-        def amount(value: float, relative: bool) -> str:
-            return f"{value * 100:g}%" if relative else f"{value:g}"
-
-        direction = "lower" if self.lower_is_better else "higher"
-        return (
-            f"{self.name}:{direction}:{amount(self.tolerance, self.tolerance_relative)}"
-            f":{amount(self.effect, self.effect_relative)}"
-        )
-
-
-DEFAULT_METRICS = ("error:0.01", "refusal:0.01", "latency:5%")
 
 
 @dataclass(frozen=True)
@@ -258,6 +86,7 @@ class CanaryPlan:
     alpha: float = 0.05
     min_samples: int = 100
     warmup_s: float = 0.0
+    watch_s: float | None = None  # a server judges (and acts) every watch_s seconds
 
     def __post_init__(self) -> None:
         if not 0 < self.alpha < 1:
@@ -266,6 +95,12 @@ class CanaryPlan:
             raise InputError("the minimum sample per arm must be at least 1")
         if not math.isfinite(self.warmup_s) or self.warmup_s < 0:
             raise InputError("the warm-up must be a finite number of seconds >= 0")
+        if self.watch_s is not None and not (
+            math.isfinite(self.watch_s) and MIN_WATCH_S <= self.watch_s <= MAX_WATCH_S
+        ):
+            raise InputError(
+                f"the watch interval must be {MIN_WATCH_S:g} to {MAX_WATCH_S:g} seconds"
+            )
         if not self.metrics:
             raise InputError("a canary judges at least one metric")
         names = [m.name for m in self.metrics]
@@ -286,6 +121,9 @@ class CanaryPlan:
             "alpha": self.alpha,
             "min_samples": self.min_samples,
             "warmup_s": self.warmup_s,
+            # only when set: the plans of canaries started before watching existed stay as
+            # they were recorded
+            **({"watch_s": self.watch_s} if self.watch_s is not None else {}),
         }
 
 
@@ -344,7 +182,60 @@ def select_arms(
     return Arms(tuple(arms[CANDIDATE]), tuple(arms[BASELINE]), dropped)
 
 
-def _arm_of(o: Observation, plan: CanaryPlan) -> str | None:
+@dataclass(frozen=True)
+class PointArms:
+    canary: tuple[MetricPoint, ...]
+    baseline: tuple[MetricPoint, ...]
+    dropped: dict[str, int] = field(default_factory=dict)
+
+
+def select_point_arms(
+    points: Iterable[MetricPoint],
+    plan: CanaryPlan,
+    now_ns: int,
+    accepted_releases: Iterable[str] = (),
+) -> PointArms:
+    """The metric points (as deltas) that count for each arm, guarded like `select_arms` over
+    each point's whole interval."""
+    dropped: dict[str, int] = {}
+    releases = {plan.baseline_release_id, *accepted_releases}
+    arms: dict[str, list[MetricPoint]] = {CANDIDATE: [], BASELINE: []}
+    warm_until = plan.started_ns + int(plan.warmup_s * 1e9)
+    for p in deltas(points):
+        reason = None
+        if p.model != plan.model or (p.environment not in (None, plan.environment)):
+            reason = "other_model_or_environment"
+        elif p.release_id is not None and p.release_id not in releases:
+            reason = "other_release"
+        elif p.start_unix_nano < plan.started_ns:
+            reason = "before_start"
+        elif p.time_unix_nano > now_ns + MAX_CLOCK_SKEW_NS:
+            reason = "future"
+        elif p.start_unix_nano < warm_until:
+            reason = "warmup"
+        elif (arm := _arm_of(p, plan)) is None:
+            reason = "unattributed"
+        else:
+            arms[arm].append(p)
+        if reason is not None:
+            dropped[reason] = dropped.get(reason, 0) + 1
+    return PointArms(tuple(arms[CANDIDATE]), tuple(arms[BASELINE]), dropped)
+
+
+def _from_points(kind: MetricKind, arms: PointArms) -> tuple[ArmSummary, ArmSummary, str] | None:
+    """Both arms' summaries from the first metric signal of `kind` both arms carry."""
+    for signal in kind.signals:
+        found = []
+        for points in (arms.canary, arms.baseline):
+            mine = [p for p in points if p.signal == signal]
+            found.append(error_proportion(mine) if kind.proportion else arm_summary(mine))
+        canary, baseline = found
+        if canary is not None and baseline is not None:
+            return canary, baseline, signal
+    return None
+
+
+def _arm_of(o: Observation | MetricPoint, plan: CanaryPlan) -> str | None:
     by_version = (
         CANDIDATE
         if o.version == plan.candidate_version
@@ -374,10 +265,12 @@ class MetricResult:
     p_degraded_holm: float = 1.0
     p_non_inferior_holm: float = 1.0
     reason: str = ""
+    source: str = "spans"  # or the metric signal it was judged from
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "metric": self.spec.name,
+            "source": self.source,
             "spec": self.spec.spec_text(),
             "status": self.status,
             "n_canary": self.n_canary,
@@ -480,6 +373,7 @@ def judge(
     now_ns: int,
     current_release_id: str | None,
     candidate_releases: Sequence[str] = (),
+    points: Iterable[MetricPoint] = (),
 ) -> Verdict:
     """The verdict on `plan` from the requests observed so far (see the module docstring).
 
@@ -487,16 +381,24 @@ def judge(
     baseline release or one of `candidate_releases` (releases of the candidate version made in
     the environment since the canary started: the candidate was promoted while it ran)."""
     arms = select_arms(observations, plan, now_ns, candidate_releases)
+    point_arms = select_point_arms(points, plan, now_ns, candidate_releases)
     counts = arms.counts()
-    results = [
-        _test_metric(
-            spec,
-            _summary(spec.kind, arms.canary),
-            _summary(spec.kind, arms.baseline),
-            plan.min_samples,
-        )
-        for spec in plan.metrics
-    ]
+    if point_arms.canary or point_arms.baseline or point_arms.dropped:
+        counts["metric_points"] = {
+            "canary": len(point_arms.canary),
+            "baseline": len(point_arms.baseline),
+            "dropped": point_arms.dropped,
+        }
+    results = []
+    for spec in plan.metrics:
+        canary, baseline = _summary(spec.kind, arms.canary), _summary(spec.kind, arms.baseline)
+        source = "spans"
+        if canary.n == 0 or baseline.n == 0:
+            found = _from_points(spec.kind, point_arms)
+            if found is not None:
+                canary, baseline, source = found
+        tested = _test_metric(spec, canary, baseline, plan.min_samples)
+        results.append(_with(tested, source=source))
     rejected_bad = holm([r.p_degraded for r in results], plan.alpha)
     rejected_ok = holm([r.p_non_inferior for r in results], plan.alpha)
     adj_bad = holm_adjusted([r.p_degraded for r in results])

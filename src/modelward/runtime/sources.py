@@ -1,5 +1,5 @@
 """Where judges read served requests from: the `ObservationSource` protocol and its in-memory
-twin.
+twin; a source may also hold GenAI metric points (`MetricPointSource`).
 
 The telemetry service stores ingested spans as `Observation`s and answers this query; tests
 and benchmarks use `InMemoryObservations`. A source returns what it holds; the judges decide
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Protocol
 
-from modelward.core.observations import Observation
+from modelward.core.observations import MetricPoint, Observation
 
 
 class ObservationSource(Protocol):
@@ -25,14 +25,49 @@ class ObservationSource(Protocol):
     ) -> list[Observation]: ...
 
 
+class MetricPointSource(Protocol):
+    def metric_points(
+        self,
+        model: str,
+        environment: str | None = None,
+        release_id: str | None = None,
+        since_ns: int | None = None,
+        until_ns: int | None = None,
+    ) -> list[MetricPoint]: ...
+
+
 class InMemoryObservations:
     """Observations held in a list, filtered as the telemetry table would filter them."""
 
-    def __init__(self, observations: Iterable[Observation] = ()) -> None:
+    def __init__(
+        self, observations: Iterable[Observation] = (), points: Iterable[MetricPoint] = ()
+    ) -> None:
         self._items: list[Observation] = list(observations)
+        self._points: list[MetricPoint] = list(points)
 
     def add(self, *observations: Observation) -> None:
         self._items.extend(observations)
+
+    def add_points(self, *points: MetricPoint) -> None:
+        self._points.extend(points)
+
+    def metric_points(
+        self,
+        model: str,
+        environment: str | None = None,
+        release_id: str | None = None,
+        since_ns: int | None = None,
+        until_ns: int | None = None,
+    ) -> list[MetricPoint]:
+        return [
+            p
+            for p in self._points
+            if p.model == model
+            and (environment is None or p.environment == environment)
+            and (release_id is None or p.release_id == release_id)
+            and (since_ns is None or p.time_unix_nano >= since_ns)
+            and (until_ns is None or p.time_unix_nano < until_ns)
+        ]
 
     def observations(
         self,

@@ -34,13 +34,13 @@ from modelward.core.canonical import canonical_json
 from modelward.core.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope
 from modelward.core.intoto import Statement, Subject
 from modelward.core.names import parse_uri
-from modelward.core.observations import Observation
+from modelward.core.observations import MetricPoint, Observation
 from modelward.core.roles import Action
 from modelward.errors import (
+    ConflictError,
     DeniedError,
     InputError,
     NotFoundError,
-    SignatureFormatError,
     VerificationError,
 )
 from modelward.runtime.canary import (
@@ -50,8 +50,10 @@ from modelward.runtime.canary import (
     Verdict,
     judge,
     select_arms,
+    select_point_arms,
 )
 from modelward.runtime.sources import ObservationSource
+from modelward.services._canary_rows import envelope_problem, observations_digest, plan_of
 from modelward.services.context import RegistryContext, current_actor, utc_now
 from modelward.services.gate_config import GateConfig, load_gate_config
 from modelward.services.registry import resolve_in
@@ -88,6 +90,18 @@ class StoredObservations:
         from modelward.services.telemetry import observations
 
         return observations(self.ctx, model, environment, release_id, since_ns, until_ns)
+
+    def metric_points(
+        self,
+        model: str,
+        environment: str | None = None,
+        release_id: str | None = None,
+        since_ns: int | None = None,
+        until_ns: int | None = None,
+    ) -> list[MetricPoint]:
+        from modelward.services.telemetry import metric_points
+
+        return metric_points(self.ctx, model, environment, release_id, since_ns, until_ns)
 
 
 def telemetry_source(context: RegistryContext) -> ObservationSource:
@@ -129,6 +143,22 @@ class JudgeResult:
         }
 
 
+@dataclass(frozen=True)
+class WatchSlot:
+    """One scheduled judgement of a watched canary: its interval number since the start."""
+
+    canary_id: int
+    model: str
+    environment: str
+    slot: int
+    started_by: str
+
+    @property
+    def key(self) -> str:
+        """The job's dedupe key: one judgement per canary and slot, across all servers."""
+        return f"canary.judge:{self.canary_id}:{self.slot}"
+
+
 class CanaryService:
     def __init__(
         self,
@@ -160,12 +190,15 @@ class CanaryService:
         alpha: float = 0.05,
         min_samples: int = 100,
         warmup_s: float = 0.0,
+        watch_s: float | None = None,
     ) -> dict[str, Any]:
+        """Start a canary; with `watch_s`, every server's job worker schedules one acting
+        judgement (a `canary.judge` job) per `watch_s` seconds until it ends (`watch_slots`)."""
         self.config.path.index(environment)
         specs = tuple(MetricSpec.parse(m) for m in (metrics or DEFAULT_METRICS))
         now = self.clock()
         with self.ctx.database.transaction() as conn:
-            require(conn, self.actor, Action.PROMOTE, self.config.permissions)
+            require(conn, self.actor, Action.PROMOTE, self.config.permissions, model=model)
             repo = RegistryRepository(conn)
             repo.require_model_id(model)
             candidate = resolve_in(repo, parse_uri(candidate_uri))
@@ -191,6 +224,7 @@ class CanaryService:
                 alpha=alpha,
                 min_samples=min_samples,
                 warmup_s=warmup_s,
+                watch_s=watch_s,
             )
             canaries = CanaryRepository(conn)
             canary_id = canaries.add_canary(
@@ -248,12 +282,15 @@ class CanaryService:
         return row
 
     def _trusted_verdicts(self, conn: Connection, canary_id: int) -> list[VerdictRow]:
+        return self._verified(conn, CanaryRepository(conn).verdicts(canary_id))
+
+    def _verified(self, conn: Connection, rows: list[VerdictRow]) -> list[VerdictRow]:
+        """`rows`, once each checks out (ledger anchor, signature, digest); else refused."""
         verifier = Verifier(self.ctx.signer.public_key)
-        rows = CanaryRepository(conn).verdicts(canary_id)
         for row in rows:
             problem = verify_row(conn, "canary_verdicts", str(row.id))
             if problem is None:
-                problem = _envelope_problem(row, verifier)
+                problem = envelope_problem(row, verifier)
             if problem is not None:
                 raise VerificationError(f"{problem}; it is not trusted")
         return rows
@@ -265,10 +302,10 @@ class CanaryService:
         self.config.path.index(environment)
         now = self.clock()
         with self.ctx.database.read() as conn:
-            require(conn, self.actor, Action.VIEW)
+            require(conn, self.actor, Action.VIEW, self.config.permissions, model=model)
             RegistryRepository(conn).require_model_id(model)
             row = self._trusted_canary(conn, model, environment)
-            plan = _plan_of(row)
+            plan = plan_of(row)
             verdicts = self._trusted_verdicts(conn, row.id)
             check_releases(conn, model, environment)
             history = GateRepository(conn).releases(model, environment)
@@ -290,15 +327,23 @@ class CanaryService:
         observations = self.source.observations(
             model, environment=environment, since_ns=plan.started_ns
         )
+        reader = getattr(self.source, "metric_points", None)  # a MetricPointSource too?
+        points: list[MetricPoint] = (
+            reader(model, environment=environment, since_ns=plan.started_ns)
+            if callable(reader)
+            else []
+        )
         verdict = judge(
             plan,
             observations,
             _ns(now),
             current.release_id if current else None,
             candidate_releases,
+            points,
         )
         arms = select_arms(observations, plan, _ns(now), candidate_releases)
-        digest = _observations_digest(arms.canary + arms.baseline)
+        point_arms = select_point_arms(points, plan, _ns(now), candidate_releases)
+        digest = observations_digest(arms.canary + arms.baseline, point_arms)
         ctx = {
             "now": now,
             "current": current,
@@ -308,11 +353,19 @@ class CanaryService:
         }
         return row, plan, verdict, ctx
 
-    def judge(self, model: str, environment: str, act: bool = False) -> JudgeResult:
-        """Judge, sign and record the verdict; with `act`, act on a rollback (once)."""
+    def judge(
+        self, model: str, environment: str, act: bool = False, canary_id: int | None = None
+    ) -> JudgeResult:
+        """Judge, sign and record the verdict; with `act`, act on a rollback (once). With
+        `canary_id`, refuse (ConflictError) when it is no longer the environment's canary."""
         with self.ctx.database.read() as conn:  # refuse before acting, not after
-            require(conn, self.actor, Action.PROMOTE, self.config.permissions)
+            require(conn, self.actor, Action.PROMOTE, self.config.permissions, model=model)
         row, plan, verdict, ctx = self.evaluate(model, environment)
+        if canary_id is not None and row.id != canary_id:
+            raise ConflictError(
+                f"canary {canary_id} is no longer the canary of models:/{model} in "
+                f"{environment} (canary {row.id} is); not judged"
+            )
         now: datetime = ctx["now"]
         current = ctx["current"]
         ended = any(v.acted for v in ctx["verdicts"])
@@ -355,7 +408,7 @@ class CanaryService:
         )
         statement_digest = "sha256:" + hashlib.sha256(statement.to_bytes()).hexdigest()
         with self.ctx.database.transaction() as conn:
-            require(conn, self.actor, Action.PROMOTE, self.config.permissions)
+            require(conn, self.actor, Action.PROMOTE, self.config.permissions, model=plan.model)
             self._trusted_canary(conn, plan.model, plan.environment)
             verdict_id = CanaryRepository(conn).add_verdict(
                 canary_id=row.id,
@@ -416,7 +469,9 @@ class CanaryService:
         Returns (what was done, the problem if the rollback was refused)."""
         if current is None or current.version != plan.candidate_version:
             with self.ctx.database.read() as conn:
-                require(conn, self.actor, Action.ROLLBACK, self.config.permissions)
+                require(
+                    conn, self.actor, Action.ROLLBACK, self.config.permissions, model=plan.model
+                )
             return (
                 f"canary ended; {plan.environment} stays on {plan.baseline_release_id}",
                 None,
@@ -442,6 +497,48 @@ class CanaryService:
         with self.ctx.database.read() as conn:
             return RegistryRepository(conn).version(model, version).root_digest
 
+    # -- watching ---------------------------------------------------------------------------
+
+    def watch_slots(self) -> list[WatchSlot]:
+        """The judgements due now: for the newest canary of each model and environment that
+        was started with a watch interval, has not ended and has no final verdict (promote or
+        rollback) recorded, its current interval slot (1 after the first interval, ...).
+        Rows that fail their ledger check are skipped (and logged), never scheduled. Checks no
+        permission: the scheduler only queues; the job judges with its starter's rights."""
+        import logging
+
+        now_ns = _ns(self.clock())
+        due = []
+        with self.ctx.database.read() as conn:
+            for row in CanaryRepository(conn).latest_canaries():
+                subject = canary_subject(row.model, row.environment)
+                try:
+                    problem = verify_current(conn, "canaries", str(row.id), subject)
+                    if problem is not None:
+                        raise VerificationError(problem)
+                    plan = plan_of(row)
+                    if plan.watch_s is None:
+                        continue
+                    # only the verdicts that would end the watching are checked here (each
+                    # second, on every server); the job's judgement checks them all
+                    final = [
+                        v
+                        for v in CanaryRepository(conn).verdicts(row.id)
+                        if v.acted or v.verdict in ("promote", "rollback")
+                    ]
+                    self._verified(conn, final)
+                except VerificationError as exc:
+                    logging.getLogger("modelward.canary").error(
+                        "canary %s is not watched: %s", row.id, exc
+                    )
+                    continue
+                if final:
+                    continue
+                slot = (now_ns - plan.started_ns) // int(plan.watch_s * 1e9)
+                if slot >= 1:
+                    due.append(WatchSlot(row.id, row.model, row.environment, slot, row.created_by))
+        return due
+
     # -- shadow -----------------------------------------------------------------------------
 
     def shadow(self, model: str, environment: str) -> dict[str, Any]:
@@ -451,9 +548,9 @@ class CanaryService:
 
         self.config.path.index(environment)
         with self.ctx.database.read() as conn:
-            require(conn, self.actor, Action.VIEW)
+            require(conn, self.actor, Action.VIEW, self.config.permissions, model=model)
             RegistryRepository(conn).require_model_id(model)
-            plan = _plan_of(self._trusted_canary(conn, model, environment))
+            plan = plan_of(self._trusted_canary(conn, model, environment))
         if self.source is None:
             raise InputError("no telemetry source is configured: shadow mode reads telemetry")
         observations = self.source.observations(
@@ -497,39 +594,3 @@ class CanaryService:
             "now": verdict.to_dict(),
             "verdict": verdict.verdict,
         }
-
-
-def _plan_of(row: CanaryRow) -> CanaryPlan:
-    try:
-        data = json.loads(row.plan)
-        return CanaryPlan(
-            model=str(data["model"]),
-            environment=str(data["environment"]),
-            candidate_version=int(data["candidate_version"]),
-            baseline_version=int(data["baseline_version"]),
-            baseline_release_id=str(data["baseline_release_id"]),
-            started_ns=int(data["started_ns"]),
-            metrics=tuple(MetricSpec.from_dict(m) for m in data["metrics"]),
-            alpha=float(data["alpha"]),
-            min_samples=int(data["min_samples"]),
-            warmup_s=float(data["warmup_s"]),
-        )
-    except (KeyError, TypeError, ValueError, InputError) as exc:
-        raise VerificationError(f"canary {row.id}: its plan is malformed ({exc})") from exc
-
-
-def _envelope_problem(row: VerdictRow, verifier: Verifier) -> str | None:
-    try:
-        envelope = Envelope.from_dict(json.loads(row.envelope))
-    except (ValueError, SignatureFormatError) as exc:
-        return f"canary verdict {row.id}: its envelope is malformed ({exc})"
-    if not any(verifier.is_valid(s.sig, envelope.pae()) for s in envelope.signatures):
-        return f"canary verdict {row.id}: its signature is not the registry key's"
-    if "sha256:" + hashlib.sha256(envelope.payload).hexdigest() != row.statement_digest:
-        return f"canary verdict {row.id}: its statement is not the one recorded"
-    return None
-
-
-def _observations_digest(observations: Sequence[Any]) -> str:
-    keys = sorted(f"{o.trace_id}:{o.span_id}" for o in observations)
-    return "sha256:" + hashlib.sha256("\n".join(keys).encode("utf-8")).hexdigest()

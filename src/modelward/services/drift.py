@@ -3,6 +3,8 @@ requests served by the release before it), verified releases only, optionally al
 
 Reads releases through the gate's verified rows (`check_releases`) and requests through the
 `ObservationSource`; computes with `runtime.drift`. Records nothing but the alert it sends.
+Reading needs `view` on the model; `notify` (which sends alerts) needs `promote` on it, the
+right that judges canaries, so that a viewer cannot page whoever the webhooks reach.
 """
 
 from __future__ import annotations
@@ -36,7 +38,9 @@ class DriftService:
     def report(self, model: str, environment: str, notify: bool = False) -> dict[str, Any]:
         self.config.path.index(environment)
         with self.ctx.database.read() as conn:
-            require(conn, self.actor, Action.VIEW)
+            require(conn, self.actor, Action.VIEW, self.config.permissions, model=model)
+            if notify:
+                require(conn, self.actor, Action.PROMOTE, self.config.permissions, model=model)
             RegistryRepository(conn).require_model_id(model)
             check_releases(conn, model, environment)
             history = [r.release for r in GateRepository(conn).releases(model, environment)]

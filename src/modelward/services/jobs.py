@@ -9,7 +9,8 @@ row written into the jobs table by anyone but a modelward server (someone who ca
 database) is refused, not run with the rights of the user it names. While a handler runs, the
 worker extends its lease, so a long job (scanning a large push) is not claimed twice.
 
-Knows nothing of HTTP; `run_one` does one claim and one job.
+Knows nothing of HTTP; `run_one` does one claim and one job, and
+`schedule_canary_judgements` queues the watched canaries' judgements that are due.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from modelward.storage.metadata.ledger_repository import format_time
 # (registry, payload, actor): the job runs as the user who queued it, with their rights.
 JobHandler = Callable[[RegistryContext, dict[str, Any], str], dict[str, Any]]
 DEFAULT_LEASE = timedelta(minutes=5)
+SCHEDULER = "modelward-scheduler"  # reads canaries to queue jobs; the jobs run as their owners
 MAX_ATTEMPTS = 3
 SEAL_FIELD = "_seal"
 _SEAL_INFO = b"modelward job seal v1"
@@ -77,8 +79,34 @@ def canary_judge_job(
     model, environment = payload.get("model"), payload.get("environment")
     if not isinstance(model, str) or not isinstance(environment, str):
         raise InputError("a canary.judge job needs a 'model' and an 'environment'")
+    canary_id = payload.get("canary_id")
+    if canary_id is not None and (isinstance(canary_id, bool) or not isinstance(canary_id, int)):
+        raise InputError("a canary.judge job's 'canary_id' must be an integer")
     service = CanaryService(context, actor=actor, source=telemetry_source(context))
-    return service.judge(model, environment, act=payload.get("act", True) is True).to_dict()
+    act = payload.get("act", True) is True
+    return service.judge(model, environment, act=act, canary_id=canary_id).to_dict()
+
+
+def schedule_canary_judgements(context: RegistryContext) -> list[JobRecord]:
+    """Queue the acting judgement of every watched canary's current interval slot, once per
+    (canary, slot) across every server process (the jobs table's unique dedupe key decides).
+    The job runs as the canary's starter. Returns the jobs this call queued."""
+    from modelward.services.canary import CanaryService
+
+    service = JobService(context)
+    queued = []
+    for due in CanaryService(context, actor=SCHEDULER).watch_slots():
+        payload = {
+            "model": due.model,
+            "environment": due.environment,
+            "act": True,
+            "canary_id": due.canary_id,
+            "slot": due.slot,
+        }
+        job = service.enqueue_once("canary.judge", payload, due.started_by, due.key)
+        if job is not None:
+            queued.append(job)
+    return queued
 
 
 HANDLERS: Mapping[str, JobHandler] = {"verify": verify_job, "canary.judge": canary_judge_job}
@@ -123,6 +151,20 @@ class JobService:
                 "changed outside modelward; it was not run"
             )
         return None
+
+    def enqueue_once(
+        self, kind: str, payload: dict[str, Any], by: str, key: str
+    ) -> JobRecord | None:
+        """Queue a job unless a job with dedupe `key` was ever queued; None if one was."""
+        if kind not in self.handlers:
+            raise InputError(f"unknown job kind {kind!r}; kinds are {', '.join(self.handlers)}")
+        if SEAL_FIELD in payload:
+            raise InputError(f"a job's payload may not carry {SEAL_FIELD!r}")
+        sealed = {**payload, SEAL_FIELD: _seal(self._key, kind, payload, by)}
+        with self.ctx.database.transaction() as conn:
+            repo = JobsRepository(conn)
+            job_id = repo.enqueue_once(kind, sealed, format_time(utc_now()), by, key)
+            return None if job_id is None else repo.job(job_id)
 
     def get(self, job_id: int) -> JobRecord:
         with self.ctx.database.read() as conn:

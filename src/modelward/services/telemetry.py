@@ -1,6 +1,8 @@
 """Telemetry in: OTLP trace requests (JSON or protobuf, from the server or from files) mapped to
-per-request `Observation`s, attributed to a release, stored once per (trace_id, span_id); and
-telemetry out: observations and per-release, per-window summaries.
+per-request `Observation`s, attributed to a release, stored once per (trace_id, span_id); OTLP
+metric requests' GenAI histogram points (`runtime.otlp_metrics`) attributed the same way and
+stored once per (series, start, time); and telemetry out: observations, metric points and
+per-release, per-window summaries of both.
 
 Attribution (who served this request?) trusts only registry state that checks out:
 - a span naming `modelward.release` is that release (its row verified against the ledger); a
@@ -11,8 +13,10 @@ Attribution (who served this request?) trusts only registry state that checks ou
   (`modelward.environment`, `deployment.environment.name`) the release is the one current in
   that environment at the span's end time (not at arrival: a late span goes to the release
   that served it). A span whose version is not that release's keeps `release_id=None`.
-Guards: a span older than `max_age_s` or ahead of the clock by more than `max_skew_s` is dropped;
-a span already stored is a duplicate (not an error); a malformed request stores nothing.
+A metric point is attributed like a span from its attributes and its resource's (the point's
+time stands for the span's end time).
+Guards: a span (or point) older than `max_age_s` or ahead of the clock by more than `max_skew_s`
+is dropped; a span already stored is a duplicate (not an error); a malformed request stores nothing.
 Prompt and output text is stored only with `store_content=True`.
 
 Telemetry rows are not ledgered (their volume is that of the traffic): who may write them is
@@ -30,12 +34,20 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from modelward.core.observations import Observation
+from modelward.core.observations import MetricPoint, Observation
 from modelward.core.principal import bound_principal
 from modelward.core.roles import Action
 from modelward.errors import InputError, ModelwardError, NotFoundError, PathError
 from modelward.runtime.genai import RefusalClassifier, SpanFacts, is_genai_span, read_span
 from modelward.runtime.otlp import Span, decode_traces, traces_from_json
+from modelward.runtime.otlp_metrics import (
+    DecodedMetrics,
+    HistogramPoint,
+    PointClaims,
+    decode_metrics,
+    metrics_from_json,
+    point_claims,
+)
 from modelward.runtime.signals import WindowSummary, summarise
 from modelward.services.context import RegistryContext, current_actor
 from modelward.services.gate_config import load_gate_config
@@ -57,6 +69,7 @@ class IngestResult:
     duplicates: int = 0
     skipped: int = 0  # not model calls (HTTP, database spans)
     dropped: dict[str, int] = field(default_factory=dict)
+    metrics: MetricIngestResult | None = None  # metric points, when files held any
 
     def drop(self, reason: str) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + 1
@@ -76,6 +89,33 @@ class IngestResult:
     def to_dict(self) -> dict[str, Any]:
         return {
             "spans": self.spans,
+            "accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "skipped": self.skipped,
+            "rejected": self.rejected,
+            "dropped": dict(sorted(self.dropped.items())),
+            **({"metrics": self.metrics.to_dict()} if self.metrics is not None else {}),
+        }
+
+
+@dataclass
+class MetricIngestResult:
+    points: int = 0  # every data point in the request(s)
+    accepted: int = 0
+    duplicates: int = 0
+    skipped: int = 0  # points of metrics modelward does not read
+    dropped: dict[str, int] = field(default_factory=dict)
+
+    def drop(self, reason: str, n: int = 1) -> None:
+        self.dropped[reason] = self.dropped.get(reason, 0) + n
+
+    @property
+    def rejected(self) -> int:
+        return sum(self.dropped.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "points": self.points,
             "accepted": self.accepted,
             "duplicates": self.duplicates,
             "skipped": self.skipped,
@@ -120,10 +160,18 @@ class TelemetryService:
         """Map and store one OTLP trace request; InputError (nothing stored) if it is malformed."""
         return self.ingest_spans(decode_traces(body, content_type))
 
+    def ingest_otlp_metrics(
+        self, body: bytes, content_type: str = "application/json"
+    ) -> MetricIngestResult:
+        """Map and store one OTLP metrics request; InputError (nothing stored) if malformed."""
+        return self.ingest_points(decode_metrics(body, content_type))
+
     def ingest_files(self, paths: Sequence[Path]) -> IngestResult:
-        """OTLP JSON files: one request per file, or one per line (the OTel file exporter's
-        JSON lines). Every file is read and checked before anything is stored."""
+        """OTLP JSON files of traces or metrics: one request per file, or one per line (the OTel
+        file exporter's JSON lines). Every file is read and checked before anything is stored;
+        the metric points' outcome is in the result's `metrics`."""
         spans: list[Span] = []
+        metrics = DecodedMetrics()
         for path in paths:
             path = Path(path)
             try:
@@ -131,17 +179,22 @@ class TelemetryService:
             except (OSError, UnicodeDecodeError) as exc:
                 raise PathError(f"{path}: cannot read it: {exc}") from exc
             try:
-                spans += traces_from_json(text)
+                _read_request(text, spans, metrics)
             except InputError as whole:
                 lines = [line for line in text.splitlines() if line.strip()]
-                if len(lines) < 2:
+                if len(lines) < 2 or _one_document(text):  # not JSON lines: say what was wrong
                     raise InputError(f"{path}: {whole}") from whole
                 for number, line in enumerate(lines, 1):
                     try:
-                        spans += traces_from_json(line)
+                        _read_request(line, spans, metrics)
                     except InputError as exc:
                         raise InputError(f"{path}:{number}: {exc}") from exc
-        return self.ingest_spans(spans)
+        # both are checked before either is stored
+        claims = [(point, point_claims(point)) for point in metrics.points]
+        result = self.ingest_spans(spans)
+        if metrics.total:
+            result.metrics = self._store_points(metrics, claims)
+        return result
 
     def ingest_spans(self, spans: Sequence[Span]) -> IngestResult:
         result = IngestResult(spans=len(spans))
@@ -184,6 +237,74 @@ class TelemetryService:
         result.duplicates = len(rows) - inserted
         return result
 
+    def ingest_points(self, decoded: DecodedMetrics) -> MetricIngestResult:
+        """Attribute and store decoded metric points (InputError, nothing stored, on a bad
+        attribute)."""
+        claims = [(point, point_claims(point)) for point in decoded.points]
+        return self._store_points(decoded, claims)
+
+    def _store_points(
+        self, decoded: DecodedMetrics, claims: Sequence[tuple[HistogramPoint, PointClaims]]
+    ) -> MetricIngestResult:
+        result = MetricIngestResult(points=decoded.total, skipped=decoded.skipped)
+        for reason, n in decoded.dropped.items():
+            result.drop(reason, n)
+        now = self.clock_ns()
+        principal = bound_principal()
+        rows: list[MetricPoint] = []
+        with self.ctx.database.transaction() as conn:
+            require(
+                conn, self.actor, Action.TELEMETRY_WRITE, load_gate_config(self.ctx).permissions
+            )
+            attribution = _Attribution(conn, self.response_models)
+            for point, claim in claims:
+                if point.time_unix_nano < now - int(self.max_age_s * 1e9):
+                    result.drop("older than the accepted age")
+                    continue
+                if point.time_unix_nano > now + int(self.max_skew_s * 1e9):
+                    result.drop("ends in the future")
+                    continue
+                try:
+                    model, version, release_id, environment = attribution.attribute(
+                        claim.release_id,
+                        claim.model,
+                        claim.version,
+                        claim.environment,
+                        claim.response_model,
+                        point.time_unix_nano,
+                    )
+                except _Unattributed as why:
+                    result.drop(str(why))
+                    continue
+                if principal is not None:
+                    principal.check_model(model)  # a model-limited token
+                rows.append(
+                    MetricPoint(
+                        model=model,
+                        version=version,
+                        release_id=release_id,
+                        environment=environment,
+                        arm=claim.arm,
+                        metric=point.metric,
+                        token_type=point.token_type,
+                        error=claim.error,
+                        temporality=point.temporality,
+                        series=point.series,
+                        start_unix_nano=point.start_unix_nano,
+                        time_unix_nano=point.time_unix_nano,
+                        count=point.count,
+                        sum=point.sum,
+                        min=point.min,
+                        max=point.max,
+                        bounds=point.bounds,
+                        bucket_counts=point.bucket_counts,
+                    )
+                )
+            inserted = TelemetryRepository(conn).insert_new_points(rows, now, self.actor)
+        result.accepted = inserted
+        result.duplicates = len(rows) - inserted
+        return result
+
     def _content(self, facts: SpanFacts) -> str | None:
         if not self.store_content or (facts.input_text is None and facts.output_text is None):
             return None
@@ -214,8 +335,11 @@ class TelemetryService:
         since_ns: int | None = None,
         until_ns: int | None = None,
     ) -> list[WindowSummary]:
-        found = self.observations(model, environment, release_id, since_ns, until_ns)
-        return summarise(found, window_s)
+        with self.ctx.database.read() as conn:
+            require(conn, self.actor, Action.VIEW)
+            found = observations(conn, model, environment, release_id, since_ns, until_ns)
+            points = metric_points(conn, model, environment, release_id, since_ns, until_ns)
+        return summarise(found, window_s, points=points)
 
 
 def observations(
@@ -242,6 +366,53 @@ def observations(
     return [row.observation for row in rows]
 
 
+def metric_points(
+    conn_or_ctx: Connection | RegistryContext,
+    model: str,
+    environment: str | None = None,
+    release_id: str | None = None,
+    since_ns: int | None = None,
+    until_ns: int | None = None,
+) -> list[MetricPoint]:
+    """The stored metric points of `model` whose time is in [since_ns, until_ns), in time
+    order, as stored (cumulative or delta). Checks no permission, like `observations`."""
+    if isinstance(conn_or_ctx, RegistryContext):
+        with conn_or_ctx.database.read() as conn:
+            return metric_points(conn, model, environment, release_id, since_ns, until_ns)
+    return TelemetryRepository(conn_or_ctx).metric_points(
+        model,
+        environment=environment,
+        release_id=release_id,
+        since_ns=since_ns,
+        until_ns=until_ns,
+    )
+
+
+def _one_document(text: str) -> bool:
+    try:
+        json.loads(text)
+    except (ValueError, RecursionError):
+        return False
+    return True
+
+
+def _read_request(text: str, spans: list[Span], metrics: DecodedMetrics) -> None:
+    """One OTLP JSON request of traces or of metrics, added to what was read so far."""
+    try:
+        document = json.loads(text)
+    except ValueError:
+        document = None  # traces_from_json names the problem
+    if isinstance(document, dict) and "resourceMetrics" in document:
+        decoded = metrics_from_json(text)
+        metrics.points += decoded.points
+        metrics.total += decoded.total
+        metrics.skipped += decoded.skipped
+        for reason, n in decoded.dropped.items():
+            metrics.drop(reason, n)
+    else:
+        spans += traces_from_json(text)
+
+
 class _Unattributed(Exception):
     """A span that names no release or version modelward can trust (dropped, with the reason)."""
 
@@ -257,35 +428,14 @@ class _Attribution:
         self._models: dict[str, bool] = {}
 
     def observe(self, span: Span, facts: SpanFacts) -> Observation:
-        model, version, environment = facts.model, facts.version, facts.environment
-        release_id: str | None = None
-        if facts.release_id is not None:
-            known = self._release(facts.release_id)
-            if known is None:
-                raise _Unattributed("names a release that does not exist or does not verify")
-            r_model, r_version, r_env = known
-            for claimed, actual, what in (
-                (model, r_model, "model"),
-                (version, r_version, "version"),
-                (environment, r_env, "environment"),
-            ):
-                if claimed is not None and claimed != actual:
-                    raise _Unattributed(f"its {what} disagrees with the release it names")
-            model, version, environment, release_id = r_model, r_version, r_env, facts.release_id
-        else:
-            if model is None and facts.response_model is not None:
-                model, version = self._response_model(facts.response_model, version)
-            if model is None:
-                raise _Unattributed("names no release, model or known response model")
-            if not self._model_exists(model):
-                raise _Unattributed("names a model the registry does not have")
-            if environment is not None:
-                window = self._window_at(model, environment, span.end_unix_nano, version)
-                if window is not None:
-                    release_id = window.release_id
-                    version = window.version if version is None else version
-            if version is None:
-                raise _Unattributed("names no version and no environment release at its time")
+        model, version, release_id, environment = self.attribute(
+            facts.release_id,
+            facts.model,
+            facts.version,
+            facts.environment,
+            facts.response_model,
+            span.end_unix_nano,
+        )
         return Observation(
             model=model,
             version=version,
@@ -307,6 +457,47 @@ class _Attribution:
             feedback=facts.feedback,
             arm=facts.arm,
         )
+
+    def attribute(
+        self,
+        claimed_release: str | None,
+        model: str | None,
+        version: int | None,
+        environment: str | None,
+        response_model: str | None,
+        at_ns: int,
+    ) -> tuple[str, int, str | None, str | None]:
+        """(model, version, release id, environment) of what served a request ending at
+        `at_ns`, from the claims (the module docstring's rules); _Unattributed if none."""
+        release_id: str | None = None
+        if claimed_release is not None:
+            known = self._release(claimed_release)
+            if known is None:
+                raise _Unattributed("names a release that does not exist or does not verify")
+            r_model, r_version, r_env = known
+            for claimed, actual, what in (
+                (model, r_model, "model"),
+                (version, r_version, "version"),
+                (environment, r_env, "environment"),
+            ):
+                if claimed is not None and claimed != actual:
+                    raise _Unattributed(f"its {what} disagrees with the release it names")
+            model, version, environment, release_id = r_model, r_version, r_env, claimed_release
+        else:
+            if model is None and response_model is not None:
+                model, version = self._response_model(response_model, version)
+            if model is None:
+                raise _Unattributed("names no release, model or known response model")
+            if not self._model_exists(model):
+                raise _Unattributed("names a model the registry does not have")
+            if environment is not None:
+                window = self._window_at(model, environment, at_ns, version)
+                if window is not None:
+                    release_id = window.release_id
+                    version = window.version if version is None else version
+            if version is None:
+                raise _Unattributed("names no version and no environment release at its time")
+        return model, version, release_id, environment
 
     def _release(self, release_id: str) -> tuple[str, int, str] | None:
         if release_id not in self._releases:

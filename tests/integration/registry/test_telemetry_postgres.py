@@ -1,5 +1,6 @@
-"""Telemetry on PostgreSQL: the migration creates the table, and concurrent ingests of
-overlapping span sets store each (trace_id, span_id) once without an integrity error."""
+"""Telemetry on PostgreSQL: the migrations create the tables, and concurrent ingests of
+overlapping span sets store each (trace_id, span_id) once without an integrity error; metric
+points likewise once per (series, start, time)."""
 
 from __future__ import annotations
 
@@ -62,5 +63,29 @@ def test_concurrent_overlapping_ingests_store_each_span_once(
         assert sum(accepted) == 200
         stored = observations(context, "chat", release_id=release.release_id)
         assert len(stored) == 200 and len({o.span_id for o in stored}) == 200
+
+        from tests.unit.server.test_server_otlp_metrics import sdk_request
+
+        from modelward.services.telemetry import metric_points
+
+        metrics = sdk_request(release.release_id, [4, 5], [0.2]).SerializeToString()
+        accepted.clear()
+
+        def ingest_metrics() -> None:
+            try:
+                result = TelemetryService(context).ingest_otlp_metrics(
+                    metrics, "application/x-protobuf"
+                )
+                accepted.append(result.accepted)
+            except BaseException as exc:  # collected and asserted below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=ingest_metrics) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert not errors, errors
+        assert sum(accepted) == 6 and len(metric_points(context, "chat")) == 6
     finally:
         context.close()

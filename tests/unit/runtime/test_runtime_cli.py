@@ -70,3 +70,44 @@ def test_fetch_and_telemetry_commands(
     broken.write_text('{"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": 5}]}]}]}')
     assert main(["telemetry", "ingest", str(broken)]) == 2
     assert "traceId" in capsys.readouterr().err
+
+
+def test_telemetry_ingest_reads_otlp_metrics_files_and_summary_shows_them(
+    registry: Registry, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from google.protobuf.json_format import MessageToJson
+    from tests.unit.server.test_server_otlp_metrics import sdk_request
+
+    registry.service.push(_bundle(tmp_path / "v1"), "chat")
+    release = registry.gate.promote("models:/chat/1", "staging").release
+    assert release is not None
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text(MessageToJson(sdk_request(release.release_id, [5, 4], [0.2, 0.3])))
+    spans = tmp_path / "spans.json"
+    spans.write_bytes(
+        request(
+            [span(time.time_ns() - 1, gen_ai__usage__output_tokens=4)],
+            modelward__release=release.release_id,
+        )
+    )
+    assert main(["telemetry", "ingest", str(metrics), str(spans), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["accepted"] == 1 and result["metrics"]["accepted"] == 6
+    assert result["metrics"]["skipped"] == 1
+    assert main(["telemetry", "ingest", str(metrics)]) == 0
+    assert "0 metric points accepted, 6 duplicates" in capsys.readouterr().out
+    assert main(["telemetry", "summary", "chat", "--env", "staging", "--window", "3600"]) == 0
+    text = capsys.readouterr().out
+    assert "modelward.feedback.score\tn 2\tmean 4.5" in text
+    assert main(["telemetry", "summary", "chat", "--window", "3600", "--json"]) == 0
+    (window,) = json.loads(capsys.readouterr().out)
+    assert window["requests"] == 1
+    assert window["metrics"]["gen_ai.client.operation.duration"]["count"] == 3
+    bad = tmp_path / "bad.json"
+    bad.write_text(
+        MessageToJson(sdk_request(release.release_id, [5], [0.2])).replace(
+            '"sum": 5.0', '"sum": "NaN"'
+        )
+    )
+    assert main(["telemetry", "ingest", str(bad)]) == 2
+    assert "finite" in capsys.readouterr().err

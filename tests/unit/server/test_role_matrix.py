@@ -184,6 +184,9 @@ CANARY_ENDPOINTS = [
     ("POST", "/canaries/llama/staging/verdicts", {"act": False}, RELEASERS),
     ("GET", "/canaries/llama/staging/shadow", None, ALL),
     ("POST", "/canaries/llama/staging/jobs", None, RELEASERS),
+    ("GET", "/drift/llama/staging", None, ALL),
+    ("POST", "/drift/llama/staging", {"notify": True}, RELEASERS),
+    ("GET", "/alerts/deliveries", None, ALL),
 ]
 
 

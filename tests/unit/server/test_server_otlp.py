@@ -1,6 +1,6 @@
 """OTLP/HTTP on the server's standard paths: a token allowed `telemetry.write` sends spans (JSON
 or protobuf from the OTel SDK's own encoder); other callers are refused; hostile bodies get a
-400 naming what was wrong and never a 500; metrics are checked and answered as not stored."""
+400 naming what was wrong and never a 500. Metrics: test_server_otlp_metrics."""
 
 from __future__ import annotations
 
@@ -156,31 +156,6 @@ def test_hostile_bodies_get_a_400_with_the_reason(served: Served, tmp_path: Path
     huge = served.http.post("/v1/traces", content=b"x" * (64 * 1024 * 1024 + 1), headers=headers)
     assert huge.status_code == 413
     assert observations(served.registry.ctx, "chat") == []
-
-
-def test_metrics_are_checked_and_answered_as_not_stored(served: Served) -> None:
-    headers = {**served.headers("releaser"), "content-type": "application/json"}
-    body = {
-        "resourceMetrics": [
-            {
-                "scopeMetrics": [
-                    {
-                        "metrics": [
-                            {
-                                "name": "gen_ai.client.token.usage",
-                                "histogram": {"dataPoints": [{"count": "1"}, {"count": "2"}]},
-                            }
-                        ]
-                    }
-                ]
-            }
-        ]
-    }
-    answer = served.http.post("/v1/metrics", content=json.dumps(body), headers=headers)
-    assert answer.status_code == 200
-    assert answer.json()["partialSuccess"]["rejectedDataPoints"] == "2"
-    bad = served.http.post("/v1/metrics", content=b'{"resourceMetrics": 3}', headers=headers)
-    assert bad.status_code == 400
 
 
 def test_load_through_the_server_verifies_signature_bytes_and_release(

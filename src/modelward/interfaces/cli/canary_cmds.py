@@ -1,10 +1,13 @@
 """Canary commands: canary start, status, judge and watch (a bounded loop of `judge --act`).
+`start --watch SECONDS` leaves the watching to a server: its job workers queue an acting
+judgement every SECONDS (`services.jobs.schedule_canary_judgements`), with no CLI running.
 
 Exit codes: `judge` and `watch` exit 1 on a `rollback` verdict, 0 otherwise; errors as usual."""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import Any
 
 from modelward.interfaces.cli._output import add_json_flag, emit, emit_json
@@ -38,6 +41,13 @@ def register(subparsers: Any) -> None:
     start.add_argument("--alpha", type=float, default=0.05)
     start.add_argument("--min-samples", type=int, default=100, help="per arm (default 100)")
     start.add_argument("--warmup", type=float, default=0.0, metavar="SECONDS")
+    start.add_argument(
+        "--watch",
+        type=float,
+        metavar="SECONDS",
+        help="a server judges with --act every SECONDS (1 to 86400) until the canary ends; "
+        "its job workers schedule it, no CLI needs to run",
+    )
     add_json_flag(start)
     start.set_defaults(handler=_start)
     for verb, helptext in (
@@ -78,7 +88,12 @@ def _start(args: argparse.Namespace) -> int:
             alpha=args.alpha,
             min_samples=args.min_samples,
             warmup_s=args.warmup,
+            watch_s=args.watch,
         )
+    return render_start(args, data)
+
+
+def render_start(args: argparse.Namespace, data: dict[str, Any]) -> int:
     if args.json:
         emit_json(data)
     else:
@@ -89,6 +104,8 @@ def _start(args: argparse.Namespace) -> int:
         )
         for metric in data["metrics"]:
             emit(f"  {metric['name']}: {metric['direction']} is better")
+        if data.get("watch_s") is not None:
+            emit(f"  judged and acted on by the server every {data['watch_s']:g}s")
     return 0
 
 
@@ -111,6 +128,10 @@ def _status(args: argparse.Namespace) -> int:
 
     with registry_context() as context:
         data = _service(context).status(args.name, args.env)
+    return render_status(args, data)
+
+
+def render_status(args: argparse.Namespace, data: dict[str, Any]) -> int:
     if args.json:
         emit_json(data)
         return 0
@@ -132,6 +153,10 @@ def _shadow(args: argparse.Namespace) -> int:
 
     with registry_context() as context:
         data = _service(context).shadow(args.name, args.env)
+    return render_shadow(args, data)
+
+
+def render_shadow(args: argparse.Namespace, data: dict[str, Any]) -> int:
     if args.json:
         emit_json(data)
         return 0
@@ -156,6 +181,10 @@ def _judge(args: argparse.Namespace) -> int:
 
     with registry_context() as context:
         data = _service(context).judge(args.name, args.env, act=args.act).to_dict()
+    return render_judge(args, data)
+
+
+def render_judge(args: argparse.Namespace, data: dict[str, Any]) -> int:
     if args.json:
         emit_json(data)
     else:
@@ -167,27 +196,37 @@ def _judge(args: argparse.Namespace) -> int:
 
 
 def _watch(args: argparse.Namespace) -> int:
-    import time
-
-    from modelward.errors import InputError
     from modelward.interfaces.cli._context import registry_context
+
+    check_watch_args(args)
+    with registry_context() as context:
+        service = _service(context)
+        return watch(args, lambda: service.judge(args.name, args.env, act=True).to_dict())
+
+
+def check_watch_args(args: argparse.Namespace) -> None:
+    from modelward.errors import InputError
 
     if not 0 <= args.interval <= 86400 or not 1 <= args.max_iterations <= MAX_ITERATIONS:
         raise InputError(
             f"--interval must be 0 to 86400 seconds and --max-iterations 1 to {MAX_ITERATIONS}"
         )
+
+
+def watch(args: argparse.Namespace, judge_and_act: Callable[[], dict[str, Any]]) -> int:
+    """`judge --act` every --interval seconds until a final verdict or --max-iterations."""
+    import time
+
     results = []
-    with registry_context() as context:
-        service = _service(context)
-        for iteration in range(args.max_iterations):
-            data = service.judge(args.name, args.env, act=True).to_dict()
-            results.append(data)
-            if not args.json:
-                emit(f"[{iteration + 1}] {data['verdict']}: {'; '.join(data['reasons'][:2])}")
-            if data["verdict"] in ("rollback", "promote"):
-                break
-            if iteration + 1 < args.max_iterations:
-                time.sleep(args.interval)
+    for iteration in range(args.max_iterations):
+        data = judge_and_act()
+        results.append(data)
+        if not args.json:
+            emit(f"[{iteration + 1}] {data['verdict']}: {'; '.join(data['reasons'][:2])}")
+        if data["verdict"] in ("rollback", "promote"):
+            break
+        if iteration + 1 < args.max_iterations:
+            time.sleep(args.interval)
     if args.json:
         emit_json(
             {"iterations": len(results), "verdict": results[-1]["verdict"], "last": results[-1]}

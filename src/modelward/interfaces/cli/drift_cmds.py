@@ -49,6 +49,10 @@ def _drift(args: argparse.Namespace) -> int:
         data = DriftService(context, source=telemetry_source(context)).report(
             args.name, args.env, notify=args.notify
         )
+    return render_drift(args, data)
+
+
+def render_drift(args: argparse.Namespace, data: dict[str, Any]) -> int:
     if args.json:
         emit_json(data)
     else:
@@ -100,6 +104,10 @@ def _deliveries(args: argparse.Namespace) -> int:
 
     with registry_context() as context:
         rows = AlertService(context).deliveries(max(1, min(args.limit, 1000)))
+    return render_deliveries(args, rows)
+
+
+def render_deliveries(args: argparse.Namespace, rows: list[dict[str, Any]]) -> int:
     if args.json:
         emit_json(rows)
     else:

@@ -290,3 +290,12 @@ _HANDLERS: dict[str, Handler] = {
     "users list": _users_list,
     "users add": _users_add,
 }
+
+
+def _runtime_handlers() -> dict[str, Handler]:
+    from modelward.interfaces.cli.remote_runtime import HANDLERS
+
+    return dict(HANDLERS)
+
+
+_HANDLERS.update(_runtime_handlers())

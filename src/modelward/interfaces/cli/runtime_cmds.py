@@ -28,7 +28,7 @@ def register(subparsers: Any) -> None:
 
     telemetry = subparsers.add_parser("telemetry", help="serving telemetry: ingest, summary")
     verbs = telemetry.add_subparsers(dest="verb", required=True, metavar="VERB")
-    ingest = verbs.add_parser("ingest", help="ingest OTLP JSON trace files")
+    ingest = verbs.add_parser("ingest", help="ingest OTLP JSON trace or metrics files")
     ingest.add_argument("files", nargs="+", type=Path, metavar="FILE")
     ingest.add_argument("--store-content", action="store_true", help="keep prompt/output text")
     ingest.add_argument(
@@ -78,6 +78,14 @@ def _ingest(args: argparse.Namespace) -> int:
     )
     for reason, count in sorted(result.dropped.items()):
         emit(f"  dropped {count}: {reason}")
+    if result.metrics is not None:
+        m = result.metrics
+        emit(
+            f"{m.accepted} metric points accepted, {m.duplicates} duplicates, {m.skipped} of "
+            f"other metrics, {m.rejected} dropped (of {m.points} points)"
+        )
+        for reason, count in sorted(m.dropped.items()):
+            emit(f"  dropped {count}: {reason}")
     return 0
 
 
@@ -101,8 +109,12 @@ def _summary(args: argparse.Namespace) -> int:
         latency = (
             f"p50 {row.latency_s.p50:.3f}s p95 {row.latency_s.p95:.3f}s" if row.latency_s else "-"
         )
+        errors = "-" if row.error_rate is None else f"{row.error_rate:.1%}"
         emit(
             f"{row.window_start_ns}\t{row.release_id or '-'}\tv{row.version}\t{row.requests} req\t"
-            f"errors {row.error_rate:.1%}\tlatency {latency}\tfinish {row.finish_reasons}"
+            f"errors {errors}\tlatency {latency}\tfinish {row.finish_reasons}"
         )
+        for signal, m in row.metrics.items():
+            p95 = "-" if m.p95 is None else f"{m.p95:.4g}"
+            emit(f"  {signal}\tn {m.count}\tmean {m.mean:.4g}\tp95 {p95}")
     return 0

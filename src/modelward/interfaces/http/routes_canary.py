@@ -1,5 +1,6 @@
-"""Canary judgement over HTTP: start, status, judge (optionally acting), shadow, and a queued
-judgement (the `canary.judge` job a watcher enqueues). Each endpoint authenticates, authorises,
+"""Canary judgement over HTTP: start (optionally watched: the servers' job workers then queue
+an acting judgement every interval), status, judge (optionally acting), shadow, and a queued
+judgement (a `canary.judge` job). Each endpoint authenticates, authorises,
 calls one `CanaryService` method with the principal bound, and returns its result; the service
 checks its own writes again.
 """
@@ -27,6 +28,7 @@ class StartRequest(BaseModel):
     alpha: float = Field(default=0.05, gt=0, lt=1)
     min_samples: int = Field(default=100, ge=1, le=10_000_000)
     warmup_s: float = Field(default=0.0, ge=0, le=86_400)
+    watch_s: float | None = Field(default=None, ge=1, le=86_400)
 
 
 class JudgeRequest(BaseModel):
@@ -58,6 +60,7 @@ def start(
             alpha=body.alpha,
             min_samples=body.min_samples,
             warmup_s=body.warmup_s,
+            watch_s=body.watch_s,
         )
     return result
 

@@ -2,12 +2,11 @@
 (`application/json`) or protobuf (`application/x-protobuf`), optionally gzip-encoded.
 
 Authenticates the caller (a token allowed `telemetry.write`), decodes the body, hands the spans
-to the telemetry service and answers with an `Export*ServiceResponse` in the request's encoding,
-whose `partialSuccess` counts the spans dropped and why. A malformed request is a 400 naming
-what was wrong, and stores nothing. Request bodies are limited by the server's body limit.
-
-Metric points are decoded and checked, but per-release signals are derived from spans: metric
-points are answered as rejected in `partialSuccess`, saying so, and are not stored.
+and the GenAI metric points to the telemetry service and answers with an
+`Export*ServiceResponse` in the request's encoding, whose `partialSuccess` counts the spans or
+points dropped and why (metrics modelward does not read are skipped, not rejected; the JSON
+answer's `modelward` member counts them). A malformed request is a 400 naming what was wrong,
+and stores nothing. Request bodies are limited by the server's body limit.
 """
 
 from __future__ import annotations
@@ -31,6 +30,8 @@ PROTOBUF = "application/x-protobuf"
 
 async def _body(request: Request) -> tuple[bytes, bool]:
     body = await request.body()
+    if not body:
+        raise InputError("the body is empty: an OTLP request holds at least its message")
     encoding = request.headers.get("content-encoding", "identity").strip().lower()
     if encoding == "gzip":
         body = gunzip_bounded(body)
@@ -80,71 +81,27 @@ async def metrics(
 ) -> Response:
     authorise(registry.ctx, principal, Action.TELEMETRY_WRITE, checked_later=True)
     body, protobuf = await _body(request)
-    points = _count_points(body, protobuf)
-    message = "modelward derives per-release signals from spans; metric points are not stored"
+    from starlette.concurrency import run_in_threadpool
+
+    def ingest() -> Any:
+        with bind_principal(principal):
+            return registry.telemetry(principal).ingest_otlp_metrics(
+                body, PROTOBUF if protobuf else "application/json"
+            )
+
+    result = await run_in_threadpool(ingest)
+    message = "; ".join(f"{n} {reason}" for reason, n in sorted(result.dropped.items()))
     if protobuf:
         from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
             ExportMetricsServiceResponse,
         )
 
         answer = ExportMetricsServiceResponse()
-        if points:
-            answer.partial_success.rejected_data_points = points
+        if result.rejected:
+            answer.partial_success.rejected_data_points = result.rejected
             answer.partial_success.error_message = message
         return Response(answer.SerializeToString(), media_type=PROTOBUF)
-    payload = (
-        {"partialSuccess": {"rejectedDataPoints": str(points), "errorMessage": message}}
-        if points
-        else {}
-    )
+    partial = {"rejectedDataPoints": str(result.rejected), "errorMessage": message}
+    payload: dict[str, Any] = {"partialSuccess": partial} if result.rejected else {}
+    payload["modelward"] = result.to_dict()
     return Response(json.dumps(payload), media_type="application/json")
-
-
-def _count_points(body: bytes, protobuf: bool) -> int:
-    """The number of data points in a metrics request, after checking its shape."""
-    kinds = ("gauge", "sum", "histogram", "exponentialHistogram", "summary")
-    if protobuf:
-        from google.protobuf.message import DecodeError
-        from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
-            ExportMetricsServiceRequest,
-        )
-
-        request = ExportMetricsServiceRequest()
-        try:
-            request.ParseFromString(body)
-        except (DecodeError, RecursionError, ValueError) as exc:
-            raise InputError(f"the body is not an OTLP ExportMetricsServiceRequest: {exc}") from exc
-        total = 0
-        for rm in request.resource_metrics:
-            for sm in rm.scope_metrics:
-                for metric in sm.metrics:
-                    kind = metric.WhichOneof("data")
-                    if kind is not None:
-                        total += len(getattr(metric, kind).data_points)
-        return total
-    try:
-        document = json.loads(body)
-    except (ValueError, RecursionError) as exc:
-        raise InputError(f"the body is not JSON: {exc}") from exc
-    if not isinstance(document, dict) or not isinstance(document.get("resourceMetrics", []), list):
-        raise InputError("an OTLP metrics request is a JSON object with resourceMetrics")
-    total = 0
-    for rm in document.get("resourceMetrics", []):
-        scopes = rm.get("scopeMetrics", []) if isinstance(rm, dict) else None
-        if not isinstance(scopes, list):
-            raise InputError("resourceMetrics[].scopeMetrics must be a list")
-        for sm in scopes:
-            metrics_list = sm.get("metrics", []) if isinstance(sm, dict) else None
-            if not isinstance(metrics_list, list):
-                raise InputError("scopeMetrics[].metrics must be a list")
-            for metric in metrics_list:
-                if not isinstance(metric, dict):
-                    raise InputError("a metric must be an object")
-                for kind in kinds:
-                    data = metric.get(kind)
-                    if isinstance(data, dict):
-                        points = data.get("dataPoints", [])
-                        if not isinstance(points, list):
-                            raise InputError(f"{kind}.dataPoints must be a list")
-                        total += len(points)
-    return total

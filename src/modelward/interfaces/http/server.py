@@ -121,6 +121,7 @@ def create_app(registry: ServerRegistry, run_jobs: bool = False) -> FastAPI:
         routes_models,
         routes_otlp,
         routes_push,
+        routes_runtime,
         routes_users,
     )
 
@@ -201,6 +202,7 @@ def create_app(registry: ServerRegistry, run_jobs: bool = False) -> FastAPI:
         routes_users,
         routes_jobs,
         routes_canary,
+        routes_runtime,
     ):
         app.include_router(module.router, prefix=API)
     from modelward.interfaces.web.app import mount_console

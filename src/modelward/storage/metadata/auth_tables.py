@@ -8,7 +8,7 @@ Declares tables only; the SQL lives in `auth_repository` (and `jobs_repository`)
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Integer, String, Table, Text
+from sqlalchemy import BigInteger, Column, Integer, String, Table, Text, UniqueConstraint
 
 from modelward.storage.metadata.schema import metadata
 
@@ -68,6 +68,9 @@ jobs = Table(
     Column("created_at", String(40), nullable=False),
     Column("created_by", String(200), nullable=False),
     Column("finished_at", String(40), nullable=True),
+    # a job queued at most once whoever queues it (a watched canary's slot); NULL: no key
+    Column("dedupe_key", String(200), nullable=True),
+    UniqueConstraint("dedupe_key", name="uq_jobs_dedupe_key"),
 )
 
 # A user may name a stored blob in a push only after sending its bytes (or when it is already a

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.engine import Connection
 
 from modelward.storage.metadata.canary_tables import (
@@ -116,6 +116,16 @@ class CanaryRepository:
             .limit(1)
         ).first()
         return None if row is None else CanaryRow(**row._mapping)
+
+    def latest_canaries(self) -> list[CanaryRow]:
+        """The newest canary of every (model, environment), oldest first."""
+        newest = select(func.max(canaries.c.id)).group_by(canaries.c.model, canaries.c.environment)
+        rows = self._conn.execute(
+            select(*(c for c in canaries.c if c.name != "ledger_seq"))
+            .where(canaries.c.id.in_(newest))
+            .order_by(canaries.c.id)
+        )
+        return [CanaryRow(**r._mapping) for r in rows]
 
     def add_verdict(
         self,

@@ -1,5 +1,6 @@
-"""All of the jobs queue's SQL: enqueue, claim with a lease (`FOR UPDATE SKIP LOCKED` on
-PostgreSQL, so concurrent workers never wait on or take each other's job), extend, finish.
+"""All of the jobs queue's SQL: enqueue (once per dedupe key, when given), claim with a lease
+(`FOR UPDATE SKIP LOCKED` on PostgreSQL, so concurrent workers never wait on or take each
+other's job), extend, finish.
 
 A job whose lease ran out (its worker died) is claimable again; `attempts` counts the claims.
 Works inside the caller's transaction; does not run jobs or commit.
@@ -33,6 +34,7 @@ class JobRecord:
     created_at: str
     created_by: str
     finished_at: str | None
+    dedupe_key: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -47,6 +49,7 @@ class JobRecord:
             "created_at": self.created_at,
             "created_by": self.created_by,
             "finished_at": self.finished_at,
+            "dedupe_key": self.dedupe_key,
         }
 
 
@@ -63,6 +66,7 @@ def _job(row: Any) -> JobRecord:
         str(row.created_at),
         str(row.created_by),
         row.finished_at,
+        row.dedupe_key,
     )
 
 
@@ -82,6 +86,31 @@ class JobsRepository:
             )
         )
         key = result.inserted_primary_key
+        return int(key[0]) if key else 0
+
+    def enqueue_once(
+        self, kind: str, payload: dict[str, Any], at: str, by: str, key: str
+    ) -> int | None:
+        """Queue a job unless one with `key` was ever queued (by any process): its id, or None.
+        The unique key decides, so concurrent callers queue it exactly once."""
+        values = {
+            "kind": kind,
+            "payload": json.dumps(payload, sort_keys=True),
+            "state": QUEUED,
+            "attempts": 0,
+            "created_at": at,
+            "created_by": by,
+            "dedupe_key": key,
+        }
+        if self.conn.dialect.name in ("postgresql", "sqlite"):
+            found = self.conn.execute(_insert_unless_keyed(self.conn, values)).scalar()
+            return None if found is None else int(found)
+        if self.conn.execute(select(jobs.c.id).where(jobs.c.dedupe_key == key)).first():
+            return None
+        return self._insert(values)
+
+    def _insert(self, values: dict[str, Any]) -> int:
+        key = self.conn.execute(insert(jobs).values(**values)).inserted_primary_key
         return int(key[0]) if key else 0
 
     def job(self, job_id: int) -> JobRecord:
@@ -161,3 +190,21 @@ class JobsRepository:
         )
         if done.rowcount != 1:
             raise ConflictError(f"job {job_id} is no longer leased to {worker}")
+
+
+def _insert_unless_keyed(conn: Connection, values: dict[str, Any]) -> Any:
+    """INSERT ... ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, in the dialect's words."""
+    statement: Any
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        statement = pg_insert(jobs)
+    else:
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        statement = sqlite_insert(jobs)
+    return (
+        statement.values(**values)
+        .on_conflict_do_nothing(index_elements=["dedupe_key"])
+        .returning(jobs.c.id)
+    )
