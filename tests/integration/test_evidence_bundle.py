@@ -15,6 +15,7 @@ import tarfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -160,12 +161,74 @@ def test_the_release_verifies_offline_in_a_fresh_process(exported: Exported) -> 
     assert all(line.startswith(("OK   ", "verified")) for line in human.stdout.splitlines())
 
 
+def test_verify_says_as_of_when(exported: Exported) -> None:
+    report = json.loads(_ok(_verify(exported, exported.bundle)).stdout)
+    assert report["exported_at"].endswith("Z") and report["exported_by"] == "alice"
+    checkpoint = report["checkpoint"]
+    assert checkpoint["origin"].startswith("modelward/") and checkpoint["size"] > 0
+    human = run_modelward(
+        "evidence", "verify", str(exported.bundle), "--trust", *exported.trust,
+        env={"MODELWARD_HOME": str(exported.work / "nothing")},
+    )  # fmt: skip
+    last = human.stdout.splitlines()[-1]
+    assert f"exported at {report['exported_at']}" in last
+    assert f"log {checkpoint['origin']} at size {checkpoint['size']}" in last
+
+
+def test_verify_fails_unless_the_bundle_is_the_one_expected(exported: Exported) -> None:
+    right = _verify(
+        exported, exported.bundle,
+        "--model", "llama", "--environment", "production", "--uri", "models:/llama/1",
+    )  # fmt: skip
+    links = {c["link"]: c for c in json.loads(_ok(right).stdout)["checks"]}
+    assert links["expected"]["ok"] and "production" in links["expected"]["detail"]
+    for args, fragment in (
+        (("--model", "mistral"), "of model llama, not mistral"),
+        (("--uri", "models:/llama/2"), "of models:/llama/1, not models:/llama/2"),
+        (("--uri", "sha256:" + "0" * 64), "not sha256:0000"),
+        (("--environment", "staging"), "release rel-2 in production, not staging"),
+    ):
+        failures = dict(_failures(_verify(exported, exported.bundle, *args)))
+        assert list(failures) == ["expected"], (args, failures)
+        assert fragment in failures["expected"], (args, failures)
+    bad = _verify(exported, exported.bundle, "--uri", "models:/llama@production")
+    assert bad.returncode == 2 and "models:/NAME/N" in bad.stdout + bad.stderr
+
+
+def test_a_version_bundle_is_not_a_release_bundle(exported: Exported, tmp_path: Path) -> None:
+    bundle = tmp_path / "version.evidence"
+    _ok(
+        run_modelward(
+            "evidence", "export", "models:/llama/1", "--out", str(bundle),
+            env={"MODELWARD_HOME": str(exported.home), "MODELWARD_ACTOR": "alice"},
+        )
+    )  # fmt: skip
+    _ok(_verify(exported, bundle, "--uri", "models:/llama/1", "--model", "llama"))
+    failures = dict(_failures(_verify(exported, bundle, "--environment", "production")))
+    assert "not the evidence of a release" in failures["expected"]
+
+
 def test_witness_policy_fails_when_too_few_vouched(exported: Exported) -> None:
     result = _verify(exported, exported.bundle, *exported.witness_keys, "--witnesses", "3")
     failures = _failures(result)
     assert failures == [(failures[0][0], failures[0][1])]
     link, detail = failures[0]
     assert link == "witnesses" and "3 required" in detail and "w1.example, w2.example" in detail
+
+
+def test_a_witness_key_given_twice_counts_once(exported: Exported, tmp_path: Path) -> None:
+    first = exported.built.witness_vkeys[0]
+    copy = tmp_path / "copy.vkey"
+    copy.write_bytes(first.read_bytes())
+    result = _verify(
+        exported, exported.bundle, f"witness={first}", f"witness={first}", f"witness={copy}",
+        "--witnesses", "2",
+    )  # fmt: skip
+    failures = dict(_failures(result))
+    assert list(failures) == ["witnesses"]
+    assert "cosigned by 1 distinct trusted witness key(s): w1.example" in failures["witnesses"]
+    assert "counted once" in failures["witnesses"] and "2 required" in failures["witnesses"]
+    assert len(json.loads(result.stdout)["witnesses"]["duplicates"]) == 2
 
 
 def _flip(data: bytes, at: int) -> bytes:
@@ -286,6 +349,17 @@ def test_untrusted_keys_and_bad_input(exported: Exported, tmp_path: Path) -> Non
     failures = _failures(no_uploader)
     assert len(failures) == 1 and "(uploader-signature)" in failures[0][0]
     assert "not trusted" in failures[0][1]
+    # offline, the fix is a --trust key, not the registry-side `modelward keys trust`
+    assert "--trust uploader=" in failures[0][1] and "keys trust" not in failures[0][1]
+    # a witness or ledger vkey file that does not parse is named
+    bad_vkey = tmp_path / "bad.vkey"
+    bad_vkey.write_text("garbage\n")
+    for role in ("witness", "ledger"):
+        trust = [t for t in exported.trust if not t.startswith(f"{role}=")]
+        bad = run_modelward(
+            "evidence", "verify", str(exported.bundle), "--trust", *trust, f"{role}={bad_vkey}",
+        )  # fmt: skip
+        assert bad.returncode == 2 and str(bad_vkey) in bad.stderr, (role, bad.stderr)
     # another registry key: the index and every registry-signed piece fail
     stranger = tmp_path / "stranger.key"
     _ok(run_modelward("keys", "generate", "--out", str(stranger)))
@@ -305,6 +379,75 @@ def test_untrusted_keys_and_bad_input(exported: Exported, tmp_path: Path) -> Non
         assert "Traceback" not in bad.stderr and message in bad.stderr
     keys = run_modelward("evidence", "verify", str(exported.bundle), "--trust", exported.trust[0])
     assert keys.returncode == 2 and "one ledger key" in keys.stderr
+
+
+def _reindexed(exp: Exported, mutate: Any) -> bytes:
+    """The bundle with its index's predicate changed by `mutate` and the old signature kept
+    (so it no longer verifies): what anyone can hand to `evidence verify`."""
+    import base64
+    import copy
+
+    members = _members(exp.bundle)
+    envelope = json.loads(members[0][1])
+    statement = json.loads(base64.b64decode(envelope["payload"]))
+    predicate = copy.deepcopy(statement["predicate"])
+    mutate(predicate)
+    statement["predicate"] = predicate
+    envelope["payload"] = base64.b64encode(json.dumps(statement).encode()).decode()
+    raw = json.dumps(envelope, indent=2, sort_keys=True).encode() + b"\n"
+    return write_archive([("index.dsse.json", raw), *members[1:]])
+
+
+def _first(kind: str, key: str, value: Any) -> Any:
+    def mutate(predicate: dict[str, Any]) -> None:
+        for entry in predicate["members"]:
+            if entry.get("kind") == kind:
+                entry[key] = value
+                return
+
+    return mutate
+
+
+MALFORMED_INDEXES: dict[str, Any] = {
+    "attestation row is a string": _first("attestation", "row", "x"),
+    "approval row is a list": _first("approval", "row", [1]),
+    "decision row key is a dict": _first("decision", "row", {"table": "t", "key": {}}),
+    "release event is a string": _first("release", "event", "18"),
+    "ledger event seq is a dict": _first("ledger-event", "seq", {"a": 1}),
+    "ledger event seq is a bool": _first("ledger-event", "seq", True),
+    "consistency size is a string": _first("consistency", "old_size", "1"),
+    "unsigned approval row is an int": lambda p: p.__setitem__("unsigned_approvals", [{"row": 5}]),
+    "unsigned approvals is a dict": lambda p: p.__setitem__("unsigned_approvals", {"a": 1}),
+    "members is a string": lambda p: p.__setitem__("members", "abc"),
+    "a member is a list": lambda p: p["members"].append([1, 2]),
+    "release is a list": lambda p: p.__setitem__("release", ["x"]),
+    "checkpoint is a string": lambda p: p.__setitem__("checkpoint", "ledger/checkpoint.note"),
+    "version event is a list": lambda p: p["version"].__setitem__("event", [1]),
+    "version uri is missing": lambda p: p["version"].pop("uri"),
+    "registry origin is an int": lambda p: p["registry"].__setitem__("origin", 5),
+    "omitted what is None": lambda p: p.__setitem__("omitted", [{"what": None, "reason": "r"}]),
+    "dataset governance events hold a string": _first(
+        "dataset-manifest", "governance_events", ["7"]
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED_INDEXES))
+def test_a_malformed_index_fails_with_a_message(exported: Exported, case: str) -> None:
+    data = _reindexed(exported, MALFORMED_INDEXES[case])
+    report = verify_evidence_bundle(data, _trust(exported))
+    assert not report.ok
+    failed = {c.link: c.detail for c in report.failures}
+    assert failed["index"].startswith("malformed index:"), (case, failed)
+
+
+def test_a_malformed_index_is_exit_1_in_the_cli(exported: Exported, tmp_path: Path) -> None:
+    for case in ("attestation row is a string", "unsigned approval row is an int"):
+        path = tmp_path / "malformed.evidence"
+        path.write_bytes(_reindexed(exported, MALFORMED_INDEXES[case]))
+        result = _verify(exported, path)
+        assert "internal error" not in result.stderr
+        assert "malformed index" in dict(_failures(result))["index"]
 
 
 def test_unsigned_legacy_approvals_are_named(exported: Exported, tmp_path: Path) -> None:

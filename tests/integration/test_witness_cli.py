@@ -131,8 +131,9 @@ def test_witness_process_cosigns_growth_and_verify_counts_it(
     key = _keygen(registry, tmp_path, "w1.example")
     start = witness_factory  # type: ignore[assignment]
     witness = start(
-        "--key", str(key), "--state", str(tmp_path / "state"), "--log", _ledger_vkey(registry)
-    )  # type: ignore[operator]
+        "--init", "--key", str(key), "--state", str(tmp_path / "state"),
+        "--log", _ledger_vkey(registry),
+    )  # type: ignore[operator]  # fmt: skip
     registry.ok("audit", "witness", "add", "w1.example", witness.url, str(key) + ".vkey")
     assert (
         registry.run(
@@ -180,7 +181,7 @@ def test_witness_process_cosigns_growth_and_verify_counts_it(
         "--witnesses",
         "1",
     )
-    assert "cosigned by 1 trusted witness" in ok.stdout
+    assert "cosigned by 1 distinct trusted witness" in ok.stdout
     # a new checkpoint without witnesses: the latest is no longer vouched for
     registry.ok("users", "add", "carol", "--role", "reviewer")
     registry.ok("audit", "checkpoint")
@@ -195,7 +196,7 @@ def test_split_view_refused_logged_and_state_survives_restart(
     key = _keygen(registry, tmp_path, "w1.example")
     state = tmp_path / "state"
     args = ("--key", str(key), "--state", str(state), "--log", _ledger_vkey(registry))
-    witness = start(*args)  # type: ignore[operator]
+    witness = start("--init", *args)  # type: ignore[operator]
     registry.ok("audit", "witness", "add", "w1.example", witness.url, str(key) + ".vkey")
     registry.ok("users", "add", "bob", "--role", "reviewer")
     cosigned = json.loads(
@@ -236,6 +237,7 @@ def test_wrong_log_key_is_refused(registry: Env, tmp_path: Path, witness_factory
     origin = _ledger_vkey(registry).split("+", 1)[0]
     other_pub = str(other_home / "keys" / "ledger.key.pub")
     witness = start(
+        "--init",
         "--key",
         str(key),
         "--state",

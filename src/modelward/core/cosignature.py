@@ -169,28 +169,51 @@ def verify_cosignature(
 
 @dataclass(frozen=True)
 class WitnessTally:
-    """Which of the trusted witnesses cosigned a checkpoint, and what was wrong with the rest."""
+    """Which of the trusted witnesses cosigned a checkpoint, and what was wrong with the rest.
+
+    Each witness counts once, by its public key: `duplicates` names the trusted keys that were
+    the same key as one before them (given twice, or copied under another name) and were not
+    counted again."""
 
     vouched: tuple[Cosignature, ...]
     missing: tuple[str, ...]
     invalid: tuple[str, ...]
+    duplicates: tuple[str, ...] = ()
+
+    def summary(self) -> str:
+        """`cosigned by N distinct trusted witness key(s): NAMES`, and any duplicates."""
+        names = ", ".join(c.name for c in self.vouched) or "none"
+        text = f"cosigned by {len(self.vouched)} distinct trusted witness key(s): {names}"
+        if self.duplicates:
+            text += " (" + "; ".join(self.duplicates) + ")"
+        return text
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "vouched": [c.to_dict() for c in self.vouched],
             "missing": list(self.missing),
             "invalid": list(self.invalid),
+            "duplicates": list(self.duplicates),
         }
 
 
 def tally_cosignatures(
     note: SignedNote, keys: Iterable[CosignerKey], now: int | None = None
 ) -> WitnessTally:
-    """Check `note` against each trusted witness key; a bad cosignature counts as none."""
+    """Check `note` against each trusted witness key; a bad cosignature counts as none, and a
+    key given more than once (under any name) counts once."""
     vouched: list[Cosignature] = []
     missing: list[str] = []
     invalid: list[str] = []
+    duplicates: list[str] = []
+    first_name: dict[bytes, str] = {}
     for key in keys:
+        if key.public_key in first_name:
+            duplicates.append(
+                f"{key.name} is the same witness key as {first_name[key.public_key]}: counted once"
+            )
+            continue
+        first_name[key.public_key] = key.name
         if not any((s.name, s.key_id) == (key.name, key.key_id) for s in note.signatures):
             missing.append(key.name)
             continue
@@ -198,7 +221,7 @@ def tally_cosignatures(
             vouched.append(verify_cosignature(note, key, now))
         except SignatureMismatchError as exc:
             invalid.append(str(exc))
-    return WitnessTally(tuple(vouched), tuple(missing), tuple(invalid))
+    return WitnessTally(tuple(vouched), tuple(missing), tuple(invalid), tuple(duplicates))
 
 
 def add_signatures(note: SignedNote, lines: Iterable[NoteSignature]) -> SignedNote:

@@ -395,8 +395,9 @@ def model_files_of(parsed: ParsedManifest) -> list[ModelFile]:
 
 
 def check_against_signed(files: list[ModelFile], signed: Manifest) -> None:
-    """Every layer must be a file of the signed manifest with its digest, and every signed file
-    a layer; VerificationError naming the first differences otherwise."""
+    """Every layer must be a file of the signed manifest with its digest (and its size, where the
+    signature gives one), and every signed file a layer; VerificationError naming the first
+    differences otherwise."""
     if signed.serialization.hash_type != "sha256":
         raise VerificationError(
             f"the signature digests files with {signed.serialization.hash_type}; OCI layer "
@@ -412,6 +413,14 @@ def check_against_signed(files: list[ModelFile], signed: Manifest) -> None:
         f"layer {p!r} has digest sha256:{layers[p]}, the signature says sha256:{expected[p]}"
         for p in sorted(set(layers) & set(expected))
         if layers[p] != expected[p]
+    ]
+    # OMS resources carry no size (model_signing writes none); when a signature does give one,
+    # the layer must have it, so a download is bounded by what was signed
+    sizes = {f.path: f.size for f in files}
+    problems += [
+        f"layer {f.name!r} is {sizes[f.name]} bytes, the signature says {f.size} bytes"
+        for f in signed.files
+        if f.size is not None and f.name in sizes and sizes[f.name] != f.size
     ]
     if problems:
         raise VerificationError(

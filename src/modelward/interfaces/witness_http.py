@@ -20,6 +20,7 @@ from modelward.core.witness_protocol import MAX_REQUEST_BYTES, SIZE_CONTENT_TYPE
 from modelward.services.witness import WitnessService
 
 CONNECTION_TIMEOUT = 30.0
+LISTEN_BACKLOG = 128
 
 
 def _status_for(exc: errors.ModelwardError) -> tuple[int, str, bytes]:
@@ -39,21 +40,38 @@ def _status_for(exc: errors.ModelwardError) -> tuple[int, str, bytes]:
     return 500, "text/plain; charset=utf-8", message
 
 
-def handle_add_checkpoint(service: WitnessService, body: bytes) -> WitnessResponse:
-    """One `add-checkpoint` call, as the HTTP edge answers it (also used by in-process tests)."""
+SERVER_FAULT = b"the witness cannot answer now; its operator will find why in the server log\n"
+
+
+def handle_add_checkpoint(
+    service: WitnessService, body: bytes, log: Callable[[str], None] | None = None
+) -> WitnessResponse:
+    """One `add-checkpoint` call, as the HTTP edge answers it (also used by in-process tests).
+    A fault of the witness itself (500: its state unreadable, an internal error) is told to the
+    client without detail (it would name server paths); the detail goes to `log`."""
     try:
         cosigned = service.add_checkpoint(body)
     except errors.ModelwardError as exc:
         status, content_type, payload = _status_for(exc)
+        if status == 500:
+            _log_fault(log, f"{type(exc).__name__}: {exc}")
+            payload = SERVER_FAULT
         return WitnessResponse(status, content_type, payload)
     except Exception as exc:  # never a traceback to the client; the operator sees it logged
-        message = f"internal error: {type(exc).__name__}: {exc}\n".encode()
-        return WitnessResponse(500, "text/plain; charset=utf-8", message)
+        _log_fault(log, f"internal error: {type(exc).__name__}: {exc}")
+        return WitnessResponse(500, "text/plain; charset=utf-8", SERVER_FAULT)
     return WitnessResponse(200, "text/plain; charset=utf-8", cosigned.lines.encode("utf-8"))
+
+
+def _log_fault(log: Callable[[str], None] | None, message: str) -> None:
+    (log or stderr_log)(f"cannot answer add-checkpoint: {message}")
 
 
 class WitnessHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default listen backlog of 5 drops connections when a registry and its
+    # peers call at once; requests queue on the witness's lock instead
+    request_queue_size = LISTEN_BACKLOG
 
     def __init__(
         self, address: tuple[str, int], service: WitnessService, log: Callable[[str], None]
@@ -82,7 +100,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(WitnessResponse(413, "text/plain", b"request body too large\n"))
             return
         body = self.rfile.read(length)
-        response = handle_add_checkpoint(self.server.service, body)
+        response = handle_add_checkpoint(self.server.service, body, self.server.log)
         self.server.log(
             f"add-checkpoint from {self.client_address[0]}: {response.status} "
             f"{response.body.decode('utf-8', 'replace').strip()[:200]}"

@@ -141,8 +141,12 @@ class AttestationVerifier:
         registry_key: Verifier,
         trusted: Sequence[NamedKey] = (),
         setting_problems: Sequence[str] = (),
+        trust_hint: str = "modelward keys trust",
     ) -> None:
+        """`trust_hint` says how to trust an uploader key where this verifier runs (the
+        registry's `modelward keys trust`; offline, the verifier's own key options)."""
         self.registry = NamedKey(REGISTRY_KEY_NAME, registry_key)
+        self.trust_hint = trust_hint
         # The registry's own key never counts as a trusted uploader key.
         self.trusted = [k for k in trusted if k.verifier.keyid != registry_key.keyid]
         self.setting_problems = list(setting_problems)
@@ -224,7 +228,7 @@ class AttestationVerifier:
                     raise _Refused(
                         "signed with the registry's own key, which is not an uploader key"
                     )
-                raise _Refused(f"signed with {shown}, which is not trusted (modelward keys trust)")
+                raise _Refused(f"signed with {shown}, which is not trusted ({self.trust_hint})")
         statement: Statement | None = None
         signer: NamedKey | None = None
         for key in candidates:

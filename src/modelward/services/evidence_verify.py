@@ -49,7 +49,10 @@ from modelward.core.evidence_archive import read_archive
 from modelward.core.intoto import Statement
 from modelward.core.ledger_leaf import event_leaf_data
 from modelward.core.merkle import leaf_hash
+from modelward.core.release import Release
+from modelward.core.release_authority import DecisionSummary
 from modelward.errors import InputError, ModelwardError
+from modelward.services.evidence_index import index_shape_problems
 from modelward.signing.keys import Verifier
 
 BUNDLE_PREDICATE_TYPE = "https://modelward.dev/evidence-bundle/v1"
@@ -82,12 +85,43 @@ class EvidenceTrust:
     allow_unsigned_approvals: bool = False
 
 
+@dataclass(frozen=True)
+class EvidenceExpectation:
+    """What the caller expects the bundle to be about; each given field must hold (the
+    `expected` link), so a bundle of another model, version or release fails.
+
+    `uri` is `models:/NAME/N` or `sha256:ROOT`; `environment` requires the bundle to be the
+    evidence of a release in that environment."""
+
+    model: str | None = None
+    uri: str | None = None
+    environment: str | None = None
+
+    def __post_init__(self) -> None:
+        uri = self.uri
+        if uri is not None and not (
+            (uri.startswith("models:/") and uri.rsplit("/", 1)[-1].isdigit() and "@" not in uri)
+            or (uri.startswith("sha256:") and len(uri) == 71)
+        ):
+            raise InputError(
+                f"--uri {uri!r}: give the version as models:/NAME/N or sha256:ROOT_DIGEST (an "
+                "alias cannot be checked offline)"
+            )
+
+    @property
+    def given(self) -> bool:
+        return (self.model, self.uri, self.environment) != (None, None, None)
+
+
 @dataclass
 class EvidenceReport:
     uri: str | None
     release: str | None
     checks: list[EvidenceCheck] = field(default_factory=list)
     witnesses: WitnessTally | None = None
+    exported_at: str | None = None
+    exported_by: str | None = None
+    checkpoint: Checkpoint | None = None  # the verified checkpoint: as of when the bundle holds
 
     @property
     def ok(self) -> bool:
@@ -105,7 +139,27 @@ class EvidenceReport:
             "checks": [c.to_dict() for c in self.checks],
             "failed": len(self.failures),
             "witnesses": None if self.witnesses is None else self.witnesses.to_dict(),
+            "exported_at": self.exported_at,
+            "exported_by": self.exported_by,
+            "checkpoint": None
+            if self.checkpoint is None
+            else {"origin": self.checkpoint.origin, "size": self.checkpoint.size},
         }
+
+    def as_of(self) -> str:
+        """`as of the checkpoint of log ORIGIN at size N; exported at T by ACTOR`."""
+        parts = []
+        if self.checkpoint is not None:
+            parts.append(
+                f"as of the checkpoint of log {self.checkpoint.origin} at size "
+                f"{self.checkpoint.size}"
+            )
+        if self.exported_at is not None:
+            parts.append(
+                f"exported at {self.exported_at}"
+                + (f" by {self.exported_by}" if self.exported_by else "")
+            )
+        return "; ".join(parts)
 
 
 class _Fail(Exception):
@@ -158,10 +212,13 @@ class _Verification:
         self.events: dict[int, dict[str, Any]] = {}  # seq -> verified event document
         self.root = ""
         self.uri = ""
+        self.model = ""
+        self.proven_releases: dict[str, Release] = {}
         self.origin = ""
         self.checkpoint: Checkpoint | None = None
         self.ledger: NoteVerifier | None = None
-        self.decisions: dict[str, dict[str, Any]] = {}  # decision digest -> summary
+        self.decisions: dict[str, DecisionSummary] = {}  # decision digest -> what it decided
+        self.decision_approvals: dict[str, tuple[str, list[str]]] = {}  # -> (env, reviewers)
         self.approvals: list[tuple[str, str]] = []  # (environment, reviewer)
         self.dataset_digests: dict[str, str] = {}  # uri -> manifest digest
         self.provenance_datasets: list[tuple[str, str]] = []
@@ -221,11 +278,19 @@ class _Verification:
         ):
             self.fail("index", f"not an evidence bundle index ({statement.predicate_type})")
             return None
+        malformed = index_shape_problems(predicate)
+        if malformed:
+            self.fail("index", "malformed index: " + "; ".join(malformed))
+            return None
         self.root = str(version.get("root_digest", ""))
         self.uri = str(version.get("uri", ""))
         self.origin = str(registry.get("origin", ""))
         self.report.uri = self.uri
         self.report.release = predicate.get("release")
+        self.report.exported_at = predicate.get("exported_at")
+        exported_by = predicate.get("exported_by")
+        self.report.exported_by = exported_by if isinstance(exported_by, str) else None
+        self.model = str(version.get("model", ""))
         written = json.dumps(envelope.to_dict(), indent=2, sort_keys=True).encode() + b"\n"
         if written != raw or len(envelope.signatures) != 1:
             self.fail("index", "not byte for byte what the registry writes (changed?)")
@@ -266,6 +331,7 @@ class _Verification:
                 self.checkpoint = open_checkpoint(note, self.ledger, self.origin)
             except ModelwardError as exc:
                 raise _Fail(f"not this log's checkpoint: {exc}") from exc
+            self.report.checkpoint = self.checkpoint
             return f"log {self.checkpoint.origin} at size {self.checkpoint.size}, signed by its key"
 
         if not self.run("checkpoint", check):
@@ -277,8 +343,7 @@ class _Verification:
             return
         tally = tally_cosignatures(parse_signed_note(self.members[name]), self.trust.witnesses)
         self.report.witnesses = tally
-        vouched = ", ".join(c.name for c in tally.vouched) or "none"
-        detail = f"cosigned by {len(tally.vouched)} trusted witness(es): {vouched}"
+        detail = tally.summary()
         if tally.invalid:
             detail += "; " + "; ".join(tally.invalid)
         if len(tally.vouched) < self.trust.witnesses_required:
@@ -417,7 +482,9 @@ class _Verification:
         )
 
         verifier = AttestationVerifier(
-            self.trust.registry, [NamedKey(n, v) for n, v in self.trust.uploaders]
+            self.trust.registry,
+            [NamedKey(n, v) for n, v in self.trust.uploaders],
+            trust_hint="give the uploader's public key with --trust uploader=FILE",
         )
         model_ref = self.uri.removeprefix("models:/")
         kinds = []
@@ -451,7 +518,7 @@ class _Verification:
                     self._provenance(result.statement)
                 return f"signed by the {result.key_name} key ({result.key_id[:16]}…)"
 
-            self.run(f"attestation {entry.get('row', {}).get('key')} ({kind})", check)
+            self.run(f"attestation {_row_key(entry)} ({kind})", check)
         if "registry-signature" not in kinds:
             self.fail("registry signature", "the bundle holds no registry signature (OMS)")
 
@@ -552,9 +619,9 @@ class _Verification:
                     "registry key"
                 )
 
-            self.run(f"approval {entry.get('row', {}).get('key')}", check)
+            self.run(f"approval {_row_key(entry)}", check)
         for entry in unsigned:
-            key = entry.get("row", {}).get("key")
+            key = _row_key(entry)
 
             def check_unsigned(entry: Mapping[str, Any] = entry) -> str:
                 fields = self.anchored(entry)
@@ -608,15 +675,26 @@ class _Verification:
                 event = self.event(entry.get("event"), "gate.decision", "gate.override")
                 if event["details"].get("decision_digest") != decision.digest():
                     raise _Fail(f"its ledger event #{event['seq']} records another decision")
-                environment = str(fields.get("environment"))
-                self.decisions[decision.digest()] = {
-                    "environment": environment,
-                    "approvals": [
+                environment = decision.environment
+                if fields.get("environment") != environment:
+                    raise _Fail("its row names another environment than its VSA")
+                model, _, number = str(fields.get("version")).rpartition("/")
+                self.decisions[decision.digest()] = DecisionSummary(
+                    model=model,
+                    version=int(number) if number.isdigit() else 0,
+                    environment=environment,
+                    allowed=decision.allowed,
+                    override=None if decision.override is None else decision.override.to_dict(),
+                )
+                approvals = facts.get("approvals", []) if isinstance(facts, dict) else []
+                self.decision_approvals[decision.digest()] = (
+                    environment,
+                    [
                         str(a.get("reviewer"))
-                        for a in facts.get("approvals", [])
+                        for a in (approvals if isinstance(approvals, list) else [])
                         if isinstance(a, dict)
                     ],
-                }
+                )
                 verdict = "allow" if decision.allowed else "deny"
                 if decision.override is not None:
                     verdict += (
@@ -627,19 +705,19 @@ class _Verification:
                     verdict += " (" + ", ".join(decision.failed) + ")"
                 return f"{environment}: {verdict}; VSA signed by the registry key"
 
-            self.run(f"decision {entry.get('row', {}).get('key')}", check)
+            self.run(f"decision {_row_key(entry)}", check)
 
     def check_releases(self, described: Sequence[Mapping[str, Any]]) -> None:
-        from modelward.core.release import Release
+        from modelward.core.release_authority import release_authority_problem
 
-        found = []
+        checked: list[tuple[Mapping[str, Any], Release | str]] = []
+        proven = self.proven_releases
         for entry in described:
             if entry.get("kind") != "release":
                 continue
-            name = str(entry.get("name"))
 
-            def check(entry: Mapping[str, Any] = entry, name: str = name) -> str:
-                data = self.member(name)
+            def proven_release(entry: Mapping[str, Any] = entry) -> Release:
+                data = self.member(str(entry.get("name")))
                 release = Release.from_dict(_json(data, "the release"))
                 fields = self.anchored(entry)
                 if fields.get("record") != "sha256:" + _sha256(data):
@@ -651,17 +729,36 @@ class _Verification:
                 event = self.event(entry.get("event"), "release.create", "release.rollback")
                 if event["details"].get("state_digest") != release.state_digest():
                     raise _Fail(f"its ledger event #{event['seq']} records another state")
-                found.append(release.release_id)
+                if (event["action"] == "release.rollback") != (fields.get("kind") == "rollback"):
+                    raise _Fail(f"its ledger event #{event['seq']} records another kind of release")
+                return release
+
+            outcome: Release | str
+            try:
+                outcome = proven_release()
+                proven[outcome.release_id] = outcome
+            except _Fail as exc:
+                outcome = str(exc)
+            except (ModelwardError, ValueError, TypeError, KeyError, AttributeError) as exc:
+                outcome = f"unreadable: {exc}"
+            checked.append((entry, outcome))
+        for entry, outcome in checked:
+
+            def check(outcome: Release | str = outcome) -> str:
+                if isinstance(outcome, str):
+                    raise _Fail(outcome)
+                release = outcome
+                problem = release_authority_problem(
+                    release, self.decisions, proven, "the bundle does not prove"
+                )
+                if problem is not None:
+                    raise _Fail(problem)
                 how = ""
                 if release.decision_digest is not None:
-                    decided = self.decisions.get(release.decision_digest)
-                    if decided is None:
-                        raise _Fail(
-                            f"names decision {release.decision_digest}, which the bundle does not "
-                            "prove"
-                        )
-                    self._approvals_counted(decided)
+                    self._approvals_counted(self.decision_approvals[release.decision_digest])
                     how = f" under decision {release.decision_digest[:19]}…"
+                else:
+                    how = f", a rollback to {release.restores_release_id}"
                 if release.override is not None:
                     how += f", OVERRIDE by {release.override.actor}"
                 return (
@@ -669,14 +766,43 @@ class _Verification:
                     f"{release.version}{how}"
                 )
 
-            self.run(f"release {entry.get('row', {}).get('key')}", check)
+            self.run(f"release {_row_key(entry)}", check)
         wanted = self.report.release
-        if wanted is not None and wanted not in found:
+        if wanted is not None and wanted not in proven:
             self.fail(f"release {wanted}", "the bundle is of this release but holds no proof of it")
 
-    def _approvals_counted(self, decided: Mapping[str, Any]) -> None:
-        environment = decided["environment"]
-        for reviewer in decided["approvals"]:
+    def check_expected(self, expect: EvidenceExpectation) -> None:
+        def check() -> str:
+            if expect.model is not None and self.model != expect.model:
+                raise _Fail(f"the bundle is of model {self.model}, not {expect.model}")
+            if expect.uri is not None:
+                ours = ("sha256:" + self.root) if expect.uri.startswith("sha256:") else self.uri
+                if ours != expect.uri:
+                    raise _Fail(f"the bundle is of {ours}, not {expect.uri}")
+            what = self.uri
+            if expect.environment is not None:
+                wanted = self.report.release
+                if wanted is None:
+                    raise _Fail(
+                        f"the bundle is of {self.uri}, not the evidence of a release (export it "
+                        "with --release ENV --model NAME)"
+                    )
+                release = self.proven_releases.get(wanted)
+                if release is None:
+                    raise _Fail(f"the bundle holds no proof of its release {wanted}")
+                if release.environment != expect.environment:
+                    raise _Fail(
+                        f"the bundle is of release {wanted} in {release.environment}, not "
+                        f"{expect.environment}"
+                    )
+                what = f"release {wanted} of {self.uri} in {release.environment}"
+            return f"the bundle is the evidence of {what}, as expected"
+
+        self.run("expected", check)
+
+    def _approvals_counted(self, decided: tuple[str, list[str]]) -> None:
+        environment, reviewers = decided
+        for reviewer in reviewers:
             if (environment, reviewer) not in self.approvals:
                 raise _Fail(
                     f"its decision counted an approval by {reviewer} for {environment} that the "
@@ -684,17 +810,29 @@ class _Verification:
                 )
 
 
+def _row_key(entry: Mapping[str, Any]) -> str:
+    """The row key an index entry names, for naming its link (`?` when it names none)."""
+    row = entry.get("row")
+    key = row.get("key") if isinstance(row, dict) else None
+    return str(key) if isinstance(key, (str, int)) and not isinstance(key, bool) else "?"
+
+
 def _entries(predicate: Mapping[str, Any], key: str) -> list[dict[str, Any]]:
     value = predicate.get(key)
     return [e for e in value if isinstance(e, dict)] if isinstance(value, list) else []
 
 
-def verify_evidence_bundle(data: bytes, trust: EvidenceTrust) -> EvidenceReport:
-    """Check every link of an evidence bundle offline; see the module docstring."""
+def verify_evidence_bundle(
+    data: bytes, trust: EvidenceTrust, expect: EvidenceExpectation | None = None
+) -> EvidenceReport:
+    """Check every link of an evidence bundle offline; see the module docstring. With `expect`,
+    the bundle must also be about that model, version or release (the `expected` link)."""
     archive = read_archive(data)
     run = _Verification(archive.members, trust)
     predicate = run.index()
     if predicate is None:
+        if expect is not None and expect.given:
+            run.fail("expected", "the index cannot be read, so what the bundle is about is unknown")
         return run.report
     if archive.canonical:
         run.ok("archive", f"canonical ustar, {len(archive.members)} members")
@@ -720,4 +858,6 @@ def verify_evidence_bundle(data: bytes, trust: EvidenceTrust) -> EvidenceReport:
     for name in run.order:
         if name in run.intact and name not in run.used:
             run.fail(f"member {name}", "no link of the bundle checks it (unknown member)")
+    if expect is not None and expect.given:
+        run.check_expected(expect)
     return run.report

@@ -324,6 +324,7 @@ class OciService:
             parsed = oci.parse_manifest(data, ref.digest, f"{ref}")
             files = oci.model_files_of(parsed)
             raw_bundle, key_id, mode = _verified_signature(client, ref, files, keys)
+            _check_room(out_dir, files)
             if on_total is not None:
                 on_total(sum(f.size for f in files))
             total = _download(client, ref.repository, files, out_dir, progress)
@@ -363,8 +364,10 @@ def _evidence(path: Path, media_type: str | None) -> _Attachment:
         raise PathError(f"{path}: no such evidence file")
     if media_type is None:
         with open(path, "rb") as handle:
-            head = handle.read(4)
-        if head.startswith(b"PK\x03\x04"):
+            head = handle.read(265)
+        if head[257:262] == b"ustar":  # a tar, as `evidence export` writes
+            media_type = oci.EVIDENCE + "+tar"
+        elif head.startswith(b"PK\x03\x04"):
             media_type = oci.EVIDENCE + "+zip"
         elif head.startswith(b"\x1f\x8b"):
             media_type = oci.EVIDENCE + "+gzip"
@@ -516,6 +519,24 @@ def _check_targets(out_dir: Path, signature_path: Path) -> None:
     resolved = os.path.realpath(out_dir)
     if os.path.commonpath([resolved, os.path.realpath(signature_path)]) == resolved:
         raise PathError(f"{signature_path}: the signature cannot be written inside {out_dir}")
+
+
+def _check_room(out_dir: Path, files: list[ModelFile]) -> None:
+    """Refuse before downloading when the layers could not fit. The signature pins each file's
+    digest, not its size (OMS carries none): each layer is streamed only up to the size its OCI
+    descriptor names, so the descriptors' total bounds what a hostile registry can make us
+    write before a digest fails; it must fit where the files go."""
+    needed = sum(f.size for f in files)
+    try:
+        free = shutil.disk_usage(out_dir.parent).free
+    except OSError as exc:
+        raise PathError(f"{out_dir.parent}: cannot tell how much space is free: {exc}") from exc
+    if needed > free:
+        raise PathError(
+            f"{out_dir.parent}: the layers would need {needed} bytes and only {free} are free; "
+            "nothing was downloaded (a layer size the registry names is not covered by the "
+            "signature)"
+        )
 
 
 def _download(

@@ -119,10 +119,8 @@ def verify_event_proof(
     if witness_keys:
         tally = tally_cosignatures(witnessed_note, witness_keys, now)
         if len(tally.vouched) < witnesses_required:
-            vouched = ", ".join(c.name for c in tally.vouched) or "none"
             raise VerificationError(
-                f"the checkpoint is cosigned by {len(tally.vouched)} trusted witness(es) "
-                f"({vouched}); {witnesses_required} required"
+                f"the checkpoint is {tally.summary()}; {witnesses_required} required"
                 + ("; " + "; ".join(tally.invalid) if tally.invalid else "")
             )
     return OfflineProofResult(check, anchored, trusted, tally)

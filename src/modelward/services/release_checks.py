@@ -213,3 +213,59 @@ def note_expired_overrides(
             )
         )
     return found
+
+
+def release_authority_check(conn: Connection) -> list[str]:
+    """Audit hook (a `StateCheck`): every release was authorised (`core.release_authority`): by
+    an allowing decision about its version in its environment, or, for a rollback, by restoring
+    an earlier release of that environment whose own authority holds. The rows' agreement with
+    the ledger is `state_integrity_check`'s; this checks what the agreeing rows say."""
+    from modelward.core.dsse import Envelope
+    from modelward.core.intoto import Statement
+    from modelward.core.release_authority import DecisionSummary, release_authority_problem
+    from modelward.policy.vsa import decision_from_statement
+
+    repo = RegistryRepository(conn)
+    gate = GateRepository(conn)
+    decisions: dict[str, DecisionSummary] = {}
+    unreadable: list[str] = []
+    for record in repo.all_versions():
+        for row in gate.decisions(record.id):
+            try:
+                envelope = Envelope.from_dict(json.loads(row.envelope))
+                decision = decision_from_statement(Statement.from_bytes(envelope.payload))
+            except (ModelwardError, ValueError, TypeError, KeyError) as exc:
+                unreadable.append(f"{record.uri}: gate decision {row.id} is unreadable: {exc}")
+                continue
+            if decision.digest() != row.decision_digest or decision.allowed != row.allowed:
+                unreadable.append(
+                    f"{record.uri}: gate decision {row.id}: its VSA records another decision "
+                    "than its row"
+                )
+                continue
+            decisions[row.decision_digest] = DecisionSummary(
+                model=record.model,
+                version=record.number,
+                environment=row.environment,
+                allowed=row.allowed,
+                override=None if decision.override is None else decision.override.to_dict(),
+            )
+    problems = list(unreadable)
+    histories: list[tuple[str, str, list[Release]]] = []
+    for model, environment in gate.release_environments():
+        try:
+            history = [row.release for row in gate.releases(model, environment)]
+        except (ModelwardError, ValueError, TypeError, KeyError) as exc:
+            problems.append(f"models:/{model} in {environment}: a release is unreadable: {exc}")
+            continue
+        histories.append((model, environment, history))
+    releases = {r.release_id: r for _, _, history in histories for r in history}
+    for model, environment, history in histories:
+        for release in history:
+            problem = release_authority_problem(release, decisions, releases)
+            if problem is not None:
+                problems.append(
+                    f"release {release.release_id} (models:/{model}/{release.version} in "
+                    f"{environment}) was not authorised: it {problem}"
+                )
+    return problems

@@ -1,6 +1,13 @@
 """The witness: cosigns a log's checkpoint only after checking it extends the last one it cosigned
 for that log (C2SP tlog-witness `add-checkpoint`), and keeps evidence of a log that equivocates.
 
+Only a verified split view is evidence: two checkpoints signed by the log's key for one size with
+different roots. A consistency proof that does not hold is refused but not logged (anyone can
+replay a public checkpoint with a bad proof; it proves nothing against the log). What is kept
+(the state and the evidence) carries only the signature lines a trusted log key made, never
+lines the client added; the store caps the evidence log's size and the service reports when it
+is full (`on_misbehaviour`, the server log).
+
 One request at a time per witness: the check of the old size and the persisting of the new state
 happen under one lock, so concurrent requests cannot roll the witness back (tlog-witness, "MUST
 be performed atomically"); the state store's folder lock keeps other processes out. What the
@@ -18,7 +25,9 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from modelward.core.checkpoint import (
+    NoteSignature,
     NoteVerifier,
+    SignedNote,
     parse_checkpoint_body,
     parse_signed_note,
     verify_note,
@@ -32,7 +41,6 @@ from modelward.core.witness_protocol import (
 )
 from modelward.errors import (
     ModelwardError,
-    ProofError,
     SignatureMismatchError,
     SplitViewError,
     StorageError,
@@ -85,12 +93,10 @@ class WitnessService:
             except SplitViewError as exc:
                 self._misbehaviour("split-view", str(exc), request, latest)
                 raise
-            except ProofError as exc:
-                self._misbehaviour("inconsistent", str(exc), request, latest)
-                raise
             now = self._clock()
             if latest is None or checkpoint.size != latest.checkpoint.size:
-                self._store.save(StoredWitnessState(origin, note.to_text(), now))
+                kept = _log_signed(note, self._logs[origin])
+                self._store.save(StoredWitnessState(origin, kept.to_text(), now))
             line = cosign(note.text, self._name, self._private, now).line()
         return Cosigned(origin, checkpoint.size, now, line)
 
@@ -124,17 +130,43 @@ class WitnessService:
         request: AddCheckpointRequest,
         latest: WitnessedState | None,
     ) -> None:
+        verifiers = self._logs.get(latest.checkpoint.origin, ()) if latest else ()
         entry = {
             "kind": kind,
             "time": self._clock(),
             "message": message,
             "old_size": request.old_size,
-            "offered": request.checkpoint,
-            "cosigned": None if latest is None else latest.note,
+            "offered": _log_signed(parse_signed_note(request.checkpoint), verifiers).to_text(),
+            "cosigned": (
+                None
+                if latest is None
+                else _log_signed(parse_signed_note(latest.note), verifiers).to_text()
+            ),
         }
-        self._store.record_misbehaviour(entry)
+        recorded = self._store.record_misbehaviour(entry)
         if self._report is not None:
             self._report(f"{kind}: {message}")
+            if not recorded:
+                self._report(
+                    "the misbehaviour log is full: this evidence was not recorded (keep the "
+                    "log elsewhere and empty it to record more)"
+                )
+
+
+def _log_signed(note: SignedNote, verifiers: Sequence[NoteVerifier]) -> SignedNote:
+    """`note` with only the signature lines one of the log's `verifiers` made, each once."""
+    message = note.text.encode("utf-8")
+    kept: list[NoteSignature] = []
+    for sig in note.signatures:
+        if sig in kept:
+            continue
+        for verifier in verifiers:
+            if (sig.name, sig.key_id) == (verifier.name, verifier.key_id) and (
+                len(sig.signature) == 64 and verifier.verify(message, sig.signature)
+            ):
+                kept.append(sig)
+                break
+    return SignedNote(note.text, tuple(kept))
 
 
 def _verifies(note: str, verifier: NoteVerifier) -> bool:

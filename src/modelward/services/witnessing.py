@@ -122,8 +122,10 @@ class WitnessReport:
         )
         return [
             f"the latest checkpoint (size {self.size}) is vouched for by "
-            f"{len(self.tally.vouched)} witness(es) ({names}), {self.required} required{quorum}",
+            f"{len(self.tally.vouched)} distinct witness key(s) ({names}), {self.required} "
+            f"required{quorum}",
             *self.tally.invalid,
+            *self.tally.duplicates,
         ]
 
     def to_dict(self) -> dict[str, Any]:

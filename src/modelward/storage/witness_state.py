@@ -5,10 +5,16 @@
 - `logs/<sha256(origin) hex>.json`: `{"origin", "checkpoint", "cosigned_at"}`, the log-signed
   checkpoint note as received; replaced atomically (temporary file, fsync, rename, fsync of the
   folder), so a crash leaves the old or the new state, never a torn one.
-- `misbehaviour.jsonl`: one JSON object per refused request that is evidence against a log (a
-  split view, an inconsistent proof), with the signed checkpoints involved; appended and fsynced.
+- `misbehaviour.jsonl`: one JSON object per verified split view (evidence against a log), with
+  the two log-signed checkpoints; appended and fsynced, and never grown past
+  `max_misbehaviour_bytes` (default 16 MiB): `record_misbehaviour` then appends nothing and
+  returns False, so the caller can say so.
 - `witness.lock`: an exclusive `flock` held while the store is open, so two witness processes
   cannot serve one state folder (the check-then-persist must be atomic, tlog-witness).
+- `witness.json`: the marker written on the witness's first start (`init=True`). Without it (and
+  without any saved state) the folder is refused: a witness whose state was deleted must not
+  silently start over, or it would cosign a rewritten history of a log it had witnessed. A
+  folder from before the marker existed that holds state is taken as initialised (and marked).
 
 `MemoryWitnessState` is its in-memory twin for unit tests. Stores bytes; does not verify them
 (the witness service re-verifies what it reads).
@@ -46,7 +52,8 @@ class WitnessStateStore(ABC):
     def save(self, state: StoredWitnessState) -> None: ...
 
     @abstractmethod
-    def record_misbehaviour(self, entry: dict[str, Any]) -> None: ...
+    def record_misbehaviour(self, entry: dict[str, Any]) -> bool:
+        """Append `entry`; False (and nothing appended) when the log is full."""
 
     @abstractmethod
     def misbehaviour(self) -> list[dict[str, Any]]: ...
@@ -55,10 +62,19 @@ class WitnessStateStore(ABC):
         """Release whatever the store holds (a lock)."""
 
 
+MAX_MISBEHAVIOUR_BYTES = 16 * 1024 * 1024
+
+
+def _entry_line(entry: dict[str, Any]) -> str:
+    return json.dumps(entry, sort_keys=True) + "\n"
+
+
 class MemoryWitnessState(WitnessStateStore):
-    def __init__(self) -> None:
+    def __init__(self, max_misbehaviour_bytes: int = MAX_MISBEHAVIOUR_BYTES) -> None:
         self._states: dict[str, StoredWitnessState] = {}
         self._evidence: list[dict[str, Any]] = []
+        self._evidence_bytes = 0
+        self._max_evidence = max_misbehaviour_bytes
 
     def latest(self, origin: str) -> StoredWitnessState | None:
         return self._states.get(origin)
@@ -66,8 +82,13 @@ class MemoryWitnessState(WitnessStateStore):
     def save(self, state: StoredWitnessState) -> None:
         self._states[state.origin] = state
 
-    def record_misbehaviour(self, entry: dict[str, Any]) -> None:
+    def record_misbehaviour(self, entry: dict[str, Any]) -> bool:
+        size = len(_entry_line(entry).encode("utf-8"))
+        if self._evidence_bytes + size > self._max_evidence:
+            return False
         self._evidence.append(dict(entry))
+        self._evidence_bytes += size
+        return True
 
     def misbehaviour(self) -> list[dict[str, Any]]:
         return [dict(e) for e in self._evidence]
@@ -77,12 +98,32 @@ def _state_name(origin: str) -> str:
     return hashlib.sha256(origin.encode("utf-8")).hexdigest() + ".json"
 
 
+MARKER = "witness.json"
+
+
+def _holds_state(folder: Path) -> bool:
+    logs = folder / "logs"
+    try:
+        return logs.is_dir() and any(p.suffix == ".json" for p in logs.iterdir())
+    except OSError:
+        return False
+
+
 class DirectoryWitnessState(WitnessStateStore):
-    def __init__(self, folder: Path) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        init: bool = False,
+        max_misbehaviour_bytes: int = MAX_MISBEHAVIOUR_BYTES,
+    ) -> None:
         import fcntl
 
         self._folder = folder
+        self._max_evidence = max_misbehaviour_bytes
         self._logs = folder / "logs"
+        if not init:
+            _require_initialised(folder)
         try:
             self._logs.mkdir(parents=True, exist_ok=True)
             self._lock = open(folder / "witness.lock", "a+b")  # noqa: SIM115 (held while open)
@@ -97,6 +138,28 @@ class DirectoryWitnessState(WitnessStateStore):
             raise StorageError(
                 f"{folder}: another witness process is using this state folder"
             ) from exc
+        try:
+            self._mark(folder, init)
+        except BaseException:
+            self.close()
+            raise
+
+    def _mark(self, folder: Path, init: bool) -> None:
+        marker = folder / MARKER
+        if init and (marker.exists() or _holds_state(folder)):
+            raise PathError(
+                f"{folder}: already holds a witness's state; start without --init (--init is "
+                "for the witness's first start only)"
+            )
+        if init or not marker.exists():
+            try:
+                with open(marker, "x", encoding="utf-8") as handle:
+                    handle.write(json.dumps({"format": 1}) + "\n")
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                _fsync_folder(folder)
+            except OSError as exc:
+                raise StorageError(f"{marker}: cannot write: {exc.strerror or exc}") from exc
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -146,15 +209,19 @@ class DirectoryWitnessState(WitnessStateStore):
         except OSError as exc:
             raise StorageError(f"{path}: cannot save witness state: {exc}") from exc
 
-    def record_misbehaviour(self, entry: dict[str, Any]) -> None:
+    def record_misbehaviour(self, entry: dict[str, Any]) -> bool:
         path = self._folder / "misbehaviour.jsonl"
+        line = _entry_line(entry).encode("utf-8")
         try:
-            with open(path, "a", encoding="utf-8") as handle:
-                handle.write(json.dumps(entry, sort_keys=True) + "\n")
+            with open(path, "ab") as handle:
+                if handle.tell() + len(line) > self._max_evidence:
+                    return False
+                handle.write(line)
                 handle.flush()
                 os.fsync(handle.fileno())
         except OSError as exc:
             raise StorageError(f"{path}: cannot record misbehaviour: {exc}") from exc
+        return True
 
     def misbehaviour(self) -> list[dict[str, Any]]:
         path = self._folder / "misbehaviour.jsonl"
@@ -169,6 +236,22 @@ class DirectoryWitnessState(WitnessStateStore):
             with contextlib.suppress(ValueError):
                 entries.append(json.loads(line))
         return entries
+
+
+def _require_initialised(folder: Path) -> None:
+    """Refuse a state folder that is missing or was never initialised (see `MARKER`)."""
+    lost = (
+        "If this is the witness's first start, give --init. If its state was lost, do not start "
+        "it over: a witness that forgets what it cosigned can be made to cosign a rewritten "
+        "history; restore the folder from a backup, or start a new witness under a new name "
+        "and key."
+    )
+    if not folder.exists():
+        raise PathError(f"{folder}: no witness state here (missing, or it was lost). {lost}")
+    if not folder.is_dir():
+        raise PathError(f"{folder}: not a folder")
+    if not (folder / MARKER).exists() and not _holds_state(folder):
+        raise PathError(f"{folder}: holds no witness state (empty, or it was lost). {lost}")
 
 
 def _fsync_folder(folder: Path) -> None:

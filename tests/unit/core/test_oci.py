@@ -152,6 +152,13 @@ def test_only_modelpack_artifacts_are_pulled() -> None:
         oci.model_files_of(_parsed([_layer("a")], artifact="application/vnd.example+json"))
 
 
+def test_a_layer_size_must_be_the_size_the_signature_gives() -> None:
+    signed = Manifest("m", (FileDigest("a", "sha256", A, 5), FileDigest("b", "sha256", B)))
+    oci.check_against_signed([oci.ModelFile("a", A, 5), oci.ModelFile("b", B, 9)], signed)
+    with pytest.raises(VerificationError, match="the signature says 5 bytes"):
+        oci.check_against_signed([oci.ModelFile("a", A, 10**12), oci.ModelFile("b", B, 9)], signed)
+
+
 def test_a_manifest_must_hash_to_the_digest_asked_for() -> None:
     with pytest.raises(VerificationError, match="hashing to"):
         oci.parse_manifest(b'{"schemaVersion": 2}', "sha256:" + A)

@@ -163,6 +163,22 @@ def test_tally_counts_only_trusted_valid_cosignatures() -> None:
     assert len(tally.invalid) == 1 and second.name in tally.invalid[0]
 
 
+def test_tally_counts_each_witness_key_once() -> None:
+    """The same key trusted twice, or a copy of it under another name (whose cosignature line is
+    the same signature under another key id), is one witness, not two."""
+    note = parse_signed_note(_note(HONEST, 5))
+    good = cosign(note.text, WITNESS.name, WITNESS_KEY, 10)
+    alias = CosignerKey("witness.example/copy", WITNESS.public_key)
+    copied = type(good)(alias.name, alias.key_id, good.signature)
+    cosigned = add_signatures(note, [good, copied])
+    tally = tally_cosignatures(cosigned, [WITNESS, WITNESS, alias])
+    assert [c.name for c in tally.vouched] == [WITNESS.name]
+    assert tally.missing == () and tally.invalid == ()
+    assert len(tally.duplicates) == 2
+    assert all(WITNESS.name in d and "counted once" in d for d in tally.duplicates)
+    assert tally.to_dict()["duplicates"] == list(tally.duplicates)
+
+
 # -- request format -----------------------------------------------------------------------------
 
 

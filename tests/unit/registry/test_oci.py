@@ -256,6 +256,23 @@ def test_an_extra_layer_the_signature_does_not_name_is_refused(
     assert layer_gets(twin) == []
 
 
+def test_a_layer_size_beyond_the_free_space_is_refused_before_downloading(
+    published: tuple[OciTwin, str, OciService], tmp_path: Path
+) -> None:
+    """The OMS signature pins each file's digest but not its size, so a hostile registry can
+    name any size for a layer (and stream that much before the digest fails): a pull whose
+    layers could not fit is refused before a byte is written."""
+    twin, digest, svc = published
+
+    def inflate(document: dict[str, Any]) -> None:
+        document["layers"][-1]["size"] = 10**18
+
+    evil = _repackage(twin, digest, inflate)
+    with pytest.raises(InputError, match="free"):
+        svc.pull(f"{HOST}/{REPO}@{evil}", tmp_path / "out")
+    assert layer_gets(twin) == [] and not (tmp_path / "out").exists()
+
+
 def test_layers_renamed_against_the_signature_are_refused(
     published: tuple[OciTwin, str, OciService], tmp_path: Path
 ) -> None:
@@ -412,3 +429,33 @@ def test_a_push_that_fails_before_its_referrers_are_attached_tags_nothing(
     with pytest.raises(DependencyError):
         service(registry, twin).push(uri, f"{HOST}/{REPO}:v1")
     assert (REPO, "v1") not in twin.tags
+
+
+def _evidence_layer(twin: OciTwin, digest: str) -> dict[str, Any]:
+    for data, _ in twin.manifests.values():
+        document = json.loads(data)
+        if document.get("artifactType") == oci.EVIDENCE and (
+            document.get("subject", {}).get("digest") == digest
+        ):
+            layer: dict[str, Any] = document["layers"][0]
+            return layer
+    raise AssertionError("no evidence referrer")
+
+
+def test_an_evidence_bundle_is_attached_as_the_documented_tar_media_type(
+    registry: Registry, tmp_path: Path
+) -> None:
+    """docs/evidence.md names `application/vnd.modelward.evidence.v1+tar`: so does the layer,
+    whether the bundle is exported at push time or given with --evidence."""
+    from modelward.services.evidence_bundle import MEDIA_TYPE, export_bundle
+
+    assert MEDIA_TYPE == oci.EVIDENCE + "+tar"
+    uri, _ = pushed(registry, tmp_path)
+    twin = OciTwin()
+    exported = service(registry, twin).push(uri, f"{HOST}/{REPO}:v1")
+    assert _evidence_layer(twin, exported.digest)["mediaType"] == MEDIA_TYPE
+    bundle = tmp_path / "given.evidence"
+    bundle.write_bytes(export_bundle(registry.context, uri, actor="alice"))
+    twin = OciTwin()
+    given = service(registry, twin).push(uri, f"{HOST}/{REPO}:v1", evidence=bundle)
+    assert _evidence_layer(twin, given.digest)["mediaType"] == MEDIA_TYPE

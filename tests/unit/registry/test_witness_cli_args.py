@@ -57,6 +57,22 @@ def test_serve_refuses_bad_keys_and_logs_before_listening(
     assert code == 2 and ("vkey" in err or "verifier key" in err)
 
 
+def test_serve_refuses_a_missing_state_folder_without_init(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from modelward.core.checkpoint import NoteVerifier
+
+    key = tmp_path / "w.key"
+    _run(capsys, "witness", "keygen", "--out", str(key), "--name", "w.example/1")
+    log = NoteVerifier("example.org/log", bytes(32)).verifier_key()
+    state = tmp_path / "state"
+    code, _, err = _run(
+        capsys, "witness", "serve", "--key", str(key), "--state", str(state), "--log", log
+    )
+    assert code == 2 and "--init" in err and "Traceback" not in err
+    assert not state.exists()
+
+
 def test_verify_commands_report_missing_inputs(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -138,9 +138,9 @@ def test_rewritten_history_is_refused_and_kept_as_evidence(registry: Registry) -
     result = service.checkpoint([endpoint])
     assert not result.ok
     assert "refused (422)" in (result.outcomes[0].error or "")
-    [entry] = witnesses.stores["w1.example"].misbehaviour()
-    assert entry["kind"] == "inconsistent" and entry["old_size"] == 7
-    assert entry["cosigned"] and entry["offered"]
+    # a proof that does not hold proves nothing against the log (anyone can send one): refused,
+    # not logged as misbehaviour
+    assert witnesses.stores["w1.example"].misbehaviour() == []
     # the witness still holds the honest size
     latest = witnesses.services["w1.example"].latest(registry.context.origin)
     assert latest is not None and latest.checkpoint.size == 7
@@ -175,6 +175,81 @@ def test_split_view_is_refused_reported_and_logged(registry: Registry) -> None:
     assert [e["kind"] for e in entries] == ["split-view", "split-view"]
     assert entries[0]["offered"] == other_view and entries[0]["cosigned"]
     assert reports and "split-view" in reports[0]
+
+
+def _junk_lines(count: int) -> str:
+    import base64
+    import os
+
+    lines = [f"junk{i}.example {base64.b64encode(os.urandom(68)).decode()}" for i in range(count)]
+    return "".join(f"\u2014 {line}\n" for line in lines)
+
+
+def test_only_verified_split_views_are_logged_without_unverified_lines(
+    registry: Registry,
+) -> None:
+    """A real public checkpoint replayed with a garbage proof, padded with signature lines no
+    key made, is refused and logged nowhere; a split view is logged with only the lines the
+    log's key made."""
+    audit = registry.audit()
+    witnesses, [endpoint], service = _setup(registry, "w1.example")
+    _grow(registry, 4)
+    honest = service.checkpoint([endpoint])
+    assert honest.ok
+    reports: list[str] = []
+    store = witnesses.stores["w1.example"]
+    witness = WitnessService(
+        "w9.example", Ed25519PrivateKey.generate(), witnesses.logs, store,
+        on_misbehaviour=reports.append,
+    )  # fmt: skip
+    size = honest.checkpoint.size
+    _grow(registry, 3)
+    bigger = audit.checkpoint()
+    padded = bigger + _junk_lines(50)
+    body = f"old {size}\n{'A' * 43}=\n\n{padded}".encode()
+    response = handle_add_checkpoint(witness, body)
+    assert response.status == 422, response.body
+    assert store.misbehaviour() == [] and reports == []
+    other_view = sign_checkpoint(
+        Checkpoint(audit.origin, size, bytes(32)), audit.origin, registry.context.ledger_key
+    )
+    response = handle_add_checkpoint(
+        witness, AddCheckpointRequest(size, (), other_view + _junk_lines(50)).to_text().encode()
+    )
+    assert response.status == 409
+    [entry] = store.misbehaviour()
+    assert entry["kind"] == "split-view" and entry["offered"] == other_view
+    assert "junk" not in entry["cosigned"]
+
+
+def test_the_misbehaviour_log_is_capped(registry: Registry, tmp_path: Path) -> None:
+    audit = registry.audit()
+    witnesses, [endpoint], service = _setup(registry, "w1.example")
+    _grow(registry, 4)
+    honest = service.checkpoint([endpoint])
+    store = DirectoryWitnessState(tmp_path / "state", init=True, max_misbehaviour_bytes=3000)
+    try:
+        store.save(StoredWitnessState(audit.origin, honest.note, 1))
+        reports: list[str] = []
+        witness = WitnessService(
+            "w9.example", Ed25519PrivateKey.generate(), witnesses.logs, store,
+            on_misbehaviour=reports.append,
+        )  # fmt: skip
+        size = honest.checkpoint.size
+        for number in range(10):
+            view = sign_checkpoint(
+                Checkpoint(audit.origin, size, bytes([number + 1]) * 32),
+                audit.origin,
+                registry.context.ledger_key,
+            )
+            with pytest.raises(SplitViewError):
+                witness.add_checkpoint(AddCheckpointRequest(size, (), view))
+        log = tmp_path / "state" / "misbehaviour.jsonl"
+        assert 0 < log.stat().st_size <= 3000
+        assert 1 <= len(store.misbehaviour()) < 10
+        assert any("misbehaviour log is full" in r for r in reports)
+    finally:
+        store.close()
 
 
 def test_wrong_log_key_and_unknown_log_statuses(registry: Registry) -> None:
@@ -256,7 +331,7 @@ def test_witness_state_in_a_folder_survives_a_restart(registry: Registry, tmp_pa
     audit = registry.audit()
     logs = {audit.origin: [audit.verifier]}
     key = Ed25519PrivateKey.generate()
-    store = DirectoryWitnessState(tmp_path / "state")
+    store = DirectoryWitnessState(tmp_path / "state", init=True)
     with pytest.raises(StorageError, match="another witness"):
         DirectoryWitnessState(tmp_path / "state")
     witness = WitnessService("w1.example", key, logs, store)
@@ -287,6 +362,85 @@ def test_witness_state_in_a_folder_survives_a_restart(registry: Registry, tmp_pa
             restarted.latest(audit.origin)
     finally:
         reopened.close()
+
+
+def test_a_lost_state_folder_is_not_started_over(tmp_path: Path) -> None:
+    """A witness that forgot what it cosigned can be made to cosign a rewritten history: a
+    missing or empty state folder is refused unless this is the witness's first start."""
+    import shutil
+
+    from modelward.errors import PathError
+
+    state = tmp_path / "state"
+    with pytest.raises(PathError, match="--init"):
+        DirectoryWitnessState(state)
+    assert not state.exists()
+    state.mkdir()
+    with pytest.raises(PathError, match="--init"):
+        DirectoryWitnessState(state)
+    DirectoryWitnessState(state, init=True).close()
+    DirectoryWitnessState(state).close()  # a restart of an initialised witness
+    with pytest.raises(PathError, match="already holds"):
+        DirectoryWitnessState(state, init=True)
+    shutil.rmtree(state)
+    with pytest.raises(PathError, match="was lost"):
+        DirectoryWitnessState(state)
+    # a folder from before the marker existed, holding state, is taken as initialised
+    legacy = tmp_path / "legacy"
+    (legacy / "logs").mkdir(parents=True)
+    (legacy / "logs" / ("0" * 64 + ".json")).write_text("{}")
+    DirectoryWitnessState(legacy).close()
+    assert (legacy / "witness.json").is_file()
+
+
+def test_a_500_names_no_server_path(registry: Registry, tmp_path: Path) -> None:
+    audit = registry.audit()
+    store = DirectoryWitnessState(tmp_path / "state", init=True)
+    try:
+        import hashlib
+
+        name = hashlib.sha256(audit.origin.encode()).hexdigest() + ".json"
+        (tmp_path / "state" / "logs" / name).write_text("{not json")
+        logged: list[str] = []
+        witness = WitnessService(
+            "w1.example", Ed25519PrivateKey.generate(), {audit.origin: [audit.verifier]}, store
+        )
+        body = AddCheckpointRequest(0, (), audit.checkpoint()).to_text().encode()
+        response = handle_add_checkpoint(witness, body, log=logged.append)
+        assert response.status == 500
+        assert str(tmp_path) not in response.body.decode()
+        assert b"server log" in response.body
+        assert logged and str(tmp_path) in logged[0]
+    finally:
+        store.close()
+
+
+def test_the_witness_server_queues_concurrent_connections() -> None:
+    """A listen backlog of 5 dropped the sixth concurrent connection; 64 connect at once while
+    the server is busy (not accepting) and every one is queued."""
+    import socket
+
+    from modelward.interfaces.witness_http import WitnessHTTPServer
+
+    service = WitnessService("w1.example", Ed25519PrivateKey.generate(), {}, MemoryWitnessState())
+    server = WitnessHTTPServer(("127.0.0.1", 0), service, lambda _: None)
+    sockets: list[socket.socket] = []
+    try:
+        connected = 0
+        for _ in range(64):
+            client = socket.socket()
+            client.settimeout(0.5)
+            sockets.append(client)
+            try:
+                client.connect(server.server_address[:2])
+                connected += 1
+            except OSError:
+                pass
+        assert connected == 64
+    finally:
+        for client in sockets:
+            client.close()
+        server.server_close()
 
 
 def test_witness_config_file(tmp_path: Path) -> None:

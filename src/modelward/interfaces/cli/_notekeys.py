@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from modelward.errors import KeyFormatError, PathError
+from modelward.errors import KeyFormatError, NoteFormatError, PathError
 
 MAX_TEXT_FILE = 4 << 20
 
@@ -39,7 +39,23 @@ def log_key(value: str, origin: str | None = None) -> Any:
         if not isinstance(key, Ed25519PublicKey):
             raise KeyFormatError(f"{value}: a ledger key is Ed25519")
         return key if origin is None else NoteVerifier.from_public_key(origin, key)
-    return NoteVerifier.from_verifier_key(text.strip())
+    return verifier_key_in(value, text)
+
+
+def verifier_key_in(value: str, text: str) -> Any:
+    """The signed-note `NoteVerifier` in `text` (read from `value`, a file or the key itself);
+    a malformed one is a KeyFormatError naming where it came from."""
+    from modelward.core.checkpoint import NoteVerifier
+
+    try:
+        return NoteVerifier.from_verifier_key(text.strip())
+    except NoteFormatError as exc:
+        raise KeyFormatError(f"{_source(value)}: {exc}") from exc
+
+
+def _source(value: str) -> str:
+    """How to name where a key came from: its file, or the start of the inline text."""
+    return value if Path(value).is_file() else f"key {value[:40]!r}"
 
 
 def _key_text(value: str, what: str) -> str:
@@ -55,4 +71,8 @@ def witness_key(value: str) -> Any:
     """A witness's `CosignerKey` from a vkey, given as text or as a file holding it."""
     from modelward.core.cosignature import CosignerKey
 
-    return CosignerKey.from_vkey(_key_text(value, "witness key").strip())
+    text = _key_text(value, "witness key")
+    try:
+        return CosignerKey.from_vkey(text.strip())
+    except NoteFormatError as exc:
+        raise KeyFormatError(f"{_source(value)}: {exc}") from exc

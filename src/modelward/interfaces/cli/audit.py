@@ -137,6 +137,7 @@ def _verify(args: argparse.Namespace) -> int:
     from modelward.errors import PathError
     from modelward.services.datasets import governance_state_check
     from modelward.services.registry import registry_state_checks
+    from modelward.services.release_checks import release_authority_check
     from modelward.services.settings import settings_state_checks
     from modelward.services.state_integrity import state_integrity_check
 
@@ -159,6 +160,7 @@ def _verify(args: argparse.Namespace) -> int:
                 settings_state_checks,
                 state_integrity_check,
                 governance_state_check,
+                release_authority_check,
                 attestations,
             ],
         )

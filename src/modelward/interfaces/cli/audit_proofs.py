@@ -129,8 +129,7 @@ def _verify_proof(args: argparse.Namespace) -> int:
             "consistent: one history"
         )
     if result.witnesses is not None:
-        names = ", ".join(c.name for c in result.witnesses.vouched) or "none"
-        emit(f"  cosigned by {len(result.witnesses.vouched)} trusted witness(es): {names}")
+        emit(f"  {result.witnesses.summary()}")
     return 0
 
 

@@ -46,6 +46,13 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="accept approvals made before approvals were signed, on their ledger event alone",
     )
+    verify.add_argument("--model", metavar="NAME", help="fail unless the bundle is of this model")
+    verify.add_argument(
+        "--uri", metavar="URI", help="fail unless it is of this version (models:/NAME/N, sha256:)"
+    )
+    verify.add_argument(
+        "--environment", metavar="ENV", help="fail unless it is of the model's release in ENV"
+    )
     add_json_flag(verify)
     verify.set_defaults(handler=_verify)
 
@@ -97,10 +104,11 @@ def _write_new(path: Path, data: bytes) -> None:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from modelward.services.evidence_verify import verify_evidence_bundle
+    from modelward.services.evidence_verify import EvidenceExpectation, verify_evidence_bundle
 
+    expect = EvidenceExpectation(model=args.model, uri=args.uri, environment=args.environment)
     trust = _trust(args.trust, args.witnesses, args.allow_unsigned_approvals)
-    report = verify_evidence_bundle(_read_bundle(args.file), trust)
+    report = verify_evidence_bundle(_read_bundle(args.file), trust, expect)
     if args.json:
         emit_json(report.to_dict())
     else:
@@ -108,10 +116,14 @@ def _verify(args: argparse.Namespace) -> int:
             emit(check.line())
         failed = len(report.failures)
         subject = f"release {report.release} of {report.uri}" if report.release else report.uri
+        as_of = report.as_of()
         emit(
-            f"verified: every link of the evidence of {subject} holds"
-            if report.ok
-            else f"NOT verified: {failed} of {len(report.checks)} links fail"
+            (
+                f"verified: every link of the evidence of {subject} holds"
+                if report.ok
+                else f"NOT verified: {failed} of {len(report.checks)} links fail"
+            )
+            + (f" ({as_of})" if as_of else "")
         )
     return 0 if report.ok else 1
 
@@ -134,9 +146,8 @@ def _trust(values: list[str], required: int, allow_unsigned: bool) -> Any:
     """The keys of `--trust`, each sorted into its role (see the option's help)."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-    from modelward.core.checkpoint import NoteVerifier
     from modelward.errors import InputError, KeyFormatError
-    from modelward.interfaces.cli._notekeys import read_text_file, witness_key
+    from modelward.interfaces.cli._notekeys import read_text_file, verifier_key_in, witness_key
     from modelward.services.evidence_verify import EvidenceTrust
     from modelward.signing.keys import Verifier, public_key_from_pem
 
@@ -162,7 +173,7 @@ def _trust(values: list[str], required: int, allow_unsigned: bool) -> Any:
             witnesses.append(witness_key(path))
             continue
         if role == "ledger" and not is_pem:
-            ledger.append(NoteVerifier.from_verifier_key(text.strip()))
+            ledger.append(verifier_key_in(path, text))
             continue
         if not is_pem:
             raise KeyFormatError(f"{path}: a {role} key is a PEM public key file")

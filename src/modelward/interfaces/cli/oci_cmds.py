@@ -25,7 +25,7 @@ def register(subparsers: Any) -> None:
         "--evidence-media-type",
         metavar="TYPE",
         help="the evidence layer's media type (default: by content, "
-        "application/vnd.modelward.evidence.v1[+json|+zip|+gzip])",
+        "application/vnd.modelward.evidence.v1[+tar|+json|+zip|+gzip])",
     )
     _connection_flags(push)
     add_json_flag(push)

@@ -26,6 +26,12 @@ def register(subparsers: Any) -> None:
     serve.add_argument("--name", help="the witness's name (default: from WITNESS_KEY.vkey)")
     serve.add_argument("--state", required=True, metavar="DIR", help="where state is kept")
     serve.add_argument(
+        "--init",
+        action="store_true",
+        help="the witness's first start: create its state in DIR (refused once DIR holds state; "
+        "without it, a missing or empty DIR is refused)",
+    )
+    serve.add_argument(
         "--log",
         action="append",
         required=True,
@@ -127,7 +133,7 @@ def _serve(args: argparse.Namespace) -> int:
         raise InputError(f"--port {args.port} is not a TCP port")
     name, key = _witness_identity(args)
     logs = _logs(args.log)
-    store = DirectoryWitnessState(Path(args.state))
+    store = DirectoryWitnessState(Path(args.state), init=args.init)
     try:
         service = WitnessService(name, key, logs, store, on_misbehaviour=stderr_log)
         try:

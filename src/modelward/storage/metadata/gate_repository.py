@@ -281,6 +281,15 @@ class GateRepository:
             ReleaseRow(seq, kind, Release.from_dict(json.loads(rec))) for seq, kind, rec in rows
         ]
 
+    def release_environments(self) -> list[tuple[str, str]]:
+        """Every (model, environment) that has a release, sorted."""
+        rows = self._conn.execute(
+            select(gate_releases.c.model, gate_releases.c.environment)
+            .distinct()
+            .order_by(gate_releases.c.model, gate_releases.c.environment)
+        )
+        return [(model, environment) for model, environment in rows]
+
     def current_release(self, model: str, environment: str) -> ReleaseRow | None:
         row = self._conn.execute(
             select(gate_releases.c.seq, gate_releases.c.kind, gate_releases.c.record)
