@@ -301,20 +301,16 @@ class Client:
         entries = []
         for model_file in files:
             digest = _sha256_file(model_file.path)
-            head = self._t.send("HEAD", f"/uploads/{digest}")
-            if head.status_code == 404:
+            held = self._t.json("GET", f"/uploads/{digest}").get("held") is True
+            if not held:
                 self._t.request(
                     "PUT",
                     f"/uploads/{digest}",
                     content=_file_chunks(model_file.path, progress),
                     headers={"content-type": "application/octet-stream"},
                 )
-            else:
-                from modelward.client._transport import raise_for_error
-
-                raise_for_error(head)
-                if progress is not None:
-                    progress(model_file.size)
+            elif progress is not None:
+                progress(model_file.size)
             entries.append({"name": model_file.name, "digest": digest, "size": model_file.size})
         body: dict[str, Any] = {
             "files": entries,
@@ -331,7 +327,11 @@ class Client:
         response = self._t.request("POST", f"/models/{_seg(model)}/versions", json=body)
         answer: dict[str, Any] = response.json()
         if response.status_code == 202:
-            return self.wait_for_job(int(answer["job"]["id"]), wait)
+            done = self.wait_for_job(int(answer["job"]["id"]), wait)
+            stored = self.resolve(str(done.get("uri")))  # the version exists, and is that one
+            if stored.get("root_digest") != done.get("root_digest"):
+                raise VerificationError(f"push job: {done.get('uri')} holds other files")
+            return {**stored, "created": done.get("created") is True}
         return answer
 
     def job(self, job_id: int) -> dict[str, Any]:
@@ -349,7 +349,16 @@ class Client:
         deadline = time.monotonic() + wait
         pause = 0.1
         while True:
-            job = self.job(job_id)
+            try:
+                job = self.job(job_id)
+            except StorageError:  # a server restarting (another one runs the job): ask again
+                if time.monotonic() + pause > deadline:
+                    raise
+                time.sleep(pause)
+                pause = min(pause * 1.5, 2.0)
+                continue
+            if job["state"] == "untrusted":
+                raise VerificationError(f"job {job_id}: {job['result']['error']}")
             if job["state"] == "done":
                 done: dict[str, Any] = job["result"] or {}
                 return done

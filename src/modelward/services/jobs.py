@@ -16,8 +16,6 @@ Knows nothing of HTTP; `run_one` does one claim and one job, and
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import hmac
 import os
 import socket
 import threading
@@ -26,7 +24,7 @@ from collections.abc import Callable, Iterator, Mapping
 from datetime import timedelta
 from typing import Any
 
-from modelward.errors import InputError, ModelwardError
+from modelward.errors import InputError, ModelwardError, RateLimitedError
 from modelward.services.context import RegistryContext, utc_now
 from modelward.storage.metadata.jobs_repository import DONE, FAILED, JobRecord, JobsRepository
 from modelward.storage.metadata.ledger_repository import format_time
@@ -36,27 +34,25 @@ JobHandler = Callable[[RegistryContext, dict[str, Any], str], dict[str, Any]]
 DEFAULT_LEASE = timedelta(minutes=5)
 SCHEDULER = "modelward-scheduler"  # reads canaries to queue jobs; the jobs run as their owners
 MAX_ATTEMPTS = 3
+# jobs one user may have queued or running at once (scheduled canary judgements do not count
+# against it, and are claimed before any other kind, so a flood of pushes cannot delay them)
+MAX_PENDING_PER_USER = 20
+FIRST_KINDS = ("canary.judge",)
 SEAL_FIELD = "_seal"
 _SEAL_INFO = b"modelward job seal v1"
+UNTRUSTED = "untrusted"  # the state shown for a job whose outcome fails its seal
 
 
-def _seal_key(context: RegistryContext) -> bytes:
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+def _payload_seal(key: bytes, job_id: int, kind: str, payload: dict[str, Any], by: str) -> str:
+    from modelward.services.row_seals import seal
 
-    raw = context.ledger_key.private_bytes(
-        serialization.Encoding.Raw,
-        serialization.PrivateFormat.Raw,
-        serialization.NoEncryption(),
-    )
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_SEAL_INFO).derive(raw)
+    return seal(key, {"id": job_id, "kind": kind, "payload": payload, "created_by": by})
 
 
-def _seal(key: bytes, kind: str, payload: dict[str, Any], by: str) -> str:
-    from modelward.core.canonical import canonical_json
+def _result_seal(key: bytes, job_id: int, state: str, result: dict[str, Any]) -> str:
+    from modelward.services.row_seals import seal
 
-    message = canonical_json({"kind": kind, "payload": payload, "created_by": by})
-    return hmac.new(key, message, hashlib.sha256).hexdigest()
+    return seal(key, {"id": job_id, "state": state, "result": result})
 
 
 def verify_job(context: RegistryContext, payload: dict[str, Any], actor: str) -> dict[str, Any]:
@@ -123,29 +119,58 @@ class JobService:
         handlers: Mapping[str, JobHandler] = HANDLERS,
         lease: timedelta = DEFAULT_LEASE,
         max_attempts: int = MAX_ATTEMPTS,
+        max_pending_per_user: int = MAX_PENDING_PER_USER,
     ) -> None:
         self.ctx = context
         self.handlers = handlers
         self.lease = lease
         self.max_attempts = max_attempts
-        self._key = _seal_key(context)
+        self.max_pending_per_user = max_pending_per_user
+        from modelward.services.row_seals import derived_key
+
+        self._key = derived_key(context, _SEAL_INFO)
 
     def enqueue(self, kind: str, payload: dict[str, Any], by: str) -> JobRecord:
         if kind not in self.handlers:
             raise InputError(f"unknown job kind {kind!r}; kinds are {', '.join(self.handlers)}")
-        if SEAL_FIELD in payload:
-            raise InputError(f"a job's payload may not carry {SEAL_FIELD!r}")
-        sealed = {**payload, SEAL_FIELD: _seal(self._key, kind, payload, by)}
+        self._check_payload(payload)
         with self.ctx.database.transaction() as conn:
             repo = JobsRepository(conn)
-            return repo.job(repo.enqueue(kind, sealed, format_time(utc_now()), by))
+            pending = repo.pending_of(by)
+            if pending >= self.max_pending_per_user:
+                raise RateLimitedError(
+                    f"{by!r} has {pending} jobs queued or running (at most "
+                    f"{self.max_pending_per_user}); wait for some to finish"
+                )
+            job_id = repo.enqueue(kind, payload, format_time(utc_now()), by)
+            return self._sealed(repo, job_id, kind, payload, by)
+
+    def _check_payload(self, payload: dict[str, Any]) -> None:
+        if SEAL_FIELD in payload:
+            raise InputError(f"a job's payload may not carry {SEAL_FIELD!r}")
+
+    def _sealed(
+        self, repo: JobsRepository, job_id: int, kind: str, payload: dict[str, Any], by: str
+    ) -> JobRecord:
+        """Seal the new row's payload to its id (in the transaction that queued it), so that
+        neither a forged row nor a copy of a sealed row under another id is ever run."""
+        seal = _payload_seal(self._key, job_id, kind, payload, by)
+        repo.set_payload(job_id, {**payload, SEAL_FIELD: seal})
+        return repo.job(job_id)
 
     def unsealed_problem(self, job: JobRecord) -> str | None:
         """Why the job's row cannot be trusted to be one a modelward server queued, or None."""
+        from modelward.services.row_seals import seal_ok
+
         payload = dict(job.payload)
-        seal = payload.pop(SEAL_FIELD, None)
-        expected = _seal(self._key, job.kind, payload, job.created_by)
-        if not isinstance(seal, str) or not hmac.compare_digest(seal, expected):
+        presented = payload.pop(SEAL_FIELD, None)
+        expected = {
+            "id": job.id,
+            "kind": job.kind,
+            "payload": payload,
+            "created_by": job.created_by,
+        }
+        if not seal_ok(self._key, expected, presented):
             return (
                 f"job {job.id} is not sealed by this registry's key: its row was written or "
                 "changed outside modelward; it was not run"
@@ -158,29 +183,60 @@ class JobService:
         """Queue a job unless a job with dedupe `key` was ever queued; None if one was."""
         if kind not in self.handlers:
             raise InputError(f"unknown job kind {kind!r}; kinds are {', '.join(self.handlers)}")
-        if SEAL_FIELD in payload:
-            raise InputError(f"a job's payload may not carry {SEAL_FIELD!r}")
-        sealed = {**payload, SEAL_FIELD: _seal(self._key, kind, payload, by)}
+        self._check_payload(payload)
         with self.ctx.database.transaction() as conn:
             repo = JobsRepository(conn)
-            job_id = repo.enqueue_once(kind, sealed, format_time(utc_now()), by, key)
-            return None if job_id is None else repo.job(job_id)
+            job_id = repo.enqueue_once(kind, payload, format_time(utc_now()), by, key)
+            return None if job_id is None else self._sealed(repo, job_id, kind, payload, by)
 
     def get(self, job_id: int) -> JobRecord:
+        """The job as stored; `trusted` tells whether its outcome may be believed."""
         with self.ctx.database.read() as conn:
             return JobsRepository(conn).job(job_id)
+
+    def trusted(self, job: JobRecord) -> JobRecord:
+        """`job` with its outcome checked: a done or failed job whose result is not sealed by
+        a server (for its id and state) is shown as `untrusted`, its result a reason instead."""
+        import dataclasses
+
+        from modelward.services.row_seals import seal_ok
+
+        if job.state not in (DONE, FAILED):
+            return job
+        result = dict(job.result or {})
+        presented = result.pop(SEAL_FIELD, None)
+        expected = {"id": job.id, "state": job.state, "result": result}
+        if seal_ok(self._key, expected, presented):
+            return dataclasses.replace(job, result=result)
+        reason = (
+            f"job {job.id}'s outcome is not sealed by this registry's key: its row was written "
+            "or changed outside modelward; it is not trusted"
+        )
+        return dataclasses.replace(
+            job, state=UNTRUSTED, result={"error": reason, "type": "VerificationError"}
+        )
+
+    def _finish(
+        self, conn: Any, job_id: int, worker: str, state: str, result: dict[str, Any]
+    ) -> None:
+        sealed = {**result, SEAL_FIELD: _result_seal(self._key, job_id, state, result)}
+        JobsRepository(conn).finish(job_id, worker, state, sealed, format_time(utc_now()))
 
     def claim(self, worker: str) -> JobRecord | None:
         now = utc_now()
         with self.ctx.database.transaction() as conn:
             repo = JobsRepository(conn)
-            repo.exhausted(format_time(now), self.max_attempts)
+            died = {"error": "every attempt's worker died"}
+            for job_id in repo.exhausted(format_time(now), self.max_attempts):
+                sealed = {**died, SEAL_FIELD: _result_seal(self._key, job_id, FAILED, died)}
+                repo.set_result(job_id, sealed)
             return repo.claim(
                 worker,
                 format_time(now),
                 format_time(now + self.lease),
                 sorted(self.handlers),
                 self.max_attempts,
+                FIRST_KINDS,
             )
 
     def run_one(self, worker: str) -> JobRecord | None:
@@ -200,8 +256,8 @@ class JobService:
                 except ModelwardError as exc:
                     result, state = {"error": str(exc), "type": type(exc).__name__}, FAILED
         with self.ctx.database.transaction() as conn:
-            JobsRepository(conn).finish(job.id, worker, state, result, format_time(utc_now()))
-        return self.get(job.id)
+            self._finish(conn, job.id, worker, state, result)
+        return self.trusted(self.get(job.id))
 
     @contextlib.contextmanager
     def _lease_kept(self, job_id: int, worker: str) -> Iterator[None]:

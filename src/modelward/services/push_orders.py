@@ -116,8 +116,8 @@ class PushOrder:
             raise InputError(f"{clash[0]!r} is named as a file and as a folder")
         if self.single and self.single_file_name:
             name = str(safe_relative_path(self.single_file_name))
-            if "/" in name or name == "bundle":
-                raise InputError("single_file_name must be a file name (not a path, not 'bundle')")
+            if "/" in name:
+                raise InputError("single_file_name must be a file name, not a path")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -216,15 +216,21 @@ def carry_out(
     try:
         root = workdir / "bundle"
         root.mkdir()
+        # the evidence sent with the push lives beside the bundle, never where a file of it
+        # (a single file may be named `provenance.json`) could be
+        evidence = workdir / "evidence"
+        evidence.mkdir()
+        if order.single:
+            (workdir / "single").mkdir()
         for entry in order.files:
-            target = workdir / single_name if order.single else root / entry.name
+            target = workdir / "single" / single_name if order.single else root / entry.name
             target.parent.mkdir(parents=True, exist_ok=True)
             info = blobs.copy_to(entry.digest, target)
             if info.size != entry.size:
                 raise InputError(f"{entry.name}: declared {entry.size} bytes, stored {info.size}")
-        model_path = workdir / single_name if order.single else root
+        model_path = workdir / "single" / single_name if order.single else root
         change = change_hook(order.change, order.compat) if order.change or order.compat else None
-        signature_path, verifier, provenance_path, provenance_keys = _evidence(order, workdir)
+        signature_path, verifier, provenance_path, provenance_keys = _evidence(order, evidence)
         with bind_principal(principal):
             service = RegistryService(context, actor=principal.name)
             provenance = None
@@ -249,7 +255,7 @@ def carry_out(
     return {**result.version.to_dict(), "created": result.created}
 
 
-def _evidence(order: PushOrder, workdir: Path) -> tuple[Path | None, Any, Path | None, list[Any]]:
+def _evidence(order: PushOrder, folder: Path) -> tuple[Path | None, Any, Path | None, list[Any]]:
     """The uploader's signature and provenance of a push, written beside (never inside) the
     bundle's private folder, with the keys sent to check them: what the embedded CLI reads
     from `--signature/--public-key` and `--provenance/--provenance-key`."""
@@ -260,7 +266,7 @@ def _evidence(order: PushOrder, workdir: Path) -> tuple[Path | None, Any, Path |
         verifier = Verifier(public_key_from_pem(order.public_key.encode("utf-8"), "public_key"))
     signature_path = None
     if order.signature is not None:
-        signature_path = workdir / "uploader.sig"
+        signature_path = folder / "uploader.sig"
         signature_path.write_text(json.dumps(order.signature))
     keys = [verifier] if verifier is not None else []
     if order.provenance_key is not None:
@@ -272,7 +278,7 @@ def _evidence(order: PushOrder, workdir: Path) -> tuple[Path | None, Any, Path |
             document = base64.b64decode(order.provenance, validate=True)
         except (binascii.Error, ValueError) as exc:
             raise InputError(f"provenance must be base64: {exc}") from exc
-        provenance_path = workdir / "provenance.json"
+        provenance_path = folder / "provenance.json"
         provenance_path.write_bytes(document)
     return signature_path, verifier, provenance_path, keys
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import threading
 import time
 from datetime import timedelta
@@ -286,12 +287,12 @@ def test_someone_elses_job_is_readable_only_to_who_may_view_its_model(
     job_id = created.json()["id"]
     assert served.http.get(f"/api/v1/jobs/{job_id}", headers=ann).status_code == 200
     bob = {"authorization": f"Bearer {teams['bob']}"}
-    assert served.http.get(f"/api/v1/jobs/{job_id}", headers=bob).status_code == 403
+    assert served.http.get(f"/api/v1/jobs/{job_id}", headers=bob).status_code == 404
     assert (
         served.http.get(f"/api/v1/jobs/{job_id}", headers=served.headers("viewer")).status_code
         == 200
     )
-    # bob cannot queue work on ann's model either, nor learn whether it exists
+    # bob cannot queue work on ann's model either, nor learn whether it exists (he named it)
     for uri in ("models:/a-model/1", "models:/a-none/1"):
         queued = served.http.post("/api/v1/jobs", headers=bob, json={"kind": "verify", "uri": uri})
         assert queued.status_code == 403
@@ -330,3 +331,197 @@ def test_the_http_limit_is_shared_by_two_apps_on_one_database(served: Served) ->
     # the other process refuses this address too, even with a good token
     assert second.get("/api/v1/whoami", headers=served.headers("viewer")).status_code == 429
     second.close()
+
+
+def test_a_token_limited_to_a_pattern_cannot_use_what_its_user_sent_with_another_token(
+    served: Served, teams: dict[str, str], tmp_path: Path
+) -> None:
+    secret = make_bundle(tmp_path / "secret", seed=11)
+    wide = served.token_for("ann")  # ann's token with no model limit pushes a team-a model
+    _client(served, wide, tmp_path).push(secret, "a-secret")
+    narrow = {"authorization": f"Bearer {served.token_for('ann', model_pattern='b-*')}"}
+    for entry in _files(secret):
+        assert (
+            served.http.head(f"/api/v1/uploads/{entry['digest']}", headers=narrow).status_code
+            == 404
+        )
+    response = served.http.post(
+        "/api/v1/models/b-steal/versions", headers=narrow, json={"files": _files(secret)}
+    )
+    assert response.status_code == 404, response.text
+    # her unlimited token may use what her limited token sent
+    other = make_bundle(tmp_path / "other", seed=12)
+    for entry, (_, data) in zip(_files(other), sorted(bundle_files(other).items()), strict=True):
+        served.http.put(f"/api/v1/uploads/{entry['digest']}", headers=narrow, content=data)
+    answer = served.http.post(
+        "/api/v1/models/a-other/versions",
+        headers={"authorization": f"Bearer {wide}"},
+        json={"files": _files(other)},
+    )
+    assert answer.status_code == 201, answer.text
+
+
+def test_upload_claims_and_file_rows_written_into_the_database_vouch_for_nothing(
+    served: Served, teams: dict[str, str], tmp_path: Path
+) -> None:
+    secret = make_bundle(tmp_path / "secret", seed=13)
+    _client(served, teams["ann"], tmp_path).push(secret, "a-secret")
+    _client(served, teams["bob"], tmp_path).push(make_bundle(tmp_path / "mine", seed=14), "b-mine")
+    digest = _files(secret)[0]["digest"]
+    bob = {"authorization": f"Bearer {teams['bob']}"}
+    # a claim for bob, with no seal or a seal copied from another claim
+    copied = served.sql("SELECT mac FROM upload_claims LIMIT 1")[0][0]
+    for mac in ("", "0" * 64, copied):
+        served.sql(
+            "INSERT OR REPLACE INTO upload_claims VALUES (?, 'bob', 'b-*', 'then', ?)",
+            (digest, mac),
+        )
+        assert served.http.head(f"/api/v1/uploads/{digest}", headers=bob).status_code == 404
+    # a file row saying bob's own model holds the secret blob
+    version_id = served.sql(
+        "SELECT v.id FROM versions v JOIN models m ON m.id = v.model_id WHERE m.name = 'b-mine'"
+    )[0][0]
+    served.sql("INSERT INTO version_files VALUES (?, 'stolen.bin', ?, 1)", (version_id, digest))
+    assert served.http.head(f"/api/v1/uploads/{digest}", headers=bob).status_code == 404
+    response = served.http.post(
+        "/api/v1/models/b-loot/versions", headers=bob, json={"files": [_files(secret)[0]]}
+    )
+    assert response.status_code == 404
+
+
+def test_a_version_by_root_digest_outside_the_callers_reach_is_not_found(
+    served: Served, teams: dict[str, str], tmp_path: Path
+) -> None:
+    pushed = _client(served, teams["ann"], tmp_path).push(make_bundle(tmp_path / "a"), "a-model")
+    bob = {"authorization": f"Bearer {teams['bob']}"}
+    known = f"sha256:{pushed['root_digest']}"
+    unknown = "sha256:" + "0" * 64
+    for path in ("/api/v1/resolve", "/api/v1/show"):
+        for uri in (known, unknown):
+            answer = served.http.get(path, params={"uri": uri}, headers=bob)
+            assert answer.status_code == 404, (path, uri, answer.text)
+            assert "a-model" not in answer.text
+    for uri in (known, unknown):
+        queued = served.http.post("/api/v1/jobs", headers=bob, json={"kind": "verify", "uri": uri})
+        assert queued.status_code == 404 and "a-model" not in queued.text
+    # ann's job, walked to by bob, does not exist for him (and names no model)
+    ann = {"authorization": f"Bearer {teams['ann']}"}
+    job = served.http.post("/api/v1/jobs", headers=ann, json={"kind": "verify", "uri": known})
+    seen = served.http.get(f"/api/v1/jobs/{job.json()['id']}", headers=bob)
+    assert seen.status_code == 404 and "a-model" not in seen.text
+
+
+def test_a_job_outcome_written_into_the_database_is_not_believed(
+    served: Served, tmp_path: Path
+) -> None:
+    _client(served, served.tokens["trainer"], tmp_path).push(make_bundle(tmp_path / "b"), "llama")
+    jobs = served.registry.jobs()
+    job = jobs.enqueue("verify", {"uri": "models:/llama/1"}, "trainer")
+    served.sql(
+        "UPDATE jobs SET state = 'done', result = ? WHERE id = ?",
+        (json.dumps({"created": True, "uri": "models:/llama/9"}), job.id),
+    )
+    shown = served.http.get(f"/api/v1/jobs/{job.id}", headers=served.headers("trainer")).json()
+    assert shown["state"] == "untrusted" and "not sealed" in shown["result"]["error"]
+    from modelward.errors import VerificationError
+
+    with pytest.raises(VerificationError, match="not sealed"):
+        _client(served, served.tokens["trainer"], tmp_path).wait_for_job(job.id, wait=5)
+    # a sealed row copied under a new id is not run either
+    second = jobs.enqueue("verify", {"uri": "models:/llama/1"}, "trainer")
+    row = served.sql("SELECT kind, payload, created_by FROM jobs WHERE id = ?", (second.id,))[0]
+    served.sql(
+        "INSERT INTO jobs (kind, payload, state, attempts, created_at, created_by) "
+        "VALUES (?, ?, 'queued', 0, 'now', ?)",
+        row,
+    )
+    outcomes = []
+    while (ran := jobs.run_one("w")) is not None:
+        outcomes.append((ran.id, ran.state))
+    assert outcomes[0] == (second.id, "done")
+    assert outcomes[1][1] == "failed"
+    copy = jobs.trusted(jobs.get(outcomes[1][0]))
+    assert copy.state == "failed" and "not sealed" in str(copy.result)
+
+
+def test_one_user_cannot_flood_the_queue_and_canary_judgements_go_first(
+    served: Served, tmp_path: Path
+) -> None:
+    _client(served, served.tokens["trainer"], tmp_path).push(make_bundle(tmp_path / "b"), "llama")
+    viewer = served.headers("viewer")
+    body = {"kind": "verify", "uri": "models:/llama/1"}
+    codes = [
+        served.http.post("/api/v1/jobs", headers=viewer, json=body).status_code for _ in range(21)
+    ]
+    assert codes[:20] == [202] * 20 and codes[20] == 429
+    refused = served.http.post("/api/v1/jobs", headers=viewer, json=body).json()["error"]
+    assert refused["exit_code"] == 4 and "20 jobs" in refused["message"]
+    # others are not held up by it
+    assert (
+        served.http.post("/api/v1/jobs", headers=served.headers("auditor"), json=body).status_code
+        == 202
+    )
+    jobs = JobService(
+        served.registry.ctx, {"verify": lambda c, p, a: {}, "canary.judge": lambda c, p, a: {}}
+    )
+    judge = jobs.enqueue_once("canary.judge", {"model": "llama"}, "releaser", "canary.judge:1:1")
+    assert judge is not None
+    first = jobs.run_one("w")
+    assert first is not None and first.id == judge.id  # queued last, claimed first
+
+
+def test_rate_limited_callers_get_exit_4_through_the_client(served: Served, tmp_path: Path) -> None:
+    from modelward.errors import RateLimitedError, StorageError
+
+    served.http.app.state.limiter.per_minute = 2  # type: ignore[attr-defined]
+    bad = {"authorization": "Bearer mwt_nope_nope"}
+    for _ in range(2):
+        served.http.get("/api/v1/whoami", headers=bad)
+    with pytest.raises(RateLimitedError) as caught:
+        _client(served, served.tokens["viewer"], tmp_path).whoami()
+    assert isinstance(caught.value, StorageError)  # exit 4, as the server's body says
+
+
+def test_a_body_over_the_limit_without_a_length_is_a_413_in_the_error_shape(
+    served: Served,
+) -> None:
+    def chunks() -> Any:
+        for _ in range(3):
+            yield b"[" + b"1," * (512 * 1024)
+
+    answer = served.http.post("/api/v1/jobs", headers=served.headers("viewer"), content=chunks())
+    assert answer.status_code == 413, answer.text
+    assert answer.json()["error"]["type"] == "InputError"
+    assert answer.headers["x-content-type-options"] == "nosniff"
+
+
+def test_a_refused_remote_push_says_why(served: Served, tmp_path: Path) -> None:
+    with pytest.raises(PermissionDeniedError, match=r"viewer|push"):
+        _client(served, served.tokens["viewer"], tmp_path).push(
+            make_bundle(tmp_path / "b"), "llama"
+        )
+
+
+def test_a_single_file_named_like_the_pushed_evidence_keeps_its_bytes(
+    served: Served, tmp_path: Path
+) -> None:
+    from modelward.services.bundle_signing import sign_bundle
+    from modelward.services.trusted_keys import TrustedKeyService
+    from modelward.signing.keys import Signer, generate_private_key, public_key_pem
+
+    key = generate_private_key()
+    pub = tmp_path / "uploader.pub"
+    pub.write_bytes(public_key_pem(key.public_key()))
+    TrustedKeyService(served.registry.ctx, actor="root").trust(pub.read_bytes(), "laptop")
+    folder = tmp_path / "single"
+    folder.mkdir()
+    model = folder / "uploader.sig"  # named as the server names the uploader's signature
+    model.write_bytes(bundle_files(make_bundle(tmp_path / "b"))["model-00001-of-00001.safetensors"])
+    signature = tmp_path / "model.sig"
+    sign_bundle(model, Signer(key), signature_path=signature)
+    pushed = _client(served, served.tokens["trainer"], tmp_path).push(
+        model, "single", signature=signature, public_key=pub
+    )
+    assert pushed["created"] is True
+    shown = _client(served, served.tokens["viewer"], tmp_path).show(pushed["uri"])
+    assert "uploader-signature" in json.dumps(shown)

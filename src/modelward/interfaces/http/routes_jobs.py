@@ -13,8 +13,8 @@ from pydantic import BaseModel, Field
 from modelward.app import ServerRegistry
 from modelward.core.principal import Principal, bind_principal
 from modelward.core.roles import Action
-from modelward.errors import InputError
-from modelward.interfaces.http.routes_models import check_named_model
+from modelward.errors import InputError, NotFoundError, PermissionDeniedError
+from modelward.interfaces.http.routes_models import absent_unless_visible, check_named_model
 from modelward.interfaces.http.server import Caller, Registry
 from modelward.services.access import authorise
 
@@ -34,9 +34,9 @@ def enqueue(
     if body.kind != "verify":
         raise InputError(f"unknown job kind {body.kind!r}; kinds are verify")
     check_named_model(principal, body.uri)
-    with bind_principal(principal):
+    with absent_unless_visible(body.uri), bind_principal(principal):
         model = registry.registry(principal).resolve(body.uri).model
-    authorise(registry.ctx, principal, Action.VIEW, model=model)
+        authorise(registry.ctx, principal, Action.VIEW, model=model)
     job = registry.jobs().enqueue(body.kind, {"uri": body.uri}, principal.name)
     return job.to_dict()
 
@@ -50,12 +50,20 @@ def get(
     from modelward.core.names import parse_uri
 
     authorise(registry.ctx, principal, Action.VIEW, checked_later=True)
-    job = registry.jobs().get(job_id)
-    if job.created_by != principal.name:
-        payload = job.payload
-        model = payload.get("model")
-        if model is None and isinstance(payload.get("uri"), str):
-            model = parse_uri(payload["uri"]).name
-        # someone else's job: readable to whoever may view its model (registry-wide: view)
-        authorise(registry.ctx, principal, Action.VIEW, model=str(model) if model else None)
-    return job.to_dict()
+    jobs = registry.jobs()
+    job = jobs.get(job_id)
+    payload = job.payload
+    model = payload.get("model")
+    if model is None and isinstance(payload.get("uri"), str):
+        model = parse_uri(payload["uri"]).name
+    # readable to whoever may view its model (a job about no model: registry-wide view), and
+    # to the user who queued it with a credential that reaches that model; to anyone else
+    # the job does not exist (its answer must not name another team's model)
+    try:
+        if model is not None:
+            principal.check_model(str(model))
+        if job.created_by != principal.name:
+            authorise(registry.ctx, principal, Action.VIEW, model=str(model) if model else None)
+    except PermissionDeniedError:
+        raise NotFoundError(f"no job {job_id}") from None
+    return jobs.trusted(job).to_dict()

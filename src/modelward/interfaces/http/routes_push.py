@@ -58,6 +58,16 @@ def upload_exists(
     return Response(status_code=200 if found else 404)
 
 
+@router.get("/uploads/{digest}")
+def upload_state(
+    digest: str, principal: Principal = Caller, registry: ServerRegistry = Registry
+) -> dict[str, Any]:
+    """`{"digest", "held"}`: what HEAD says, in a body (a refusal then carries its reason)."""
+    authorise(registry.ctx, principal, Action.PUSH, checked_later=True)
+    held = UploadService(registry.ctx, principal).held(check_digest(digest))
+    return {"digest": digest, "held": held}
+
+
 @router.put("/uploads/{digest}")
 async def upload(
     digest: str,

@@ -80,7 +80,9 @@ upload_claims = Table(
     metadata,
     Column("digest", String(64), primary_key=True),
     Column("user_name", String(200), primary_key=True),
+    Column("scope", String(200), primary_key=True),  # the token's model pattern; "" for none
     Column("created_at", String(40), nullable=False),
+    Column("mac", String(64), nullable=False),  # services.row_seals over (digest, user, scope)
 )
 
 auth_failures = Table(

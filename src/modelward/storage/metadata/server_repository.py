@@ -7,6 +7,7 @@ Works inside the caller's transaction; decides nothing and does not commit.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -27,43 +28,68 @@ def _insert(conn: Connection, table: Any) -> Any:
     return sqlite_insert(table)
 
 
+@dataclass(frozen=True)
+class UploadClaim:
+    digest: str
+    user: str
+    scope: str
+    mac: str
+
+
 class UploadClaims:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
-    def record(self, digest: str, user: str, at: str) -> None:
+    def record(self, claim: UploadClaim, at: str) -> None:
         statement = _insert(self.conn, upload_claims).values(
-            digest=digest, user_name=user, created_at=at
+            digest=claim.digest,
+            user_name=claim.user,
+            scope=claim.scope,
+            created_at=at,
+            mac=claim.mac,
         )
-        self.conn.execute(statement.on_conflict_do_nothing(index_elements=["digest", "user_name"]))
+        self.conn.execute(
+            statement.on_conflict_do_update(
+                index_elements=["digest", "user_name", "scope"], set_={"mac": claim.mac}
+            )
+        )
 
-    def claimed(self, user: str, digests: list[str]) -> set[str]:
-        """Those of `digests` whose bytes `user` has sent."""
-        found: set[str] = set()
+    def of_user(self, user: str, digests: list[str]) -> list[UploadClaim]:
+        """The claims `user` holds (under any scope) on any of `digests`."""
+        found: list[UploadClaim] = []
         for start in range(0, len(digests), 500):
             chunk = digests[start : start + 500]
             rows = self.conn.execute(
-                select(upload_claims.c.digest).where(
-                    upload_claims.c.user_name == user, upload_claims.c.digest.in_(chunk)
-                )
+                select(
+                    upload_claims.c.digest,
+                    upload_claims.c.user_name,
+                    upload_claims.c.scope,
+                    upload_claims.c.mac,
+                ).where(upload_claims.c.user_name == user, upload_claims.c.digest.in_(chunk))
             )
-            found.update(str(r[0]) for r in rows)
+            found.extend(UploadClaim(str(d), str(u), str(s), str(m)) for d, u, s, m in rows)
         return found
 
-    def models_holding(self, digests: list[str]) -> dict[str, set[str]]:
-        """For each of `digests` that is a file of some version: the names of those models."""
-        holding: dict[str, set[str]] = {}
+    def versions_holding(
+        self, digests: list[str], per_digest: int
+    ) -> dict[str, list[tuple[str, int]]]:
+        """For each of `digests` listed as a file of some version: up to `per_digest` of those
+        versions, as (model name, version number), newest first. (The rows say so; the caller
+        checks each version against its ledger event before believing it.)"""
+        holding: dict[str, list[tuple[str, int]]] = {}
         for start in range(0, len(digests), 500):
             chunk = digests[start : start + 500]
             rows = self.conn.execute(
-                select(version_files.c.digest, models.c.name)
+                select(version_files.c.digest, models.c.name, versions.c.number)
                 .join(versions, versions.c.id == version_files.c.version_id)
                 .join(models, models.c.id == versions.c.model_id)
                 .where(version_files.c.digest.in_(chunk))
-                .distinct()
+                .order_by(versions.c.id.desc())
             )
-            for digest, model in rows:
-                holding.setdefault(str(digest), set()).add(str(model))
+            for digest, model, number in rows:
+                found = holding.setdefault(str(digest), [])
+                if len(found) < per_digest:
+                    found.append((str(model), int(number)))
         return holding
 
 

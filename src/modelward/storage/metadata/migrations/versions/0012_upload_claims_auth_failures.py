@@ -21,8 +21,10 @@ def upgrade() -> None:
         "upload_claims",
         sa.Column("digest", sa.String(length=64), nullable=False),
         sa.Column("user_name", sa.String(length=200), nullable=False),
+        sa.Column("scope", sa.String(length=200), nullable=False),
         sa.Column("created_at", sa.String(length=40), nullable=False),
-        sa.PrimaryKeyConstraint("digest", "user_name", name=op.f("pk_upload_claims")),
+        sa.Column("mac", sa.String(length=64), nullable=False),
+        sa.PrimaryKeyConstraint("digest", "user_name", "scope", name=op.f("pk_upload_claims")),
     )
     op.create_table(
         "auth_failures",
