@@ -39,8 +39,14 @@ def make_server(service: ModelService, port: int = 0) -> ThreadingHTTPServer:
 
         def do_GET(self) -> None:
             if self.path == "/healthz":
-                self._reply(200, {"model": service.uri, "release_id": service.release_id,
-                                  "degradation": service.config.degradation.to_dict()})
+                self._reply(
+                    200,
+                    {
+                        "model": service.uri,
+                        "release_id": service.release_id,
+                        "degradation": service.config.degradation.to_dict(),
+                    },
+                )
             else:
                 self._reply(404, {"error": "not found"})
 
@@ -80,8 +86,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--error-rate", type=float, default=0.0)
     args = parser.parse_args(argv)
     config = ServiceConfig(
-        uri=args.uri, environment=args.env, cache_dir=args.cache_dir, otlp_url=args.otlp_url,
-        otlp_token=os.environ.get("MODELWARD_TELEMETRY_TOKEN"), span_file=args.span_file,
+        uri=args.uri,
+        environment=args.env,
+        cache_dir=args.cache_dir,
+        otlp_url=args.otlp_url,
+        otlp_token=os.environ.get("MODELWARD_TELEMETRY_TOKEN"),
+        span_file=args.span_file,
         arm=args.arm,
         degradation=Degradation(args.latency, args.refusal_rate, args.error_rate),
     )

@@ -230,7 +230,8 @@ def _attr(key: str, value: Any) -> dict[str, Any]:
     if isinstance(value, float):
         return {"key": key, "value": {"doubleValue": value}}
     if isinstance(value, list):
-        return {"key": key, "value": {"arrayValue": {"values": [{"stringValue": v} for v in value]}}}
+        values = [{"stringValue": v} for v in value]
+        return {"key": key, "value": {"arrayValue": {"values": values}}}
     return {"key": key, "value": {"stringValue": str(value)}}
 
 
@@ -251,8 +252,13 @@ def make_tiny_model(folder: Path, seed: int = 0) -> Path:
     fast.save_pretrained(str(folder))
     torch.manual_seed(seed)
     config = GPT2Config(
-        vocab_size=fast.vocab_size, n_positions=128, n_embd=32, n_layer=2, n_head=2,
-        eos_token_id=fast.eos_token_id, bos_token_id=fast.eos_token_id,
+        vocab_size=fast.vocab_size,
+        n_positions=128,
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        eos_token_id=fast.eos_token_id,
+        bos_token_id=fast.eos_token_id,
     )
     GPT2LMHeadModel(config).save_pretrained(str(folder))
     return folder

@@ -17,11 +17,13 @@ from typing import TYPE_CHECKING
 
 from modelward.errors import InputError
 from modelward.services.context import RegistryContext, home_dir, open_registry, utc_now
+from modelward.services.push_orders import PUSH_FOLDER_PREFIX
 
 if TYPE_CHECKING:
     from modelward.core.principal import Principal
     from modelward.services.audit import AuditService
     from modelward.services.gate import GateService
+    from modelward.services.jobs import JobService
     from modelward.services.oidc import JwksCache
     from modelward.services.registry import RegistryService
     from modelward.services.releases import ReleaseService
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
 
 DEFAULT_MAX_UPLOAD_BYTES = 64 * 1024**3  # one file of a bundle
 DEFAULT_MAX_JSON_BYTES = 1024 * 1024
+DEFAULT_PUSH_JOB_BYTES = 512 * 1024**2
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,8 @@ class ServerSettings:
     max_json_bytes: int = DEFAULT_MAX_JSON_BYTES
     auth_failures_per_minute: int = 30
     job_lease_seconds: int = 300
+    # a push of at least this many bytes is carried out as a job (202 + the job to poll)
+    push_job_bytes: int = DEFAULT_PUSH_JOB_BYTES
     console_oidc: ConsoleOidcSettings | None = None
 
     @classmethod
@@ -80,6 +85,7 @@ class ServerSettings:
             max_upload_bytes=_int_env("MODELWARD_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES),
             auth_failures_per_minute=_int_env("MODELWARD_AUTH_FAILURES_PER_MINUTE", 30),
             job_lease_seconds=_int_env("MODELWARD_JOB_LEASE_SECONDS", 300),
+            push_job_bytes=_int_env("MODELWARD_PUSH_JOB_BYTES", DEFAULT_PUSH_JOB_BYTES),
             console_oidc=ConsoleOidcSettings.from_environment(),
         )
 
@@ -146,8 +152,19 @@ class ServerRegistry:
             return authenticate_token(self.ctx, bearer, self.now())
         return authenticate_jwt(self.ctx, bearer, self.now(), self.jwks)
 
+    def jobs(self) -> JobService:
+        """The jobs queue with every kind a server runs: the services' and `push`."""
+        from datetime import timedelta
+
+        from modelward.services.jobs import HANDLERS, JobService
+        from modelward.services.push_orders import push_job_handler
+
+        handlers = {**HANDLERS, "push": push_job_handler(self.settings.spool_dir)}
+        lease = timedelta(seconds=self.settings.job_lease_seconds)
+        return JobService(self.ctx, handlers, lease=lease)
+
     def start_job_worker(self, idle_seconds: float = 1.0) -> JobWorker:
-        worker = JobWorker(self.ctx, idle_seconds, self.settings.job_lease_seconds)
+        worker = JobWorker(self.jobs(), idle_seconds)
         worker.start()
         return worker
 
@@ -162,19 +179,14 @@ class JobWorker:
     (once per canary and interval slot, whichever server's worker gets there first)."""
 
     def __init__(
-        self,
-        context: RegistryContext,
-        idle_seconds: float,
-        lease_seconds: int,
-        schedule_seconds: float = 1.0,
+        self, service: JobService, idle_seconds: float, schedule_seconds: float = 1.0
     ) -> None:
         import threading
-        from datetime import timedelta
 
-        from modelward.services.jobs import JobService, worker_name
+        from modelward.services.jobs import worker_name
 
-        self.ctx = context
-        self.service = JobService(context, lease=timedelta(seconds=lease_seconds))
+        self.ctx = service.ctx
+        self.service = service
         self.name = worker_name()
         self.idle_seconds = idle_seconds
         self.schedule_seconds = schedule_seconds
@@ -212,7 +224,6 @@ class JobWorker:
                 self._stop.wait(self.idle_seconds)
 
 
-PUSH_FOLDER_PREFIX = "mw-push-"
 STALE_PUSH_SECONDS = 3600.0
 
 

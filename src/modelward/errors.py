@@ -26,6 +26,7 @@ an exit code or a status. No error carries an exit code itself.
     ├── PolicyError                a policy cannot be parsed or compiled
     ├── DeniedError                a gate, scan or check said "no" with reasons
     ├── StorageError               a database or blob store failed (locked, unreachable, full)
+    │   └── RateLimitedError       too many requests (or failed sign-ins) for now: try later
     └── DependencyError            an optional extra is not installed (carries the install hint)
 """
 
@@ -131,6 +132,10 @@ class DeniedError(ModelwardError):
 
 class StorageError(ModelwardError):
     """A database or blob store failed: locked, unreachable, full or corrupt."""
+
+
+class RateLimitedError(StorageError):
+    """Too many requests, failed authentications or queued jobs from one caller for now."""
 
 
 class DependencyError(ModelwardError):

@@ -277,12 +277,15 @@ class Client:
         public_key: str | os.PathLike[str] | None = None,
         provenance: str | os.PathLike[str] | None = None,
         provenance_key: str | os.PathLike[str] | None = None,
+        background: bool = False,
+        wait: float = 6 * 3600.0,
     ) -> dict[str, Any]:
         """Upload the bundle's files (each streamed, skipped when the server has it) and create
         the version; the server scans, signs and records it exactly as an embedded push.
         `signature` (an OMS signature file) goes with the `public_key` (PEM file) it verifies
         with; `provenance` (a DSSE provenance file) may name an extra `provenance_key`. They
-        travel in the commit request (1 MiB in all)."""
+        travel in the commit request (1 MiB in all). A large bundle (or any, with `background`)
+        is scanned and committed by a server job: this waits up to `wait` seconds for it."""
         from modelward.core.manifest import DEFAULT_IGNORE_PATHS
         from modelward.storage.model_files import list_model_files, refuse_unprintable_names
 
@@ -298,20 +301,16 @@ class Client:
         entries = []
         for model_file in files:
             digest = _sha256_file(model_file.path)
-            head = self._t.send("HEAD", f"/uploads/{digest}")
-            if head.status_code == 404:
+            held = self._t.json("GET", f"/uploads/{digest}").get("held") is True
+            if not held:
                 self._t.request(
                     "PUT",
                     f"/uploads/{digest}",
                     content=_file_chunks(model_file.path, progress),
                     headers={"content-type": "application/octet-stream"},
                 )
-            else:
-                from modelward.client._transport import raise_for_error
-
-                raise_for_error(head)
-                if progress is not None:
-                    progress(model_file.size)
+            elif progress is not None:
+                progress(model_file.size)
             entries.append({"name": model_file.name, "digest": digest, "size": model_file.size})
         body: dict[str, Any] = {
             "files": entries,
@@ -323,8 +322,62 @@ class Client:
         }
         if len(files) == 1 and files[0].name == ".":
             body["single_file_name"] = path.name
-        result: dict[str, Any] = self._t.json("POST", f"/models/{_seg(model)}/versions", json=body)
+        if background:
+            body["background"] = True
+        response = self._t.request("POST", f"/models/{_seg(model)}/versions", json=body)
+        answer: dict[str, Any] = response.json()
+        if response.status_code == 202:
+            done = self.wait_for_job(int(answer["job"]["id"]), wait)
+            stored = self.resolve(str(done.get("uri")))  # the version exists, and is that one
+            if stored.get("root_digest") != done.get("root_digest"):
+                raise VerificationError(f"push job: {done.get('uri')} holds other files")
+            return {**stored, "created": done.get("created") is True}
+        return answer
+
+    def job(self, job_id: int) -> dict[str, Any]:
+        """A background job's record: kind, state (queued, running, done, failed), result."""
+        result: dict[str, Any] = self._t.json("GET", f"/jobs/{int(job_id)}")
         return result
+
+    def wait_for_job(self, job_id: int, wait: float = 6 * 3600.0) -> dict[str, Any]:
+        """The result of a job once it is done; the job's own error (same exception as in
+        embedded mode) if it failed; StorageError if it has not ended within `wait` seconds."""
+        import time
+
+        from modelward import errors
+
+        deadline = time.monotonic() + wait
+        pause = 0.1
+        while True:
+            try:
+                job = self.job(job_id)
+            except StorageError:  # a server restarting (another one runs the job): ask again
+                if time.monotonic() + pause > deadline:
+                    raise
+                time.sleep(pause)
+                pause = min(pause * 1.5, 2.0)
+                continue
+            if job["state"] == "untrusted":
+                raise VerificationError(f"job {job_id}: {job['result']['error']}")
+            if job["state"] == "done":
+                done: dict[str, Any] = job["result"] or {}
+                return done
+            if job["state"] == "failed":
+                result = job.get("result") or {}
+                kind = getattr(errors, str(result.get("type", "")), None)
+                if not (isinstance(kind, type) and issubclass(kind, errors.ModelwardError)):
+                    kind = errors.StorageError
+                message = str(result.get("error") or "the job failed")
+                if issubclass(kind, errors.DeniedError):
+                    raise kind(f"job {job_id}: {message}", [])
+                raise kind(f"job {job_id}: {message}")
+            if time.monotonic() + pause > deadline:
+                raise StorageError(
+                    f"job {job_id} has not finished after {wait:.0f} s (it is {job['state']}); "
+                    f"ask again with GET /api/v1/jobs/{job_id}"
+                )
+            time.sleep(pause)
+            pause = min(pause * 1.5, 2.0)
 
     def pull(self, uri: str, out_dir: str | os.PathLike[str]) -> dict[str, Any]:
         """Write the version into `out_dir` (new or empty) after checking the registry's OMS

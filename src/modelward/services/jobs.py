@@ -3,20 +3,28 @@ with a lease. A worker that dies mid-job loses nothing: its lease runs out and a
 (in any server process) claims the job again, up to `max_attempts` claims. Handlers are the
 same services the CLI and HTTP call; a handler's result (a JSON object) is stored with the job.
 
-Knows nothing of threads or HTTP; `run_one` does one claim and one job, and
+Every job's payload is sealed when it is queued (an HMAC, with a key derived from the ledger's
+private key, over the kind, the payload and who queued it): a worker runs only sealed jobs, so a
+row written into the jobs table by anyone but a modelward server (someone who can write the
+database) is refused, not run with the rights of the user it names. While a handler runs, the
+worker extends its lease, so a long job (scanning a large push) is not claimed twice.
+
+Knows nothing of HTTP; `run_one` does one claim and one job, and
 `schedule_canary_judgements` queues the watched canaries' judgements that are due.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import threading
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import timedelta
 from typing import Any
 
-from modelward.errors import InputError, ModelwardError
+from modelward.errors import InputError, ModelwardError, RateLimitedError
 from modelward.services.context import RegistryContext, utc_now
 from modelward.storage.metadata.jobs_repository import DONE, FAILED, JobRecord, JobsRepository
 from modelward.storage.metadata.ledger_repository import format_time
@@ -26,6 +34,25 @@ JobHandler = Callable[[RegistryContext, dict[str, Any], str], dict[str, Any]]
 DEFAULT_LEASE = timedelta(minutes=5)
 SCHEDULER = "modelward-scheduler"  # reads canaries to queue jobs; the jobs run as their owners
 MAX_ATTEMPTS = 3
+# jobs one user may have queued or running at once (scheduled canary judgements do not count
+# against it, and are claimed before any other kind, so a flood of pushes cannot delay them)
+MAX_PENDING_PER_USER = 20
+FIRST_KINDS = ("canary.judge",)
+SEAL_FIELD = "_seal"
+_SEAL_INFO = b"modelward job seal v1"
+UNTRUSTED = "untrusted"  # the state shown for a job whose outcome fails its seal
+
+
+def _payload_seal(key: bytes, job_id: int, kind: str, payload: dict[str, Any], by: str) -> str:
+    from modelward.services.row_seals import seal
+
+    return seal(key, {"id": job_id, "kind": kind, "payload": payload, "created_by": by})
+
+
+def _result_seal(key: bytes, job_id: int, state: str, result: dict[str, Any]) -> str:
+    from modelward.services.row_seals import seal
+
+    return seal(key, {"id": job_id, "state": state, "result": result})
 
 
 def verify_job(context: RegistryContext, payload: dict[str, Any], actor: str) -> dict[str, Any]:
@@ -92,18 +119,63 @@ class JobService:
         handlers: Mapping[str, JobHandler] = HANDLERS,
         lease: timedelta = DEFAULT_LEASE,
         max_attempts: int = MAX_ATTEMPTS,
+        max_pending_per_user: int = MAX_PENDING_PER_USER,
     ) -> None:
         self.ctx = context
         self.handlers = handlers
         self.lease = lease
         self.max_attempts = max_attempts
+        self.max_pending_per_user = max_pending_per_user
+        from modelward.services.row_seals import derived_key
+
+        self._key = derived_key(context, _SEAL_INFO)
 
     def enqueue(self, kind: str, payload: dict[str, Any], by: str) -> JobRecord:
         if kind not in self.handlers:
             raise InputError(f"unknown job kind {kind!r}; kinds are {', '.join(self.handlers)}")
+        self._check_payload(payload)
         with self.ctx.database.transaction() as conn:
             repo = JobsRepository(conn)
-            return repo.job(repo.enqueue(kind, payload, format_time(utc_now()), by))
+            pending = repo.pending_of(by)
+            if pending >= self.max_pending_per_user:
+                raise RateLimitedError(
+                    f"{by!r} has {pending} jobs queued or running (at most "
+                    f"{self.max_pending_per_user}); wait for some to finish"
+                )
+            job_id = repo.enqueue(kind, payload, format_time(utc_now()), by)
+            return self._sealed(repo, job_id, kind, payload, by)
+
+    def _check_payload(self, payload: dict[str, Any]) -> None:
+        if SEAL_FIELD in payload:
+            raise InputError(f"a job's payload may not carry {SEAL_FIELD!r}")
+
+    def _sealed(
+        self, repo: JobsRepository, job_id: int, kind: str, payload: dict[str, Any], by: str
+    ) -> JobRecord:
+        """Seal the new row's payload to its id (in the transaction that queued it), so that
+        neither a forged row nor a copy of a sealed row under another id is ever run."""
+        seal = _payload_seal(self._key, job_id, kind, payload, by)
+        repo.set_payload(job_id, {**payload, SEAL_FIELD: seal})
+        return repo.job(job_id)
+
+    def unsealed_problem(self, job: JobRecord) -> str | None:
+        """Why the job's row cannot be trusted to be one a modelward server queued, or None."""
+        from modelward.services.row_seals import seal_ok
+
+        payload = dict(job.payload)
+        presented = payload.pop(SEAL_FIELD, None)
+        expected = {
+            "id": job.id,
+            "kind": job.kind,
+            "payload": payload,
+            "created_by": job.created_by,
+        }
+        if not seal_ok(self._key, expected, presented):
+            return (
+                f"job {job.id} is not sealed by this registry's key: its row was written or "
+                "changed outside modelward; it was not run"
+            )
+        return None
 
     def enqueue_once(
         self, kind: str, payload: dict[str, Any], by: str, key: str
@@ -111,26 +183,60 @@ class JobService:
         """Queue a job unless a job with dedupe `key` was ever queued; None if one was."""
         if kind not in self.handlers:
             raise InputError(f"unknown job kind {kind!r}; kinds are {', '.join(self.handlers)}")
+        self._check_payload(payload)
         with self.ctx.database.transaction() as conn:
             repo = JobsRepository(conn)
             job_id = repo.enqueue_once(kind, payload, format_time(utc_now()), by, key)
-            return None if job_id is None else repo.job(job_id)
+            return None if job_id is None else self._sealed(repo, job_id, kind, payload, by)
 
     def get(self, job_id: int) -> JobRecord:
+        """The job as stored; `trusted` tells whether its outcome may be believed."""
         with self.ctx.database.read() as conn:
             return JobsRepository(conn).job(job_id)
+
+    def trusted(self, job: JobRecord) -> JobRecord:
+        """`job` with its outcome checked: a done or failed job whose result is not sealed by
+        a server (for its id and state) is shown as `untrusted`, its result a reason instead."""
+        import dataclasses
+
+        from modelward.services.row_seals import seal_ok
+
+        if job.state not in (DONE, FAILED):
+            return job
+        result = dict(job.result or {})
+        presented = result.pop(SEAL_FIELD, None)
+        expected = {"id": job.id, "state": job.state, "result": result}
+        if seal_ok(self._key, expected, presented):
+            return dataclasses.replace(job, result=result)
+        reason = (
+            f"job {job.id}'s outcome is not sealed by this registry's key: its row was written "
+            "or changed outside modelward; it is not trusted"
+        )
+        return dataclasses.replace(
+            job, state=UNTRUSTED, result={"error": reason, "type": "VerificationError"}
+        )
+
+    def _finish(
+        self, conn: Any, job_id: int, worker: str, state: str, result: dict[str, Any]
+    ) -> None:
+        sealed = {**result, SEAL_FIELD: _result_seal(self._key, job_id, state, result)}
+        JobsRepository(conn).finish(job_id, worker, state, sealed, format_time(utc_now()))
 
     def claim(self, worker: str) -> JobRecord | None:
         now = utc_now()
         with self.ctx.database.transaction() as conn:
             repo = JobsRepository(conn)
-            repo.exhausted(format_time(now), self.max_attempts)
+            died = {"error": "every attempt's worker died"}
+            for job_id in repo.exhausted(format_time(now), self.max_attempts):
+                sealed = {**died, SEAL_FIELD: _result_seal(self._key, job_id, FAILED, died)}
+                repo.set_result(job_id, sealed)
             return repo.claim(
                 worker,
                 format_time(now),
                 format_time(now + self.lease),
                 sorted(self.handlers),
                 self.max_attempts,
+                FIRST_KINDS,
             )
 
     def run_one(self, worker: str) -> JobRecord | None:
@@ -138,10 +244,41 @@ class JobService:
         job = self.claim(worker)
         if job is None:
             return None
-        try:
-            result, state = self.handlers[job.kind](self.ctx, job.payload, job.created_by), DONE
-        except ModelwardError as exc:
-            result, state = {"error": str(exc), "type": type(exc).__name__}, FAILED
+        problem = self.unsealed_problem(job)
+        if problem is not None:
+            result, state = {"error": problem, "type": "VerificationError"}, FAILED
+        else:
+            payload = {k: v for k, v in job.payload.items() if k != SEAL_FIELD}
+            with self._lease_kept(job.id, worker):
+                try:
+                    result = self.handlers[job.kind](self.ctx, payload, job.created_by)
+                    state = DONE
+                except ModelwardError as exc:
+                    result, state = {"error": str(exc), "type": type(exc).__name__}, FAILED
         with self.ctx.database.transaction() as conn:
-            JobsRepository(conn).finish(job.id, worker, state, result, format_time(utc_now()))
-        return self.get(job.id)
+            self._finish(conn, job.id, worker, state, result)
+        return self.trusted(self.get(job.id))
+
+    @contextlib.contextmanager
+    def _lease_kept(self, job_id: int, worker: str) -> Iterator[None]:
+        """Extend the job's lease every third of its length while the handler runs."""
+        done = threading.Event()
+        every = max(self.lease.total_seconds() / 3, 0.5)
+
+        def keep() -> None:
+            while not done.wait(every):
+                try:
+                    until = format_time(utc_now() + self.lease)
+                    with self.ctx.database.transaction() as conn:
+                        if not JobsRepository(conn).extend(job_id, worker, until):
+                            return  # another worker has it now; finish() will say so
+                except ModelwardError:
+                    continue  # the database is away for a moment: try again next time
+
+        thread = threading.Thread(target=keep, name=f"modelward-lease-{job_id}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join(timeout=5)

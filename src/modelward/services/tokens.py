@@ -178,6 +178,31 @@ class TokenService:
         return ids
 
 
+def token_problem(
+    context: RegistryContext, token_id: str, now: datetime | None = None
+) -> str | None:
+    """Why the token `token_id` no longer stands for its user (for work queued with it that
+    runs later), or None: the same checks as authentication, but for the secret."""
+    now = now or utc_now()
+    with context.database.read() as conn:
+        record = AuthRepository(conn).token(token_id)
+        if record is None:
+            return f"{token_id} no longer exists"
+        problem = verify_current(conn, TOKENS_TABLE, token_id, token_subject(token_id))
+        if problem is not None:
+            return f"is not trusted ({problem})"
+        role, role_problem = trusted_role(conn, record.user)
+    if role_problem is not None:
+        return f"is not trusted ({role_problem})"
+    if record.revoked_at is not None:
+        return f"was revoked at {record.revoked_at}"
+    if record.expires_at is not None and record.expires_at <= format_time(now):
+        return f"expired at {record.expires_at}"
+    if role is None:
+        return f"belongs to {record.user!r}, who no longer exists"
+    return None
+
+
 def authenticate_token(context: RegistryContext, text: str, now: datetime) -> Principal:
     """The principal a presented API token stands for; AuthenticationError otherwise."""
     token_id, secret = split_token(text)

@@ -276,3 +276,59 @@ def test_jobs_are_claimed_once_across_servers_and_survive_a_killed_worker(
         ]
     engine.dispose()
     assert all(r["ok"] is True for r in results)
+
+
+def test_a_push_job_whose_server_dies_is_finished_by_another_once(
+    shared: dict[str, str], tmp_path: Path
+) -> None:
+    token = create_token(shared, "tina")
+    env = {**shared, "MODELWARD_JOB_LEASE_SECONDS": "3", "MODELWARD_PUSH_JOB_BYTES": "1"}
+    big = make_bundle(tmp_path / "pushjob", seed=78, weights=2, weight_size=16 * 1024 * 1024)
+    files = [
+        {"name": name, "digest": hashlib.sha256(data).hexdigest(), "size": len(data)}
+        for name, data in sorted(bundle_files(big).items())
+    ]
+    auth = {"authorization": f"Bearer {token}"}
+    engine = create_engine(shared["MODELWARD_DATABASE_URL"])
+
+    def job_state(job_id: int) -> tuple[str, int]:
+        with engine.connect() as conn:
+            row = conn.execute(
+                text("SELECT state, attempts FROM jobs WHERE id = :i"), {"i": job_id}
+            ).one()
+        return str(row[0]), int(row[1])
+
+    victim = start_server(env, tmp_path / "pushjob-victim.log")
+    try:
+        for entry, (_, data) in zip(files, sorted(bundle_files(big).items()), strict=True):
+            put = httpx.put(
+                f"{victim.url}/api/v1/uploads/{entry['digest']}",
+                content=data,
+                headers=auth,
+                timeout=60,
+            )
+            assert put.status_code == 200, put.text
+        answer = httpx.post(
+            f"{victim.url}/api/v1/models/pushjob-llm/versions",
+            json={"files": files},
+            headers=auth,
+            timeout=60,
+        )
+        assert answer.status_code == 202, answer.text
+        job_id = int(answer.json()["job"]["id"])
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and job_state(job_id)[0] == "queued":
+            time.sleep(0.005)
+    finally:
+        victim.stop(signal.SIGKILL)
+    with running(env, tmp_path / "pushjob-a.log") as survivor:
+        client = _client(survivor.url, token, tmp_path)
+        result = client.wait_for_job(job_id, wait=120)
+        assert result["uri"] == "models:/pushjob-llm/1"
+        versions = client.list_versions("pushjob-llm")
+        assert [v["version"] for v in versions] == [1]  # once, never twice or half
+        client.pull("models:/pushjob-llm/1", tmp_path / "pushjob-out")
+    assert bundle_files(tmp_path / "pushjob-out") == bundle_files(big)
+    state, attempts = job_state(job_id)
+    engine.dispose()
+    assert state == "done" and attempts in (1, 2)

@@ -124,7 +124,10 @@ def test_two_server_workers_judge_each_slot_once_and_roll_back(
         watch_s=1,
     )
     contexts = [open_registry(world.home) for _ in range(2)]  # two server processes
-    workers = [JobWorker(c, 0.01, 60, schedule_seconds=0.01) for c in contexts]
+    workers = [
+        JobWorker(JobService(c, lease=timedelta(seconds=60)), 0.01, schedule_seconds=0.01)
+        for c in contexts
+    ]
     caplog.set_level(logging.WARNING, logger="modelward.alerts")
     try:
         for worker in workers:

@@ -107,6 +107,11 @@ ENDPOINTS = [
         (200, 404),
     ),
     Endpoint(
+        "upload state",
+        PUSHERS,
+        lambda s, h, _w: s.http.get(f"/api/v1/uploads/{UPLOAD_DIGEST}", headers=h),
+    ),
+    Endpoint(
         "upload",
         PUSHERS,
         lambda s, h, _w: s.http.put(f"/api/v1/uploads/{UPLOAD_DIGEST}", headers=h, content=UPLOAD),

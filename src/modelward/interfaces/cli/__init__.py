@@ -122,7 +122,8 @@ class _VersionAction(argparse.Action):
     """Looks the version up only when asked (importlib.metadata is slow to import)."""
 
     def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
-        parser.exit(message=f"modelward {_version()}\n")
+        sys.stdout.write(f"modelward {_version()}\n")  # on stdout, as argparse's own does
+        parser.exit()
 
 
 def _version() -> str:

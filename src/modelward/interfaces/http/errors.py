@@ -17,8 +17,7 @@ EXIT_INPUT = 2
 EXIT_STORAGE = 4
 
 
-class RateLimitedError(errors.ModelwardError):
-    """Too many failed authentications from one client; try again later."""
+RateLimitedError = errors.RateLimitedError  # 429; exit 4, as every "try again later"
 
 
 class RequestTooLargeError(errors.InputError):

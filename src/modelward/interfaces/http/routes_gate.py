@@ -13,12 +13,13 @@ from typing import Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from modelward.app import PUSH_FOLDER_PREFIX, ServerRegistry
+from modelward.app import ServerRegistry
 from modelward.core.principal import Principal, bind_principal
 from modelward.core.roles import Action
 from modelward.errors import InputError
 from modelward.interfaces.http.server import Caller, Registry
 from modelward.services.access import authorise
+from modelward.services.push_orders import PUSH_FOLDER_PREFIX
 
 router = APIRouter(tags=["gate"])
 
@@ -117,7 +118,7 @@ def _attached(files: list[AttachedFile] | None, folder: Path, what: str) -> list
     import base64
     import binascii
 
-    from modelward.interfaces.http.routes_push import safe_relative_path
+    from modelward.services.push_orders import safe_relative_path
 
     if files is None:
         return None

@@ -7,6 +7,7 @@ service method, and returns its result as JSON. The private keys never leave the
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,7 +17,7 @@ from fastapi.responses import StreamingResponse
 from modelward.app import ServerRegistry
 from modelward.core.principal import Principal, bind_principal
 from modelward.core.roles import Action
-from modelward.errors import InputError, NotFoundError
+from modelward.errors import InputError, NotFoundError, PermissionDeniedError
 from modelward.interfaces.http.server import Caller, Registry
 from modelward.services.access import authorise
 
@@ -80,9 +81,9 @@ def resolve(
 ) -> dict[str, Any]:
     authorise(registry.ctx, principal, Action.VIEW, checked_later=True)
     check_named_model(principal, uri)  # before resolving: no existence oracle outside the pattern
-    with bind_principal(principal):
+    with absent_unless_visible(uri), bind_principal(principal):
         record = registry.registry(principal).resolve(uri)
-    principal.check_model(record.model)
+        authorise(registry.ctx, principal, Action.VIEW, model=record.model)
     return record.to_dict()
 
 
@@ -94,9 +95,9 @@ def show(
 ) -> dict[str, Any]:
     authorise(registry.ctx, principal, Action.VIEW, checked_later=True)
     check_named_model(principal, uri)
-    with bind_principal(principal):
+    with absent_unless_visible(uri), bind_principal(principal):
         service = registry.registry(principal)
-        principal.check_model(service.resolve(uri).model)
+        authorise(registry.ctx, principal, Action.VIEW, model=service.resolve(uri).model)
         return service.show(uri)
 
 
@@ -152,6 +153,25 @@ def _number(number: int) -> int:
     if number < 1:
         raise InputError(f"{number} is not a version number (1, 2, …)")
     return number
+
+
+@contextlib.contextmanager
+def absent_unless_visible(uri: str) -> Iterator[None]:
+    """A URI that names no model (`sha256:<root>`) resolving to a version the caller may not
+    view is "not found" to them, not "forbidden": the answer tells nothing of which model holds
+    it, or that it exists."""
+    from modelward.core.names import parse_uri
+
+    try:
+        yield
+    except PermissionDeniedError:
+        try:
+            named = parse_uri(uri).name is not None
+        except InputError:
+            named = True
+        if named:
+            raise
+        raise NotFoundError(f"{uri}: no such version") from None
 
 
 def check_named_model(principal: Principal, uri: str) -> None:

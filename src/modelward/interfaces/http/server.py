@@ -18,8 +18,9 @@ from fastapi.responses import JSONResponse, Response
 from modelward.app import ServerRegistry
 from modelward.core.principal import Principal
 from modelward.errors import InputError, ModelwardError
-from modelward.interfaces.http.auth import FailureLimiter, authenticate_request
+from modelward.interfaces.http.auth import authenticate_request
 from modelward.interfaces.http.errors import RequestTooLargeError, error_body
+from modelward.services.auth_failures import FailureLimiter
 
 API = "/api/v1"
 UPLOAD_PREFIX = f"{API}/uploads/"
@@ -53,7 +54,21 @@ class HardeningMiddleware:
             await self.app(scope, receive, send)
             return
 
+        exceeded = False  # a body without a declared length ran over the limit
+        replaced = False
+
         async def send_with_headers(message: Message) -> None:
+            nonlocal replaced
+            if exceeded and message["type"] in ("http.response.start", "http.response.body"):
+                # whatever the application answers to a body cut short (FastAPI: 400 "error
+                # parsing the body"), the client is told what happened: 413, in our error shape
+                if not replaced:
+                    replaced = True
+                    await _reject(send_with_headers_only, self.max_body)
+                return
+            await send_with_headers_only(message)
+
+        async def send_with_headers_only(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 headers.extend(_security_headers(str(scope.get("path", ""))))
@@ -72,11 +87,12 @@ class HardeningMiddleware:
         seen = 0
 
         async def limited_receive() -> Message:
-            nonlocal seen
+            nonlocal seen, exceeded
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_body:
+                    exceeded = True
                     raise RequestTooLargeError(f"the request body is over {self.max_body} bytes")
             return message
 
@@ -142,7 +158,9 @@ def create_app(registry: ServerRegistry, run_jobs: bool = False) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.registry = registry
-    app.state.limiter = FailureLimiter(registry.settings.auth_failures_per_minute)
+    app.state.limiter = FailureLimiter(
+        registry.ctx.database, registry.settings.auth_failures_per_minute
+    )
 
     async def modelward_error(request: Request, exc: Exception) -> Response:
         from modelward.interfaces.web.app import console_error, is_console

@@ -28,7 +28,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from modelward.app import ConsoleOidcSettings, ServerRegistry
 from modelward.core.principal import Principal
 from modelward.errors import ModelwardError, PermissionDeniedError, StorageError
-from modelward.interfaces.http.auth import client_address
+from modelward.interfaces.http.auth import client_address, refuse_if_limited
 from modelward.interfaces.web.render import render
 from modelward.interfaces.web.session import (
     LOGIN_COOKIE,
@@ -105,7 +105,7 @@ def login_page(request: Request) -> HTMLResponse:
 @router.post("/login/token")
 def login_with_token(request: Request, form: dict[str, str] = Form) -> Response:
     limiter = request.app.state.limiter
-    limiter.check(client_address(request))
+    refuse_if_limited(limiter, client_address(request))
     check_origin(request)
     expected = request.cookies.get(PRE_CSRF_COOKIE, "")
     presented = form.get("csrf_token", "")
@@ -155,7 +155,7 @@ def _redirect_uri(request: Request) -> str:
 def oidc_callback(request: Request, code: str = "", state: str = "", error: str = "") -> Response:
     registry = _registry(request)
     limiter = request.app.state.limiter
-    limiter.check(client_address(request))
+    refuse_if_limited(limiter, client_address(request))
     oidc = registry.settings.console_oidc
     cookie_state = request.cookies.get(LOGIN_COOKIE, "")
     try:

@@ -1,5 +1,7 @@
 """The server's tables on the shared `metadata`: API tokens (hashed), OIDC issuers, the claim
-mappings that turn a CI job's JWT into a registry user, and the jobs queue.
+mappings that turn a CI job's JWT into a registry user, the jobs queue, the uploads each user
+proved they hold (by sending their bytes), and failed authentications per client address and
+minute (one limit shared by every server process).
 
 Declares tables only; the SQL lives in `auth_repository` (and `jobs_repository`).
 """
@@ -69,4 +71,24 @@ jobs = Table(
     # a job queued at most once whoever queues it (a watched canary's slot); NULL: no key
     Column("dedupe_key", String(200), nullable=True),
     UniqueConstraint("dedupe_key", name="uq_jobs_dedupe_key"),
+)
+
+# A user may name a stored blob in a push only after sending its bytes (or when it is already a
+# file of a version they may view): a digest alone proves nothing of what one holds.
+upload_claims = Table(
+    "upload_claims",
+    metadata,
+    Column("digest", String(64), primary_key=True),
+    Column("user_name", String(200), primary_key=True),
+    Column("scope", String(200), primary_key=True),  # the token's model pattern; "" for none
+    Column("created_at", String(40), nullable=False),
+    Column("mac", String(64), nullable=False),  # services.row_seals over (digest, user, scope)
+)
+
+auth_failures = Table(
+    "auth_failures",
+    metadata,
+    Column("client", String(100), primary_key=True),
+    Column("minute", BigInteger, primary_key=True),  # whole minutes since the Unix epoch
+    Column("failures", Integer, nullable=False),
 )

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import and_, case, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from modelward.errors import ConflictError, NotFoundError
@@ -40,12 +40,16 @@ class JobRecord:
         return {
             "id": self.id,
             "kind": self.kind,
-            "payload": self.payload,
+            "payload": {k: v for k, v in self.payload.items() if not k.startswith("_")},
             "state": self.state,
             "attempts": self.attempts,
             "lease_until": self.lease_until,
             "claimed_by": self.claimed_by,
-            "result": self.result,
+            "result": (
+                {k: v for k, v in self.result.items() if not k.startswith("_")}
+                if self.result is not None
+                else None
+            ),
             "created_at": self.created_at,
             "created_by": self.created_by,
             "finished_at": self.finished_at,
@@ -113,6 +117,33 @@ class JobsRepository:
         key = self.conn.execute(insert(jobs).values(**values)).inserted_primary_key
         return int(key[0]) if key else 0
 
+    def pending_of(self, user: str) -> int:
+        """How many jobs `user` queued that are queued or running, scheduled ones aside."""
+        found = self.conn.execute(
+            select(func.count())
+            .select_from(jobs)
+            .where(
+                jobs.c.created_by == user,
+                jobs.c.state.in_((QUEUED, RUNNING)),
+                jobs.c.dedupe_key.is_(None),
+            )
+        ).scalar()
+        return int(found or 0)
+
+    def set_payload(self, job_id: int, payload: dict[str, Any]) -> None:
+        self.conn.execute(
+            update(jobs)
+            .where(jobs.c.id == job_id)
+            .values(payload=json.dumps(payload, sort_keys=True))
+        )
+
+    def set_result(self, job_id: int, result: dict[str, Any]) -> None:
+        self.conn.execute(
+            update(jobs)
+            .where(jobs.c.id == job_id)
+            .values(result=json.dumps(result, sort_keys=True))
+        )
+
     def job(self, job_id: int) -> JobRecord:
         row = self.conn.execute(select(jobs).where(jobs.c.id == job_id)).first()
         if row is None:
@@ -120,9 +151,16 @@ class JobsRepository:
         return _job(row)
 
     def claim(
-        self, worker: str, now: str, lease_until: str, kinds: list[str], max_attempts: int
+        self,
+        worker: str,
+        now: str,
+        lease_until: str,
+        kinds: list[str],
+        max_attempts: int,
+        first_kinds: tuple[str, ...] = (),
     ) -> JobRecord | None:
-        """Take the oldest claimable job: queued, or running with a lease that ran out."""
+        """Take the oldest claimable job (of `first_kinds` before any other): queued, or
+        running with a lease that ran out."""
         claimable = or_(
             jobs.c.state == QUEUED,
             and_(jobs.c.state == RUNNING, jobs.c.lease_until < now),
@@ -130,7 +168,7 @@ class JobsRepository:
         query = (
             select(jobs.c.id)
             .where(claimable, jobs.c.kind.in_(kinds), jobs.c.attempts < max_attempts)
-            .order_by(jobs.c.id)
+            .order_by(case((jobs.c.kind.in_(first_kinds), 0), else_=1), jobs.c.id)
             .limit(1)
         )
         if self.conn.dialect.name == "postgresql":
@@ -171,6 +209,15 @@ class JobsRepository:
                 )
             )
         return ids
+
+    def extend(self, job_id: int, worker: str, lease_until: str) -> bool:
+        """Push the lease of a job `worker` still holds to `lease_until`; False if it lost it."""
+        done = self.conn.execute(
+            update(jobs)
+            .where(jobs.c.id == job_id, jobs.c.claimed_by == worker, jobs.c.state == RUNNING)
+            .values(lease_until=lease_until)
+        )
+        return done.rowcount == 1
 
     def finish(self, job_id: int, worker: str, state: str, result: dict[str, Any], at: str) -> None:
         """Record the outcome, unless the lease was lost to another worker meanwhile."""
