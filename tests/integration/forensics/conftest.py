@@ -1,4 +1,5 @@
-"""The real-model forensic cases, built once per test session, and a registry holding them."""
+"""The real-model forensic cases, built once (and cached between sessions while their inputs
+are unchanged), and a registry holding them."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from tests.forensics_cases import Cases, build_cases
+from tests.forensics_cases import Cases, build_cases, cached_cases
 
 from modelward.services.context import RegistryContext, open_registry
 from modelward.services.registry import RegistryService
@@ -18,9 +19,14 @@ ADMIN = "alice"
 
 
 @pytest.fixture(scope="session")
-def cases(tmp_path_factory: pytest.TempPathFactory) -> Cases:
+def cases(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Cases:
+    """Built once and kept in pytest's cache, keyed by a digest of the builder's inputs (see
+    `cases_key`); without the cache plugin (`-p no:cacheprovider`) built in a temporary folder."""
     os.environ["HF_HUB_OFFLINE"] = "1"
-    return build_cases(tmp_path_factory.mktemp("smollm2-cases"))
+    cache = getattr(request.config, "cache", None)
+    if cache is None:
+        return build_cases(tmp_path_factory.mktemp("smollm2-cases"))
+    return cached_cases(cache.mkdir("smollm2-cases"))
 
 
 @dataclass
