@@ -1,5 +1,5 @@
-"""The real-model forensic cases, built once (and cached between sessions while their inputs
-are unchanged), and a registry holding them."""
+"""The real-model forensic cases, built once (and cached between sessions, and between clones
+on one machine, while their inputs are unchanged), and a registry holding them."""
 
 from __future__ import annotations
 
@@ -19,14 +19,18 @@ ADMIN = "alice"
 
 
 @pytest.fixture(scope="session")
-def cases(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Cases:
-    """Built once and kept in pytest's cache, keyed by a digest of the builder's inputs (see
-    `cases_key`); without the cache plugin (`-p no:cacheprovider`) built in a temporary folder."""
+def cases(tmp_path_factory: pytest.TempPathFactory) -> Cases:
+    """Built once and kept in the user's cache folder (`$XDG_CACHE_HOME`, else `~/.cache`,
+    under `modelward-tests/`), keyed by a digest of the builder's inputs and checked file by
+    file before use (see `cached_cases`); `MODELWARD_TEST_CACHE=off` builds them afresh in a
+    temporary folder."""
     os.environ["HF_HUB_OFFLINE"] = "1"
-    cache = getattr(request.config, "cache", None)
-    if cache is None:
+    if os.environ.get("MODELWARD_TEST_CACHE") == "off":
         return build_cases(tmp_path_factory.mktemp("smollm2-cases"))
-    return cached_cases(cache.mkdir("smollm2-cases"))
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    folder = root / "modelward-tests" / "smollm2-cases"
+    folder.mkdir(parents=True, exist_ok=True)
+    return cached_cases(folder)
 
 
 @dataclass
