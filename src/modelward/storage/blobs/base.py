@@ -342,6 +342,20 @@ class BlobStore(ABC):
         raw = self._read_stream(checked)
         return self._verified_chunks(checked, raw)
 
+    def unverified_chunks(self, digest: str) -> Iterator[bytes]:
+        """Yield the blob's bytes as stored, NOT re-hashed: only for a caller that hashes them
+        itself while it reads (one pass) and refuses a mismatch, as the verified loader does.
+        NotFoundError at once if the blob is missing."""
+        raw = self._read_stream(validate_digest(digest))
+
+        def chunks() -> Iterator[bytes]:
+            try:
+                yield from raw.chunks
+            finally:
+                raw.close()
+
+        return chunks()
+
     def _verified_chunks(self, digest: str, raw: RawBlob) -> Iterator[bytes]:
         try:
             if raw.verified_by_cache:
