@@ -74,6 +74,10 @@ class ServerSettings:
     # a push of at least this many bytes is carried out as a job (202 + the job to poll)
     push_job_bytes: int = DEFAULT_PUSH_JOB_BYTES
     console_oidc: ConsoleOidcSettings | None = None
+    # the origin browsers reach the server at, when a reverse proxy terminates TLS in front of
+    # it (`https://console.example.org`): the console's CSRF origin check and OIDC redirect
+    # URI use it instead of what the proxy's plain-HTTP request says
+    public_url: str | None = None
 
     @classmethod
     def from_environment(cls, home: Path | None = None) -> ServerSettings:
@@ -87,7 +91,29 @@ class ServerSettings:
             job_lease_seconds=_int_env("MODELWARD_JOB_LEASE_SECONDS", 300),
             push_job_bytes=_int_env("MODELWARD_PUSH_JOB_BYTES", DEFAULT_PUSH_JOB_BYTES),
             console_oidc=ConsoleOidcSettings.from_environment(),
+            public_url=_public_url(os.environ.get("MODELWARD_PUBLIC_URL", "").strip() or None),
         )
+
+
+def _public_url(text: str | None) -> str | None:
+    """`scheme://host[:port]` of MODELWARD_PUBLIC_URL; InputError for anything else."""
+    import urllib.parse
+
+    if text is None:
+        return None
+    parts = urllib.parse.urlsplit(text)
+    if (
+        parts.scheme not in ("https", "http")
+        or not parts.netloc
+        or "@" in parts.netloc
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+    ):
+        raise InputError(
+            f"MODELWARD_PUBLIC_URL={text!r} must be an origin such as https://console.example.org"
+        )
+    return f"{parts.scheme}://{parts.netloc.lower()}"
 
 
 def _int_env(name: str, default: int) -> int:

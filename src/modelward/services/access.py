@@ -57,16 +57,24 @@ def permitted(
     registry does not trust has no role and may take none. The services check again."""
     from modelward.errors import ModelwardError
     from modelward.services.gate_config import load_gate_config
-    from modelward.services.users import role_of
+    from modelward.services.users import role_of, trusted_grants
 
     try:
         with context.database.read() as conn:
             role = role_of(conn, principal.name)
+            # roles granted on models matching `model` count too (`users grant`)
+            granted = []
+            if model is not None:
+                grants, _ = trusted_grants(conn)
+                granted = [
+                    g.role.value for g in grants if g.user == principal.name and g.covers(model)
+                ]
         table = load_gate_config(context).permissions
     except ModelwardError:
         return None, frozenset()
     if model is not None and not principal.allows_model(model):
         return str(role), frozenset()
+    roles = [role.value, *granted]
     return str(role), frozenset(
-        a for a in actions if table.allows([role.value], a) and principal.allows_action(a.value)
+        a for a in actions if table.allows(roles, a) and principal.allows_action(a.value)
     )

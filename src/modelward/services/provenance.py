@@ -382,6 +382,10 @@ class ProvenanceService:
             require(conn, self.actor, Action.VIEW)
             verifier = AttestationVerifier.for_registry(conn, Verifier(self.ctx.signer.public_key))
             versions, runs, unverified = verified_lineage_records(conn, verifier)
+            # a caller limited to some models (a token's pattern) sees nothing of the others:
+            # not what derives from this version, nor which of them failed verification
+            versions = [v for v in versions if _visible(v.uri)]
+            unverified = [u for u in unverified if _visible(u.split(": ", 1)[0])]
             if uri.startswith("datasets:/"):
                 from modelward.provenance.lineage import downstream_of_dataset
 
@@ -545,3 +549,14 @@ def read_hyperparameters(path: Path | None) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise InputError(f"{path}: hyperparameters must be a JSON object")
     return data
+
+
+def _visible(uri: str) -> bool:
+    """Whether the principal bound to the request (if any) may see the model `uri` names."""
+    from modelward.core.principal import bound_principal
+
+    principal = bound_principal()
+    if principal is None or not uri.startswith("models:/"):
+        return True
+    name = uri[len("models:/") :].split("/", 1)[0].split("@", 1)[0]
+    return principal.allows_model(name)

@@ -567,3 +567,41 @@ def test_a_governance_event_that_fails_its_seal_refuses(reg: Reg, tmp_path: Path
     reg.sql("UPDATE ledger_events SET details = ? WHERE seq = ?", (json.dumps(forged), seq))
     with pytest.raises(VerificationError, match="whose values are not trusted"):
         DatasetService(reg.ctx, actor=ADMIN).show(use.uri)
+
+
+def test_lineage_shows_a_model_limited_caller_nothing_of_other_models(
+    reg: Reg, tmp_path: Path
+) -> None:
+    import dataclasses
+
+    from modelward.core.principal import Principal, bind_principal
+    from modelward.provenance.slsa import BaseModel
+    from modelward.storage.model_files import hash_files
+
+    _trust(reg)
+    base = reg.push(make_bundle(tmp_path / "base", seed=1))
+    base_root = RegistryService(reg.ctx, actor=ADMIN).resolve(base).root_digest
+    run = dataclasses.replace(_cpu_run(()), base_model=BaseModel(base_root, base))
+    folder = make_bundle(tmp_path / "derived", seed=2)
+    root = Manifest("bundle", tuple(hash_files(list_model_files(folder))), Serialization())
+    envelope = sign_provenance(
+        provenance_statement(run, root.root_digest, "secret-derived"), reg.uploader
+    )
+    path = tmp_path / "derived.provenance.json"
+    path.write_text(json.dumps(envelope.to_dict()))
+    hook = ProvenanceService(reg.ctx, actor="bob").push_hook(path)
+    signature = tmp_path / "derived.sig"
+    sign_bundle(folder, reg.uploader, signature_path=signature)
+    RegistryService(reg.ctx, actor="bob").push(
+        folder,
+        "secret-derived",
+        signature_path=signature,
+        public_key=Verifier(reg.uploader.public_key),
+        provenance=hook,
+    )
+    service = ProvenanceService(reg.ctx, actor=ADMIN)
+    found = service.lineage(base, downstream=True)["downstream"]
+    assert [d["uri"] for d in found] == ["models:/secret-derived/1"]
+    limited = Principal(name=ADMIN, issuer="modelward", model_pattern="llama")
+    with bind_principal(limited):  # a token limited to `llama` learns nothing of the other
+        assert service.lineage(base, downstream=True)["downstream"] == []

@@ -447,3 +447,86 @@ def test_a_ledger_proof_downloads_as_a_file(console: Console) -> None:
     assert "attachment" in answer.headers["content-disposition"]
     assert answer.text.startswith("c2sp.org/tlog-proof@v1")
     assert client.get("/ui/ledger/999999/proof").status_code == 404
+
+
+# --------------------------------------------------------------- found by a break-it review
+
+
+def test_behind_a_tls_proxy_the_public_url_is_the_consoles_origin(console: Console) -> None:
+    import dataclasses
+
+    public = "https://console.example.org"
+    settings = dataclasses.replace(console.registry.settings, public_url=public)
+    behind = ServerRegistry(settings, console.registry.ctx)
+    # the proxy's upstream address (TLS here only so that the test client sends Secure cookies,
+    # which a browser sends the proxy, and the proxy on to the server)
+    client = TestClient(create_app(behind), base_url="https://10.0.0.5:8080")
+    csrf = _csrf(client.get("/ui/login").text)
+    form = {"csrf_token": csrf, "token": console.tokens["vic"]}
+    wrong = client.post("/ui/login/token", data=form, headers={"origin": "http://10.0.0.5:8080"})
+    assert wrong.status_code == 403  # the browser never sees the proxy's upstream address
+    answer = client.post(
+        "/ui/login/token", data=form, headers={"origin": public}, follow_redirects=False
+    )
+    assert answer.status_code == 303, answer.text
+    from modelward.app import _public_url
+    from modelward.errors import InputError
+
+    for bad in ("console.example.org", "https://x/ui", "ftp://x", "https://u:p@x"):
+        with pytest.raises(InputError):
+            _public_url(bad)
+    assert _public_url("https://Console.Example.org/") == "https://console.example.org"
+
+
+def test_a_signed_out_session_cannot_be_revived_in_the_database(console: Console) -> None:
+    client = console.sign_in("vic")
+    secret = client.cookies[SESSION]
+    csrf = _csrf(client.get("/ui/models").text)
+    client.post("/ui/logout", data={"csrf_token": csrf}, headers=ORIGIN)
+    console.sql("UPDATE web_sessions SET revoked_at = NULL")
+    revived = console.client()
+    revived.cookies.set(SESSION, secret)
+    assert revived.get("/ui/models", follow_redirects=False).status_code == 303
+
+
+def test_signing_in_again_ends_the_browsers_previous_session(console: Console) -> None:
+    client = console.sign_in("vic")
+    first = client.cookies[SESSION]
+    console.sign_in("vic", client)
+    stale = console.client()
+    stale.cookies.set(SESSION, first)
+    assert stale.get("/ui/models", follow_redirects=False).status_code == 303
+
+
+def test_buttons_follow_roles_granted_on_model_patterns(console: Console) -> None:
+    from modelward.services.users import UserService
+
+    users = UserService(console.registry.ctx, actor="root")
+    users.add("gus", "viewer")
+    console.tokens["gus"] = TokenService(console.registry.ctx, actor="root").create("gus").token
+    html = console.sign_in("gus").get("/ui/models/mistral-tiny/versions/1").text
+    assert 'data-testid="promote-form"' not in html
+    users.grant("gus", "releaser", "mistral-*")
+    html = console.sign_in("gus").get("/ui/models/mistral-tiny/versions/1").text
+    assert 'data-testid="promote-form"' in html
+    other = console.sign_in("gus").get("/ui/models/llama-chat/versions/1").text
+    assert 'data-testid="promote-form"' not in other
+
+
+def test_a_rollback_confirmed_for_another_release_is_refused(console: Console) -> None:
+    client = console.sign_in("rex")
+    csrf = _csrf(client.get("/ui/models").text)
+    before = console.sql("SELECT count(*) FROM gate_releases")
+    answer = client.post(
+        "/ui/environments/staging/models/llama-chat/rollback",
+        data={"csrf_token": csrf, "to": "", "from": "rel-that-was-current-then"},
+        headers=ORIGIN,
+    )
+    assert answer.status_code == 409 and "moved" in answer.text
+    missing = client.post(
+        "/ui/environments/staging/models/llama-chat/rollback",
+        data={"csrf_token": csrf, "to": ""},
+        headers=ORIGIN,
+    )
+    assert missing.status_code == 400
+    assert console.sql("SELECT count(*) FROM gate_releases") == before

@@ -119,9 +119,21 @@ def rollback(
     session: WebSession = SignedIn,
     form: dict[str, str] = Form,
 ) -> Response:
+    from modelward.errors import ConflictError, InputError
+
     check_csrf(request, form, session.csrf_token)
     registry, principal = _registry(request), session.principal
     authorise(registry.ctx, principal, Action.ROLLBACK, model=name)
+    shown = form.get("from", "")
+    if not shown:
+        raise InputError("the rollback form names no current release; reload the page")
+    history = _history(registry, principal, name, environment)
+    now = history[-1]["release_id"] if history else None
+    if now != shown:  # the confirmation showed a change from another release than today's
+        raise ConflictError(
+            f"{environment} has moved since the confirmation was shown (from {shown} to "
+            f"{now}); reload it to see what a rollback would change now"
+        )
     with bind_principal(principal):
         registry.releases(principal).rollback(name, environment, form.get("to") or None)
     return RedirectResponse(f"/ui/environments/{environment}/models/{name}?done=rolled-back", 303)

@@ -58,10 +58,19 @@ def require_session(request: Request) -> WebSession:
     return session
 
 
+def own_origin(request: Request) -> str:
+    """The origin browsers use for this server: MODELWARD_PUBLIC_URL when a reverse proxy
+    terminates TLS in front of it, else the request's own scheme and host."""
+    public = getattr(request.app.state.registry.settings, "public_url", None)
+    if isinstance(public, str):
+        return public
+    return f"{request.url.scheme}://{request.url.netloc}"
+
+
 def check_origin(request: Request) -> None:
     """The Origin (or, lacking it, the Referer) must be this server: a form posted from
     another site is refused even if it carried the cookie."""
-    own = f"{request.url.scheme}://{request.url.netloc}"
+    own = own_origin(request)
     origin = request.headers.get("origin")
     if origin is None:
         referer = request.headers.get("referer")

@@ -41,6 +41,7 @@ from modelward.interfaces.web.session import (
     check_origin,
     clear_cookie,
     new_pre_csrf,
+    own_origin,
     set_cookie,
 )
 from modelward.services.web_sessions import LOGIN_LIFETIME, WebSession, WebSessionService
@@ -88,7 +89,11 @@ def _login_page(request: Request, message: str = "", status_code: int = 200) -> 
 
 def _signed_in(request: Request, principal: Principal) -> Response:
     registry = _registry(request)
-    new = WebSessionService(registry.ctx).start(principal, registry.now())
+    sessions = WebSessionService(registry.ctx)
+    previous = request.cookies.get(SESSION_COOKIE)
+    if previous:  # signing in again in this browser ends the session it had
+        sessions.end(previous, registry.now())
+    new = sessions.start(principal, registry.now())
     response = RedirectResponse(HOME, status_code=303)
     max_age = int((new.expires_at - registry.now()).total_seconds())
     set_cookie(response, SESSION_COOKIE, new.secret, max_age=max_age)
@@ -148,7 +153,7 @@ def login_with_oidc(request: Request) -> Response:
 
 
 def _redirect_uri(request: Request) -> str:
-    return f"{request.url.scheme}://{request.url.netloc}/ui/auth/callback"
+    return f"{own_origin(request)}/ui/auth/callback"
 
 
 @router.get("/auth/callback")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, insert, select
 from sqlalchemy.engine import Connection
 
 from modelward.storage.metadata.web_tables import web_logins, web_sessions
@@ -68,12 +68,9 @@ class WebRepository:
         return None if found is None else SessionRow(*found)
 
     def revoke_session(self, id_sha256: str, at: str) -> None:
-        c = web_sessions.c
-        self._conn.execute(
-            update(web_sessions)
-            .where(c.id_sha256 == id_sha256, c.revoked_at.is_(None))
-            .values(revoked_at=at)
-        )
+        """End a session for good: the row is deleted, so nothing in the database (a
+        `revoked_at` set back to NULL, say) can bring the cookie back to life."""
+        self._conn.execute(delete(web_sessions).where(web_sessions.c.id_sha256 == id_sha256))
 
     def purge(self, now: str) -> None:
         """Forget expired sessions and sign-ins (an expired row authenticates nobody anyway)."""
