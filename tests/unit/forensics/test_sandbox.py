@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -140,7 +141,7 @@ def test_a_probe_cannot_undo_the_mounts_that_isolate_it(tmp_path: Path) -> None:
     (home / "keys").mkdir(parents=True)
     (home / "keys" / "registry.key").write_text("PRIVATE KEY")
     marker = home / "PLANTED_BY_SANDBOX"
-    shm_marker = Path("/dev/shm") / f"modelward-test-{tmp_path.name}"
+    shm_marker = Path("/dev/shm") / f"modelward-test-{uuid.uuid4().hex}"
     code = (
         "import ctypes, json, os\n"
         "libc = ctypes.CDLL(None, use_errno=True)\n"
@@ -168,14 +169,18 @@ def test_a_probe_cannot_undo_the_mounts_that_isolate_it(tmp_path: Path) -> None:
         "        r[name] = e.errno\n"
         "print(json.dumps(r))"
     )
-    out = _run(code, hide=[home])
+    try:
+        out = _run(code, hide=[home])
+        planted = shm_marker.exists()
+    finally:
+        shm_marker.unlink(missing_ok=True)
     assert out["umount"] == 1 and out["remount_root"] == 1  # EPERM
     assert out["remounted"] == []
     assert out["unshare"] != "ok"
     assert all(line.endswith("0000000000000000") for line in out["caps"]), out["caps"]
     assert out["key"] in (1, 13)  # EPERM / EACCES: still under the empty tmpfs
     assert out["marker"] in (1, 13, 30) and out["shm"] in (1, 13, 30)
-    assert not marker.exists() and not shm_marker.exists()
+    assert not marker.exists() and not planted
 
 
 def test_the_timeout_kills_daemons_and_does_not_wait_for_their_pipes() -> None:
