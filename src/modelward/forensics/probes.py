@@ -142,6 +142,16 @@ def default_suite_path() -> Path:
     return Path(__file__).with_name("suites") / "default-v1.yaml"
 
 
+def shipped_suite_digests() -> frozenset[str]:
+    """The `sha256:` digests of the suite files modelward ships (its own `suites` folder): the
+    suites a gate accepts without an admin pinning another one."""
+    folder = Path(__file__).with_name("suites")
+    return frozenset(
+        "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.glob("*.yaml"))
+    )
+
+
 def _median(values: list[float]) -> float:
     return float(statistics.median(values)) if values else math.nan
 
