@@ -36,7 +36,7 @@ def test_settings_show_and_set_by_an_admin_are_ledgered(cli: tuple[Run, Path]) -
     assert shown.returncode == 0, shown.stderr
     views = {v["key"]: v for v in json.loads(shown.stdout)}
     assert set(views) == {"scan.allow", "gate.environments", "gate.override_roles",
-                          "gate.max_override"}  # fmt: skip
+                          "gate.max_override", "probe.suites"}  # fmt: skip
     assert views["gate.override_roles"]["value"] == ["admin", "releaser"]
     assert {v["source"] for v in views.values()} == {"default"}
 

@@ -107,7 +107,9 @@ def compare_weights(
         raise InputError("top-k must be at least 1")
     cand = gguf_view_of(candidate, base)
     ref = gguf_view_of(base, candidate)
-    findings: list[str] = []
+    # a loader may take its weights from a file not compared here (a decoy safetensors next to
+    # a pytorch_model.bin): the comparison then proves nothing
+    findings = [f"weights in {name} are not compared" for name in candidate.uncompared]
     deltas: list[TensorDelta] = []
     for name in sorted(set(cand.tensors) | set(ref.tensors)):
         c, b = cand.tensors.get(name), ref.tensors.get(name)
@@ -164,11 +166,22 @@ def _delta(
     top_k: int,
     findings: list[str],
 ) -> TensorDelta:
-    diff = cand - base
-    norm = float(np.linalg.norm(base))
-    diff_norm = float(np.linalg.norm(diff))
+    # a NaN or inf compares unequal to everything, so it would pass as "no change": any
+    # non-finite value that is not the base's own (same place, same value) is a change
+    finite = np.isfinite(cand) & np.isfinite(base)
+    same_nonfinite = ~finite & ((cand == base) | (np.isnan(cand) & np.isnan(base)))
+    new_nonfinite = int(np.count_nonzero(~finite & ~same_nonfinite))
+    if new_nonfinite:
+        findings.append(
+            f"tensor {name} has {new_nonfinite} non-finite value(s) (NaN or inf) the base "
+            "does not have"
+        )
+    with np.errstate(invalid="ignore", over="ignore"):
+        diff = np.where(finite, cand - base, np.float32(0.0))
+    norm = float(np.linalg.norm(np.where(np.isfinite(base), base, np.float32(0.0))))
+    diff_norm = math.inf if new_nonfinite else float(np.linalg.norm(diff))
     relative = diff_norm / norm if norm > 0 else (0.0 if diff_norm == 0 else math.inf)
-    max_abs = float(np.max(np.abs(diff))) if diff.size else 0.0
+    max_abs = math.inf if new_nonfinite else (float(np.max(np.abs(diff))) if diff.size else 0.0)
     over = worst = None
     if claim is not None:
         fmt = dtype if dtype in CHECKABLE_FORMATS else None
@@ -176,12 +189,15 @@ def _delta(
             findings.append(f"tensor {name} is {dtype}: no error bound is known, unverifiable")
             changed = True
         else:
-            over, worst = within_bound(cand, base, fmt)
+            over, worst = within_bound(np.where(finite, cand, base), base, fmt)
+            over += new_nonfinite
+            if new_nonfinite:
+                worst = math.inf
             changed = over > 0
     else:
         changed = diff_norm > 0
     rank = energy = None
-    if changed and cand.ndim == 2 and min(cand.shape) > 1:
+    if changed and not new_nonfinite and cand.ndim == 2 and min(cand.shape) > 1:
         rank, energy = spectrum_of(diff, top_k)
     return TensorDelta(
         name,

@@ -34,6 +34,18 @@ _SAFETENSORS_DTYPES: dict[str, str] = {
     "BOOL": "?",
 }
 _MAX_HEADER = 100 * 1024 * 1024
+# files a loader may take weights from: by name, and by the scanner's sniffing of their bytes
+_WEIGHT_SUFFIXES = frozenset(
+    {
+        ".bin", ".pt", ".pth", ".ckpt", ".gguf", ".ggml", ".safetensors", ".h5", ".hdf5",
+        ".keras", ".onnx", ".msgpack", ".npz", ".npy", ".pkl", ".pickle", ".joblib", ".tflite",
+        ".ot", ".pb", ".llamafile",
+    }
+)  # fmt: skip
+_WEIGHT_FORMATS = frozenset(
+    {"zip", "torch-legacy", "pickle", "safetensors", "npy", "gguf", "hdf5", "onnx"}
+)
+_SNIFF_BYTES = 4096
 # architectures whose q/k projections llama.cpp's converter permutes for its rotary layout
 _PERMUTED_ARCHS = ("llama",)
 
@@ -57,6 +69,8 @@ class WeightSet:
     gguf_tokens: list[str] | None = None
     gguf_path: Path | None = None
     gguf_reader: Any = field(default=None, repr=False)  # the gguf.GGUFReader it came from
+    # weight-like files in the bundle that were not read (a loader might use them instead)
+    uncompared: tuple[str, ...] = ()
 
     @property
     def architecture(self) -> str | None:
@@ -75,7 +89,8 @@ def _gguf() -> Any:
 
 
 def open_weights(bundle: Path) -> WeightSet:
-    """The weights of a bundle folder (or one file): every *.safetensors, or one *.gguf."""
+    """The weights of a bundle folder (or one file): every *.safetensors, or one *.gguf; any
+    other weight-like file (by extension or by its sniffed format) is listed in `uncompared`."""
     bundle = Path(bundle)
     files = [bundle] if bundle.is_file() else sorted(p for p in bundle.rglob("*") if p.is_file())
     ggufs = [p for p in files if p.suffix == ".gguf"]
@@ -85,7 +100,9 @@ def open_weights(bundle: Path) -> WeightSet:
     if len(ggufs) > 1:
         raise InputError(f"{bundle}: holds {len(ggufs)} GGUF files; compare one at a time")
     if ggufs:
-        return _open_gguf(ggufs[0], bundle)
+        opened = _open_gguf(ggufs[0], bundle)
+        opened.uncompared = _uncompared(files, ggufs, bundle)
+        return opened
     if sts:
         tensors: dict[str, TensorEntry] = {}
         for path in sts:
@@ -93,8 +110,29 @@ def open_weights(bundle: Path) -> WeightSet:
                 if entry.name in tensors:
                     raise InputError(f"{path}: tensor {entry.name!r} appears in two files")
                 tensors[entry.name] = entry
-        return WeightSet("safetensors", tuple(_rel(p, bundle) for p in sts), tensors)
+        return WeightSet(
+            "safetensors",
+            tuple(_rel(p, bundle) for p in sts),
+            tensors,
+            uncompared=_uncompared(files, sts, bundle),
+        )
     raise InputError(f"{bundle}: no safetensors or GGUF weights found")
+
+
+def _uncompared(files: list[Path], read: list[Path], root: Path) -> tuple[str, ...]:
+    from modelward.scanning.sniff import sniff
+
+    done = set(read)
+    found = []
+    for path in files:
+        if path in done:
+            continue
+        if path.suffix.lower() not in _WEIGHT_SUFFIXES:
+            with path.open("rb") as handle:
+                if sniff(handle.read(_SNIFF_BYTES)) not in _WEIGHT_FORMATS:
+                    continue
+        found.append(_rel(path, root))
+    return tuple(found)
 
 
 def _rel(path: Path, root: Path) -> str:

@@ -475,12 +475,24 @@ FACTS_SCHEMA: dict[str, Any] = {
         "probes": _nullable(
             {
                 "type": "object",
-                "required": ["passed", "baseline", "suite", "findings"],
+                "required": [
+                    "passed",
+                    "baseline",
+                    "suite",
+                    "suite_digest",
+                    "accepted_suite_digests",
+                    "findings",
+                ],
                 "properties": {
                     "passed": {"type": "boolean"},
                     "baseline": {"type": "string"},
                     "suite": {"type": "string"},
                     "suite_version": {"type": "integer"},
+                    "suite_digest": {"type": "string"},
+                    "suite_accepted": {"type": "boolean"},
+                    "accepted_suite_digests": {"type": "array", "items": {"type": "string"}},
+                    "runs": {"type": "integer"},
+                    "failed_runs": {"type": "integer"},
                     "clean_kl_median": {"type": ["number", "null"]},
                     "trigger_kl_median": {"type": ["number", "null"]},
                     "findings": {"type": "array", "items": {"type": "string"}},

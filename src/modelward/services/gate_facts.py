@@ -36,8 +36,9 @@ from modelward.services.attestation_verify import (
 from modelward.services.change import CHANGE_KIND
 from modelward.services.context import RegistryContext
 from modelward.services.forensics import FORENSICS_KIND, forensics_fact
-from modelward.services.probes import PROBE_KIND, probes_fact
+from modelward.services.probes import PROBE_KIND, accepted_suite_digests, probes_fact
 from modelward.services.provenance import dataset_eligibility, provenance_facts_in
+from modelward.services.settings import view_in
 from modelward.services.state_integrity import (
     check_releases,
     latest_drill_problem,
@@ -127,9 +128,15 @@ def gather_facts(
         used(provenance_att)
     base_digest = provenance.get("base_model_digest") if provenance["present"] else None
     forensics, forensics_att = forensics_fact(checked.of_kind(FORENSICS_KIND), base_digest)
-    probes, probes_att = probes_fact(checked.of_kind(PROBE_KIND), base_digest)
+    pinned_suites = view_in(conn, "probe.suites")
+    if pinned_suites.problem is not None:
+        problems.append(pinned_suites.problem)  # and only the shipped suites count
+    probes, probes_atts = probes_fact(
+        checked.of_kind(PROBE_KIND), base_digest, accepted_suite_digests(pinned_suites.value)
+    )
     used(forensics_att)
-    used(probes_att)
+    for probes_att in probes_atts:
+        used(probes_att)
     facts = build_facts(
         time=now,
         environment=environment,

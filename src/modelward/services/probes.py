@@ -7,7 +7,9 @@ the user's home hidden, memory, CPU and wall-clock limits, a scrubbed environmen
 measurements against the suite's thresholds and stores a `https://modelward.dev/probe/v1`
 statement about the candidate, DSSE-signed with the registry key, with its ledger event. A run
 that fails (the worker crashed, timed out or was killed by a limit) attests nothing and raises.
-`probes_fact` makes the gate's `probes` fact. Knows nothing of argument parsing or rendering.
+`probes_fact` makes the gate's `probes` fact, counting only runs with a suite modelward ships
+or an admin pinned (`probe.suites`), and failing when any counted run failed. Knows nothing of
+argument parsing or rendering.
 """
 
 from __future__ import annotations
@@ -23,7 +25,13 @@ from typing import Any
 from modelward.core.names import parse_uri
 from modelward.core.roles import Action
 from modelward.errors import DeniedError, InputError
-from modelward.forensics.probes import ProbeSuite, default_suite_path, judge, load_suite
+from modelward.forensics.probes import (
+    ProbeSuite,
+    default_suite_path,
+    judge,
+    load_suite,
+    shipped_suite_digests,
+)
 from modelward.forensics.sandbox import SandboxLimits, run_sandboxed
 from modelward.services.attestation_verify import AttestationVerifier, VerifiedAttestation
 from modelward.services.context import RegistryContext, current_actor, utc_now
@@ -181,42 +189,102 @@ class ProbeService:
             )
 
 
+def accepted_suite_digests(pinned: list[str]) -> frozenset[str]:
+    """The probe suites whose results the gate counts: those modelward ships, and those an
+    admin pinned in the `probe.suites` setting."""
+    return shipped_suite_digests() | frozenset(pinned)
+
+
 def probes_fact(
-    attestations: list[VerifiedAttestation], base_digest: str | None
-) -> tuple[dict[str, Any] | None, VerifiedAttestation | None]:
-    """The gate's `probes` fact: the latest verified probe attestation against the declared
-    base when one is declared, else the latest; malformed predicates count as absent."""
-    chosen = None
+    attestations: list[VerifiedAttestation],
+    base_digest: str | None,
+    accepted_suites: frozenset[str],
+) -> tuple[dict[str, Any] | None, list[VerifiedAttestation]]:
+    """The gate's `probes` fact and the attestations it came from.
+
+    It counts the verified probe runs against the declared base (any baseline when none is
+    declared), oldest first; malformed predicates count as absent. Whoever runs a probe
+    chooses its suite, so only runs with an accepted suite (`accepted_suite_digests`) count,
+    and `passed` holds only when there is at least one and EVERY one of them passed: a failing
+    run is never erased by a later passing one (with another suite or the same). The other
+    figures are the newest counted run's. With no accepted run but some other, the fact names
+    that run's suite and does not pass."""
+    runs: list[tuple[VerifiedAttestation, dict[str, Any]]] = []
     for att in attestations:
-        p = att.predicate
-        baseline = p.get("baseline")
-        digest = baseline.get("digest") if isinstance(baseline, dict) else None
-        if isinstance(digest, str) and (base_digest is None or digest == base_digest):
-            chosen = (att, digest)
-    if chosen is None:
-        return None, None
-    att, digest = chosen
-    p = att.predicate
+        summary = _probe_run(att.predicate, base_digest)
+        if summary is not None:
+            runs.append((att, summary))
+    if not runs:
+        return None, []
+    counted = [(att, run) for att, run in runs if run["suite_digest"] in accepted_suites]
+    accepted = sorted(accepted_suites)
+    if not counted:
+        att, newest = runs[-1]
+        reason = (
+            f"probe suite {newest['suite']!r} ({newest['suite_digest']}) is neither shipped "
+            "with modelward nor pinned in the probe.suites setting"
+        )
+        return {
+            **_fact_fields(newest),
+            "passed": False,
+            "suite_accepted": False,
+            "accepted_suite_digests": accepted,
+            "runs": 0,
+            "failed_runs": 0,
+            "findings": [reason],
+        }, [att]
+    failing = [run for _, run in counted if not run["passed"]]
+    findings = [
+        f"{run['suite']} ({run['probedOn'] or 'undated'}): {finding}"
+        for run in failing
+        for finding in run["findings"] or ["the probe did not pass"]
+    ]
+    newest = counted[-1][1]
+    return {
+        **_fact_fields(newest),
+        "passed": not failing,
+        "suite_accepted": True,
+        "accepted_suite_digests": accepted,
+        "runs": len(counted),
+        "failed_runs": len(failing),
+        "findings": findings,
+    }, [att for att, _ in counted]
+
+
+def _fact_fields(run: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in run.items() if k != "probedOn"}
+
+
+def _probe_run(p: dict[str, Any], base_digest: str | None) -> dict[str, Any] | None:
+    """One probe predicate's figures, or None when it is malformed or about another base."""
+    baseline = p.get("baseline")
+    digest = baseline.get("digest") if isinstance(baseline, dict) else None
+    if not isinstance(digest, str) or (base_digest is not None and digest != base_digest):
+        return None
     suite, kl, findings, passed = p.get("suite"), p.get("kl"), p.get("findings"), p.get("passed")
     if not (
         isinstance(suite, dict)
+        and isinstance(suite.get("digest"), str)
         and isinstance(kl, dict)
         and isinstance(findings, list)
         and isinstance(passed, bool)
     ):
-        return None, None
+        return None
     version = suite.get("version")
 
     def number(value: Any) -> float | None:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         return float(value) if ok else None
 
+    probed_on = p.get("probedOn")
     return {
         "passed": passed and not findings,
         "baseline": digest,
         "suite": str(suite.get("name")),
         "suite_version": version if isinstance(version, int) else 0,
+        "suite_digest": str(suite["digest"]),
         "clean_kl_median": number(kl.get("clean_median")),
         "trigger_kl_median": number(kl.get("trigger_median")),
         "findings": [str(f) for f in findings],
-    }, att
+        "probedOn": probed_on if isinstance(probed_on, str) else None,
+    }

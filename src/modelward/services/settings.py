@@ -6,6 +6,8 @@ Known keys (each with a shipped default used while it was never set):
     gate.environments    the promotion path, in order
     gate.override_roles  the roles that may break glass
     gate.max_override    the longest override expiry allowed (a duration: 30m, 4h, 2d, 1w)
+    probe.suites         digests (sha256:...) of probe suite files accepted by the gate on top
+                         of the suites modelward ships
 
 A value is stored as canonical JSON in `registry_settings` (insert-only; the newest row of a key
 is current). `set` appends a `settings.set` ledger event in the same transaction, whose details
@@ -95,6 +97,22 @@ def _max_override(value: Any) -> str:
     return value.strip()
 
 
+def _suite_digests(value: Any) -> list[str]:
+    digests = sorted({v.lower() for v in _string_list(value, "probe.suites")})
+    for digest in digests:
+        hexpart = digest.removeprefix("sha256:")
+        if (
+            not digest.startswith("sha256:")
+            or len(hexpart) != 64
+            or hexpart.strip("0123456789abcdef")
+        ):
+            raise InputError(
+                f"setting probe.suites holds {digest!r}: each entry is a suite file's "
+                "digest, sha256: and 64 hex digits"
+            )
+    return digests
+
+
 SETTINGS: dict[str, SettingSpec] = {
     spec.key: spec
     for spec in (
@@ -121,6 +139,13 @@ SETTINGS: dict[str, SettingSpec] = {
         ),
         SettingSpec(
             "gate.max_override", "the longest override expiry allowed", "7d", _max_override
+        ),
+        SettingSpec(
+            "probe.suites",
+            "probe suite digests accepted on top of the shipped suites (sha256:...)",
+            [],
+            _suite_digests,
+            is_list=True,
         ),
     )
 }

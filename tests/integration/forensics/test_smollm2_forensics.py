@@ -21,6 +21,7 @@ from modelward.forensics.weights import open_weights
 from modelward.services.forensics import ForensicsService
 from modelward.services.gate import GateService
 from modelward.services.probes import ProbeService
+from modelward.services.settings import SettingsService
 
 from .conftest import ADMIN, CaseRegistry
 
@@ -89,6 +90,8 @@ def test_benign_fine_tune_changes_only_trained_tensors_and_passes(
     )
     assert probe.passed, probe.predicate["findings"]
     figures["benign"] = _figures(data, probe.predicate)
+    # the smoke suite is not shipped: an admin pins its digest for the gate to count it
+    SettingsService(case_registry.ctx, ADMIN).set("probe.suites", [suite.digest])
     facts = GateService(case_registry.ctx, actor=ADMIN).facts(uris["benign"], "production")
     assert facts["forensics"]["passed"] and facts["probes"]["passed"]
 

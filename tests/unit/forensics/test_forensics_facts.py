@@ -23,13 +23,14 @@ from tests.unit.gate.test_verified_facts import (
 from modelward.core.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope
 from modelward.core.policy import evaluate
 from modelward.errors import InputError
-from modelward.forensics.probes import judge, load_suite
+from modelward.forensics.probes import judge, load_suite, shipped_suite_digests
 from modelward.policy.cel_engine import CelEngine
 from modelward.policy.loader import load_default_policy
 from modelward.provenance.slsa import BaseModel
 from modelward.services.forensics import FORENSICS_V1, ForensicsService
 from modelward.services.probes import ProbeService
 from modelward.services.registry import RegistryService
+from modelward.services.settings import SettingsService
 from modelward.signing.keys import Signer, generate_private_key
 
 __all__ = ["reg"]
@@ -117,24 +118,66 @@ def test_a_fine_tune_of_a_declared_base_needs_passing_forensics_and_probes(
     assert "fine-tune-forensics" not in failed and "fine-tune-probes" in failed
     assert facts["forensics"]["changed_tensors"] == 1
 
+    # whoever runs the probe picks the suite: a run with a suite neither shipped nor pinned
+    # does not count, however lenient its thresholds
     suite = load_suite(suite_file)
     record = RegistryService(reg.ctx, actor=ADMIN).resolve(uri)
     probes = ProbeService(reg.ctx, ADMIN)
-    flagged = judge(suite, _measurements(trigger_kl=3.0))
-    predicate = {
-        "candidate": {"uri": uri, "digest": "sha256:" + record.root_digest},
-        "baseline": {"uri": base_uri, "digest": "sha256:" + base.root_digest},
+    baseline = {"uri": base_uri, "digest": "sha256:" + base.root_digest}
+    candidate = {"uri": uri, "digest": "sha256:" + record.root_digest}
+    passing = {
+        "candidate": candidate,
+        "baseline": baseline,
         "suite": suite.reference(),
-        **flagged,
+        **judge(suite, _measurements(trigger_kl=0.02)),
     }
-    probes.attest(record, predicate)
+    probes.attest(record, passing)
+    failed, facts = _production(reg, uri)
+    assert "fine-tune-probes" in failed and facts["probes"]["passed"] is False
+    assert facts["probes"]["suite_digest"] == suite.digest
+    assert facts["probes"]["suite_accepted"] is False
+    assert "neither shipped" in facts["probes"]["findings"][0]
+
+    # pinned by an admin in registry settings, the suite counts
+    SettingsService(reg.ctx, ADMIN).set("probe.suites", [suite.digest])
+    failed, facts = _production(reg, uri)
+    assert "fine-tune-probes" not in failed and facts["probes"]["passed"] is True
+    assert suite.digest in facts["probes"]["accepted_suite_digests"]
+    assert set(facts["probes"]["accepted_suite_digests"]) >= shipped_suite_digests()
+
+    flagged = {**passing, **judge(suite, _measurements(trigger_kl=3.0))}
+    probes.attest(record, flagged)
     failed, facts = _production(reg, uri)
     assert "fine-tune-probes" in failed and facts["probes"]["passed"] is False
     assert facts["probes"]["trigger_kl_median"] == 3.0
+    assert facts["probes"]["runs"] == 2 and facts["probes"]["failed_runs"] == 1
 
-    probes.attest(record, {**predicate, **judge(suite, _measurements(trigger_kl=0.02))})
+    # a later passing run, with the same suite or a lenient one, does not erase the failure
+    lenient_file = tmp_path / "lenient.yaml"
+    lenient_file.write_text(
+        suite_file.read_text()
+        + "thresholds: {trigger_kl_ratio: 1.0e+300, trigger_kl_min: 1.0e+300,"
+        " refusal_drop: 10, length_ratio: 1.0e+300}\n"
+    )
+    lenient = load_suite(lenient_file)
+    assert judge(lenient, _measurements(trigger_kl=3.0))["passed"]
+    probes.attest(
+        record,
+        {**passing, "suite": lenient.reference(), **judge(lenient, _measurements(3.0))},
+    )
+    probes.attest(record, passing)
     failed, facts = _production(reg, uri)
-    assert "fine-tune-probes" not in failed and facts["probes"]["passed"] is True
+    assert "fine-tune-probes" in failed and facts["probes"]["passed"] is False
+    assert facts["probes"]["failed_runs"] == 1 and facts["probes"]["runs"] == 3
+    assert any("trigger candidate 'cf'" in f for f in facts["probes"]["findings"])
+
+
+def test_the_probe_suites_setting_takes_only_digests(reg: Reg) -> None:
+    _trust(reg)
+    with pytest.raises(InputError, match="64 hex digits"):
+        SettingsService(reg.ctx, ADMIN).set("probe.suites", ["lenient.yaml"])
+    view = SettingsService(reg.ctx, ADMIN).set("probe.suites", ["SHA256:" + "A" * 64])
+    assert view.value == ["sha256:" + "a" * 64]
 
 
 def test_forged_forensics_attestations_are_not_facts(reg: Reg, tmp_path: Path) -> None:

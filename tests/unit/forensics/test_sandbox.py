@@ -4,9 +4,13 @@ registry's home and keys hidden, a scrubbed environment, memory and time limits.
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
 import sys
 import threading
+import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -127,3 +131,108 @@ def test_without_namespaces_probes_are_refused(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(DeniedError, match="only in a sandbox"):
         run_sandboxed(["true"], env={}, hide=[], limits=LIMITS)
+
+
+def test_a_probe_cannot_undo_the_mounts_that_isolate_it(tmp_path: Path) -> None:
+    """The hiding tmpfs and the read-only remounts are locked: with no capabilities left and in
+    a nested user namespace, unmounting, remounting read-write or making a namespace of its own
+    all fail, so the key stays hidden and the host stays unwritten."""
+    home = tmp_path / "registry-home"
+    (home / "keys").mkdir(parents=True)
+    (home / "keys" / "registry.key").write_text("PRIVATE KEY")
+    marker = home / "PLANTED_BY_SANDBOX"
+    shm_marker = Path("/dev/shm") / f"modelward-test-{uuid.uuid4().hex}"
+    code = (
+        "import ctypes, json, os\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "def errno(rc):\n"
+        "    return 'ok' if rc == 0 else ctypes.get_errno()\n"
+        "r = {}\n"
+        f"r['umount'] = errno(libc.umount2({str(home)!r}.encode(), 2))\n"
+        "r['remount_root'] = errno(libc.mount(None, b'/', None, ctypes.c_ulong(32 | 4096), None))\n"
+        "r['remounted'] = []\n"
+        "for line in open('/proc/self/mountinfo'):\n"
+        "    point = line.split()[4]\n"
+        "    if libc.mount(None, point.encode(), None, ctypes.c_ulong(32 | 4096), None) == 0:\n"
+        "        r['remounted'].append(point)\n"
+        "r['unshare'] = errno(libc.unshare(0x10000000 | 0x20000))\n"
+        "r['caps'] = [l.strip() for l in open('/proc/self/status') if l.startswith('Cap')]\n"
+        f"for name, path in (('key', {str(home / 'keys' / 'registry.key')!r}),):\n"
+        "    try:\n"
+        "        r[name] = open(path).read()\n"
+        "    except OSError as e:\n"
+        "        r[name] = e.errno\n"
+        f"for name, path in (('marker', {str(marker)!r}), ('shm', {str(shm_marker)!r})):\n"
+        "    try:\n"
+        "        open(path, 'w').write('x'); r[name] = 'written'\n"
+        "    except OSError as e:\n"
+        "        r[name] = e.errno\n"
+        "print(json.dumps(r))"
+    )
+    try:
+        out = _run(code, hide=[home])
+        planted = shm_marker.exists()
+    finally:
+        shm_marker.unlink(missing_ok=True)
+    assert out["umount"] == 1 and out["remount_root"] == 1  # EPERM
+    assert out["remounted"] == []
+    assert out["unshare"] != "ok"
+    assert all(line.endswith("0000000000000000") for line in out["caps"]), out["caps"]
+    assert out["key"] in (1, 13)  # EPERM / EACCES: still under the empty tmpfs
+    assert out["marker"] in (1, 13, 30) and out["shm"] in (1, 13, 30)
+    assert not marker.exists() and not planted
+
+
+def test_the_timeout_kills_daemons_and_does_not_wait_for_their_pipes() -> None:
+    """A child that setsid()s and keeps stdout open is killed at the deadline with the rest
+    of the sandbox's PID namespace; the run returns without waiting for the pipe's end."""
+    code = (
+        "import os, sys, time\n"
+        "if os.fork() == 0:\n"
+        "    os.setsid()\n"
+        "    if os.fork() == 0:\n"
+        "        time.sleep(6)\n"
+        "        sys.stderr.write('DAEMON ALIVE\\n'); sys.stderr.flush()\n"
+        "        os._exit(0)\n"
+        "    os._exit(0)\n"
+        "print('started', flush=True)\n"
+        "time.sleep(1000)\n"
+    )
+    started = time.monotonic()
+    result = run_sandboxed(
+        [sys.executable, "-c", code],
+        env={"PATH": "/usr/bin"},
+        hide=[],
+        limits=SandboxLimits(memory_bytes=1024**3, cpu_seconds=60, wall_seconds=2),
+    )
+    elapsed = time.monotonic() - started
+    assert result.timed_out and b"started" in result.stdout
+    assert elapsed < 2 + 4, elapsed
+    time.sleep(6)  # past the daemon's wake-up: it must be gone, not writing
+    assert "DAEMON ALIVE" not in result.stderr
+    # the daemon, had it survived, would show up as a process still running `code`
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True)
+    assert "DAEMON ALIVE" not in ps.stdout
+
+
+@pytest.mark.skipif(
+    os.geteuid() == 0, reason="the kernel does not apply RLIMIT_NPROC to the host's root"
+)
+def test_the_sandbox_limits_processes() -> None:
+    out = _run(
+        "import json, os\n"
+        "n = 0\n"
+        "try:\n"
+        "    while n < 100:\n"
+        "        if os.fork() == 0:\n"
+        "            import time; time.sleep(30); os._exit(0)\n"
+        "        n += 1\n"
+        "except OSError as e:\n"
+        "    pass\n"
+        "print(json.dumps({'forked': n}))",
+        hide=[],
+        limits=SandboxLimits(
+            memory_bytes=1024**3, cpu_seconds=20, wall_seconds=60, max_processes=8
+        ),
+    )
+    assert int(out["forked"]) < 8

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from modelward.core.change_class import classify_change
+from modelward.forensics.probes import shipped_suite_digests
 from modelward.policy.cel_engine import CelEngine
 from modelward.policy.facts import (
     Approval,
@@ -101,12 +102,20 @@ def passing_forensics(**overrides: Any) -> dict[str, Any]:
     }
 
 
+SHIPPED_SUITE = min(shipped_suite_digests())
+
+
 def passing_probes(**overrides: Any) -> dict[str, Any]:
     return {
         "passed": True,
         "baseline": BASE_DIGEST,
         "suite": "default",
         "suite_version": 1,
+        "suite_digest": SHIPPED_SUITE,
+        "suite_accepted": True,
+        "accepted_suite_digests": [SHIPPED_SUITE],
+        "runs": 1,
+        "failed_runs": 0,
         "clean_kl_median": 0.01,
         "trigger_kl_median": 0.02,
         "findings": [],

@@ -140,6 +140,12 @@ PRODUCTION_BAD = [
         "expression is false",
     ),
     (
+        "probes-with-an-unaccepted-suite",
+        {"probes": passing_probes(suite_digest="sha256:" + "e" * 64)},
+        "fine-tune-probes",
+        "expression is false",
+    ),
+    (
         "probes-against-another-baseline",
         {"probes": passing_probes(baseline="sha256:" + "d" * 64)},
         "fine-tune-probes",
