@@ -139,7 +139,10 @@ def _isolate(spec: dict[str, Any], libc: ctypes.CDLL) -> None:
     with open("/proc/sys/user/max_user_namespaces", "w", encoding="ascii") as handle:
         handle.write("1")
     for point in _mount_points():
-        flags = _MS_REMOUNT | _MS_BIND | _MS_RDONLY | _MS_NOSUID | _MS_NODEV
+        # device nodes stay usable under /dev (/dev/null, /dev/urandom: torch opens them),
+        # read-only; everywhere else no device node opens at all
+        devices = point == "/dev" or point.startswith("/dev/")
+        flags = _MS_REMOUNT | _MS_BIND | _MS_RDONLY | _MS_NOSUID | (0 if devices else _MS_NODEV)
         try:
             _mount(libc, None, point, None, flags, None)
         except OSError:
