@@ -421,7 +421,7 @@ def test_drift_of_a_release_against_the_one_before(registry: Registry, gate: Gat
     second = _current(registry).release_id
     rng = random.Random(5)
     source = InMemoryObservations()
-    for i in range(400):
+    for i in range(600):
         for release_id, version, scale in ((first, 1, 1.0), (second, 2, 1.6)):
             source.add(
                 Observation(
