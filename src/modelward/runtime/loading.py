@@ -100,7 +100,10 @@ def load_bundle(
         hit = _warm(entry, resolved, source, strict)
         if hit is not None:
             return LoadedBundle(hit, resolved.uri, resolved.root_digest, True, resolved.release_id)
-        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise PathError(f"{root}: cannot create the cache folder ({exc.strerror})") from None
         _check_cache_root(root, explicit=cache_dir is not None)
         with _locked(root / f"{resolved.root_digest}.lock"):
             hit = _warm(entry, resolved, source, strict)  # another process may have finished
@@ -372,7 +375,13 @@ class _EmbeddedSource(_Source):
                     raise InputError(
                         f"{environment!r} is not an environment ({', '.join(environments)})"
                     )
-                row = GateRepository(conn).current_release(record.model, environment)
+                try:
+                    row = GateRepository(conn).current_release(record.model, environment)
+                except InputError as exc:  # a stored row that does not parse: tampered
+                    raise VerificationError(
+                        f"models:/{record.model} in {environment}: the release row is "
+                        f"malformed ({exc}); it is not trusted"
+                    ) from exc
                 if row is None:
                     raise VerificationError(
                         f"models:/{record.model} has no release in {environment}"

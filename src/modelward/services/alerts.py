@@ -208,6 +208,8 @@ class AlertService:
             ]
 
     def deliveries(self, limit: int = 100) -> list[dict[str, Any]]:
+        if not 1 <= limit <= 10_000:
+            raise InputError(f"a delivery listing holds 1 to 10000 rows, not {limit}")
         with self.ctx.database.read() as conn:
             require(conn, self.actor, Action.VIEW)
             return [d.to_dict() for d in CanaryRepository(conn).deliveries(limit)]
