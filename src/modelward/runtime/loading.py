@@ -33,7 +33,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from modelward.errors import InputError, ModelwardError, PathError, VerificationError
+from modelward.errors import (
+    InputError,
+    ModelwardError,
+    NotFoundError,
+    PathError,
+    VerificationError,
+)
 
 META = "modelward-verified.json"
 CHUNK = 1024 * 1024
@@ -341,6 +347,10 @@ def _signed_manifest(
     return signed
 
 
+def _no_release(model: str, environment: str) -> str:
+    return f"models:/{model} has no release in {environment} ({environment} is an environment)"
+
+
 class _EmbeddedSource(_Source):
     def __init__(self) -> None:
         from modelward.services.context import open_registry
@@ -358,9 +368,19 @@ class _EmbeddedSource(_Source):
         from modelward.services.pull import _pushed_file_name, _single_file_name
         from modelward.services.state_integrity import verify_row
         from modelward.storage.metadata.gate_repository import GateRepository
+        from modelward.storage.metadata.registry_repository import RegistryRepository
 
         parsed = parse_uri(uri)
-        record = self.service.resolve(uri)
+        try:
+            record = self.service.resolve(uri)
+        except NotFoundError:
+            if parsed.alias is not None and parsed.name is not None:
+                with self.ctx.database.read() as conn:
+                    is_environment = parsed.alias in gate_config_in(conn).environments
+                    known = RegistryRepository(conn).model_id(parsed.name) is not None
+                if is_environment and known:
+                    raise VerificationError(_no_release(parsed.name, parsed.alias)) from None
+            raise
         manifest, bundle = self.service._checked_signature(record)
         problems = self.service._check_ledger_entry(record)
         if problems:
@@ -467,7 +487,16 @@ class _RemoteSource(_Source):
         from modelward.core.names import parse_uri
 
         parsed = parse_uri(uri)
-        record = self.client.resolve(uri)
+        try:
+            record = self.client.resolve(uri)
+        except NotFoundError as missing:
+            if parsed.alias is not None and parsed.name is not None:
+                try:  # the environment exists (and the model): it has no release
+                    self.client.releases(parsed.name, parsed.alias)
+                except ModelwardError:
+                    raise missing from None
+                raise VerificationError(_no_release(parsed.name, parsed.alias)) from None
+            raise
         name, number = str(record["model"]), int(record["version"])
         from modelward.client._client import _seg
 

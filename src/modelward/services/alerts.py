@@ -123,6 +123,15 @@ class SendReport:
         return dict(self.__dict__)
 
 
+def redacted_url(url: str) -> str:
+    """`url` with any user name and password in it shown as `***`."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=f"***@{host}").geturl()
+
+
 def _check_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -186,7 +195,7 @@ class AlertService:
                 now,
                 rows=[("alert_webhooks", str(webhook_id))],
             )
-        return {"name": name, "url": url, "key_id": key_id, "enabled": enabled}
+        return {"name": name, "url": redacted_url(url), "key_id": key_id, "enabled": enabled}
 
     def webhooks(self) -> list[dict[str, Any]]:
         """The current configuration of each webhook (never its secret), with its check."""
@@ -197,7 +206,7 @@ class AlertService:
                 {
                     "id": w.id,
                     "name": w.name,
-                    "url": w.url,
+                    "url": redacted_url(w.url),
                     "key_id": w.key_id,
                     "enabled": w.enabled,
                     "set_at": w.created_at,

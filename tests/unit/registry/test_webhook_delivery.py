@@ -119,3 +119,12 @@ def test_a_dripping_receiver_cannot_hold_an_attempt_past_its_deadline(
     assert time.monotonic() - began < 4
     (row,) = alerts.deliveries()
     assert row["outcome"] == "gave_up" and "TimeoutError" in row["error"]
+
+
+def test_credentials_in_a_webhook_url_are_never_listed(registry: Registry, target: str) -> None:
+    alerts = AlertService(registry.context, sleep=lambda s: None, attempts=1)
+    url = target.replace("http://", "http://ops:hunter2@") + "/hook"
+    assert "hunter2" not in str(alerts.add_webhook("ops", url, "k1", SECRET))
+    (listed,) = alerts.webhooks()
+    assert listed["url"] == target.replace("http://", "http://***@") + "/hook"
+    assert alerts.send("canary.rollback", {}).delivered == 1  # still delivered with them

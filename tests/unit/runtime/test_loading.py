@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import modelward
-from modelward.errors import InputError, VerificationError
+from modelward.errors import InputError, NotFoundError, VerificationError
 from modelward.runtime.loading import META, load_bundle
 
 from .conftest import Registry
@@ -290,3 +290,17 @@ def test_a_cache_root_writable_by_others_is_refused(
     monkeypatch.setenv("MODELWARD_CACHE", str(private))
     assert modelward.load("models:/chat/1").is_dir()
     assert (private.stat().st_mode & 0o077) == 0
+
+
+def test_an_environment_alias_without_a_release_says_so(registry: Registry, tmp_path: Path) -> None:
+    registry.service.push(_bundle(tmp_path / "v1", 1), "chat")
+    with pytest.raises(VerificationError, match=r"no release in production .*an environment"):
+        modelward.load("models:/chat@production", cache_dir=tmp_path / "cache")
+    with pytest.raises(NotFoundError):  # a plain alias that does not exist stays not found
+        modelward.load("models:/chat@nosuch", cache_dir=tmp_path / "cache")
+
+
+def test_load_bundle_is_imported_from_its_module_as_documented() -> None:
+    docs = (Path(__file__).parents[3] / "docs" / "runtime.md").read_text()
+    assert "from modelward.runtime.loading import load_bundle" in docs
+    assert "`modelward.runtime.loading.load_bundle(...)`" not in docs

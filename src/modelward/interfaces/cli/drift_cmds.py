@@ -29,7 +29,10 @@ def register(subparsers: Any) -> None:
     webhook.add_argument("--url")
     webhook.add_argument("--key-id")
     webhook.add_argument(
-        "--secret-file", type=Path, help="the HMAC key (at least 16 bytes), read from a file"
+        "--secret-file",
+        type=Path,
+        help="the HMAC key (at least 16 bytes): the file's bytes, leading and trailing whitespace "
+        "(such as the final newline) removed",
     )
     webhook.add_argument("--disable", action="store_true", help="store it turned off")
     add_json_flag(webhook)
