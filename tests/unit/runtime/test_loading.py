@@ -304,3 +304,15 @@ def test_load_bundle_is_imported_from_its_module_as_documented() -> None:
     docs = (Path(__file__).parents[3] / "docs" / "runtime.md").read_text()
     assert "from modelward.runtime.loading import load_bundle" in docs
     assert "`modelward.runtime.loading.load_bundle(...)`" not in docs
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give a folder to another user")
+def test_a_cache_root_owned_by_another_user_is_refused_even_when_named(
+    registry: Registry, tmp_path: Path
+) -> None:
+    registry.service.push(_bundle(tmp_path / "v1", 1), "chat")
+    theirs = tmp_path / "theirs"
+    theirs.mkdir(mode=0o700)
+    os.chown(theirs, 65534, 65534)
+    with pytest.raises(InputError, match="owned by another user"):
+        load_bundle("models:/chat/1", cache_dir=theirs)
