@@ -15,7 +15,9 @@ module decides, and documents, is the guarding:
   future (more than `MAX_CLOCK_SKEW_NS` past `now`) does not count; a late span (ingested after
   later ones) counts at its own end time;
 * a metric is judged only with at least `min_samples` observed values in each arm; "no data or
-  one arm empty" is `inconclusive` (hold), and so is a relative tolerance on a zero baseline;
+  one arm empty" is `inconclusive` (hold), and so is a relative tolerance on a zero baseline and
+  a metric whose statistics overflow (a mean, variance or p-value that is not finite: fail
+  closed, no rollback or promotion decided from NaN);
 * when the environment's release is no longer the one the canary was started on (a release
   changed mid-window) the verdict is `inconclusive` and names both releases.
 
@@ -314,6 +316,11 @@ def _summary(kind: MetricKind, observations: Sequence[Observation]) -> ArmSummar
     return ArmSummary.of(values)
 
 
+_NON_FINITE = (
+    "{name}: a statistic overflowed (not a finite number); no decision can be made from it"
+)
+
+
 def _test_metric(
     spec: MetricSpec, canary: ArmSummary, baseline: ArmSummary, min_n: int
 ) -> MetricResult:
@@ -325,6 +332,10 @@ def _test_metric(
             else ("the canary arm" if canary.n == 0 else "the baseline arm")
         )
         return _with(base, reason=f"no {spec.name} observed in {empty}")
+    if not all(
+        math.isfinite(x) for x in (canary.mean, canary.variance, baseline.mean, baseline.variance)
+    ):  # fail closed: no decision, and nothing unrepresentable in the signed verdict
+        return _with(base, reason=_NON_FINITE.format(name=spec.name))
     means = {"canary_mean": canary.mean, "baseline_mean": baseline.mean}
     if min(canary.n, baseline.n) < min_n:
         return _with(
@@ -350,6 +361,11 @@ def _test_metric(
     c = compare(
         canary, baseline, lower_is_better=spec.lower_is_better, threshold=threshold, tau=tau
     )
+    if not all(
+        math.isfinite(x)
+        for x in (threshold, c.degradation, c.variance, c.p_degraded, c.p_non_inferior)
+    ):
+        return _with(base, reason=_NON_FINITE.format(name=spec.name))
     return _with(
         base,
         **means,

@@ -11,7 +11,19 @@ or category, each smoothed by EPS so an empty bin stays finite):
 
 Alert thresholds (`THRESHOLDS`): PSI ≥ 0.2 (the usual "significant shift"), JS ≥ 0.1 bits,
 W₁ / baseline mean ≥ 0.2. A metric with fewer than `MIN_SAMPLES` values in either window is
-`insufficient` and never alerts nor passes.
+`insufficient` (insufficient data) and never alerts nor passes.
+
+`MIN_SAMPLES` is what the thresholds support: with two windows of the same distribution the
+decile PSI of n values per window is about 9/n from noise alone (so 50 values raised a false
+alarm 88 % of the time, 100 values 44 %), and W₁ / mean shrinks like 1/√n. At 500 values per
+window, same-distribution false alarms are at most 5 % (measured, seeded, in
+`tests/unit/runtime/test_drift.py`) for latencies up to a log-normal σ of 1 (a coefficient of
+variation of 1.3), exponential and integer token counts, and skewed finish-reason shares.
+Heavier tails still raise W₁ alarms from noise: read `wasserstein_relative` with care there.
+
+Values are compared at a resolution of a millionth of the larger window mean (`RESOLUTION`):
+differences below it (nanosecond jitter in span timestamps) are not a shift, so identical
+latencies give PSI 0 however their floats were computed.
 """
 
 from __future__ import annotations
@@ -26,7 +38,8 @@ from typing import Any
 from modelward.core.observations import FINISH_REASONS, Observation
 
 EPS = 1e-4
-MIN_SAMPLES = 50
+MIN_SAMPLES = 500  # per window; see the module docstring for how it was chosen
+RESOLUTION = 1e-6  # relative to the larger window mean
 THRESHOLDS: Mapping[str, float] = {"psi": 0.2, "js": 0.1, "wasserstein_relative": 0.2}
 
 
@@ -118,6 +131,7 @@ def numeric_drift(name: str, baseline: Sequence[float], current: Sequence[float]
     c = [float(v) for v in current if math.isfinite(v)]
     if min(len(b), len(c)) < MIN_SAMPLES:
         return _verdict(name, len(b), len(c), {})
+    b, c = _at_resolution(b, c)
     edges = decile_edges(b)
     p, q = _smooth(binned(b, edges)), _smooth(binned(c, edges))
     mean = abs(sum(b) / len(b))
@@ -132,6 +146,14 @@ def numeric_drift(name: str, baseline: Sequence[float], current: Sequence[float]
             "wasserstein_relative": w / mean if mean > 0 else None,
         },
     )
+
+
+def _at_resolution(b: list[float], c: list[float]) -> tuple[list[float], list[float]]:
+    """Both windows rounded to `RESOLUTION` of the larger mean: equal values stay equal."""
+    step = max(abs(sum(b) / len(b)), abs(sum(c) / len(c))) * RESOLUTION
+    if step <= 0 or not math.isfinite(step):
+        return b, c
+    return [round(v / step) * step for v in b], [round(v / step) * step for v in c]
 
 
 def categorical_drift(

@@ -22,6 +22,12 @@ from modelward.runtime.otlp import AttrValue, Span
 
 SEMCONV_VERSION = "1.41.0"  # the GenAI semantic conventions read here (older names too)
 
+# Sane bounds per signal: a span outside them is refused (the request is malformed), so that no
+# stored value can overflow a statistic (a sum of squares of 1e308 is inf, then nan).
+MAX_FEEDBACK = 1e6  # |feedback score|
+MAX_SECONDS = 86_400.0  # span duration, time to first token, time per output token: one day
+MAX_TOKENS = 1_000_000_000  # input or output tokens of one span
+
 # A refusal classifier: the output text in, "was this a refusal?" out. Opt-in; none by default.
 RefusalClassifier = Callable[[str], bool]
 
@@ -100,6 +106,8 @@ def read_span(
     if span.end_unix_nano < span.start_unix_nano:
         raise InputError(f"span {span.span_id}: it ends before it starts")
     duration = (span.end_unix_nano - span.start_unix_nano) / 1e9 if span.start_unix_nano else None
+    if duration is not None and duration > MAX_SECONDS:
+        raise InputError(f"span {span.span_id}: it lasts more than {MAX_SECONDS:.0f} seconds")
     output_tokens = _count(
         claim(
             "gen_ai.usage.output_tokens",
@@ -157,6 +165,10 @@ def read_span(
         isinstance(feedback, bool) or not isinstance(feedback, int | float)
     ):
         raise InputError(f"span {span.span_id}: the feedback score must be a number")
+    if feedback is not None and not abs(feedback) <= MAX_FEEDBACK:
+        raise InputError(
+            f"span {span.span_id}: the feedback score must be within ±{MAX_FEEDBACK:.0e}"
+        )
     return SpanFacts(
         release_id=_text(claim("modelward.release", "modelward.release_id"), span, "release"),
         model=_text(claim("modelward.model"), span, "model"),
@@ -292,16 +304,24 @@ def _count(value: AttrValue, span: Span, what: str) -> int | None:
         value = int(value)
     if isinstance(value, str) and value.isdigit() and len(value) < 19:
         value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**31:
-        raise InputError(f"span {span.span_id}: {what} must be a non-negative integer")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_TOKENS:
+        raise InputError(
+            f"span {span.span_id}: {what} must be a non-negative integer up to {MAX_TOKENS:.0e}"
+        )
     return value
 
 
 def _seconds(value: AttrValue, span: Span, what: str) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1e7:
-        raise InputError(f"span {span.span_id}: {what} must be a number of seconds")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not 0 <= value <= MAX_SECONDS
+    ):
+        raise InputError(
+            f"span {span.span_id}: {what} must be a number of seconds up to {MAX_SECONDS:.0f}"
+        )
     return float(value)
 
 

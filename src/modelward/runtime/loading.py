@@ -10,10 +10,12 @@ file into the cache, hashing while reading (one pass) and discarding the copy on
 Cache: one folder per root digest under `cache_dir`, `$MODELWARD_CACHE`, or
 `~/.cache/modelward/bundles`, shared between processes (a lock file serialises writers of one
 entry), written to a temporary folder and renamed into place, files read-only. A warm hit checks
-the cached manifest's registry signature, that the manifest hashes to the entry's digest, and
-each file's size, mtime and inode as recorded at verification; `strict=True` re-hashes every
-file too. An entry failing any check is removed and fetched again. Fail closed: no verified
-bundle, no path.
+the cached registry signature and that it covers the entry's digest, that the bundle folder
+holds exactly the signed manifest's files (no links, no special files, nothing extra), and each
+file's size, mtime and inode as recorded at verification (the record is unsigned and trusted for
+those stat values only); `strict=True` re-hashes every file against the signed digests. An entry
+failing any check is removed and fetched again. A cache folder another user owns, or (unless
+named explicitly) one others can write, is refused. Fail closed: no verified bundle, no path.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,7 +33,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from modelward.errors import InputError, ModelwardError, PathError, VerificationError
+from modelward.errors import (
+    InputError,
+    ModelwardError,
+    NotFoundError,
+    PathError,
+    VerificationError,
+)
 
 META = "modelward-verified.json"
 CHUNK = 1024 * 1024
@@ -83,6 +92,7 @@ def load_bundle(
     instead of the one `MODELWARD_URL` names or the embedded registry."""
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     root = root.absolute()
+    _check_cache_root(root, explicit=cache_dir is not None)
     source: _Source
     if client is not None:
         source = _RemoteSource(client)
@@ -96,7 +106,11 @@ def load_bundle(
         hit = _warm(entry, resolved, source, strict)
         if hit is not None:
             return LoadedBundle(hit, resolved.uri, resolved.root_digest, True, resolved.release_id)
-        root.mkdir(parents=True, exist_ok=True)
+        try:
+            root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise PathError(f"{root}: cannot create the cache folder ({exc.strerror})") from None
+        _check_cache_root(root, explicit=cache_dir is not None)
         with _locked(root / f"{resolved.root_digest}.lock"):
             hit = _warm(entry, resolved, source, strict)  # another process may have finished
             if hit is not None:
@@ -123,32 +137,101 @@ def load_bundle(
 
 
 def _warm(entry: Path, resolved: _Resolved, source: _Source, strict: bool) -> Path | None:
-    """The entry's bundle path when it checks out; None (and the entry removed) otherwise."""
+    """The entry's bundle path when it checks out; None (and the entry removed) otherwise.
+
+    The record in the entry is the cache's own and unsigned, so it is trusted for nothing but
+    the stat values to compare against: the set of files, their digests and (where the registry
+    gave them) their sizes come from the signed manifest."""
     meta_path = entry / META
-    if not meta_path.is_file():
+    try:
+        if not stat.S_ISREG(os.lstat(meta_path).st_mode):
+            raise VerificationError("the cache record is not a regular file")
+    except FileNotFoundError:
+        return None
+    except (OSError, VerificationError):
+        _remove(entry)
         return None
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        manifest, _ = source.check_signature(meta["signature"], resolved)
-        if [f.to_dict() for f in manifest.files] != meta["manifest_files"]:
-            raise VerificationError("the cached manifest is not the signed one")
-        for record in meta["files"]:
-            target = entry / "bundle" / record["name"]
-            info = os.stat(target, follow_symlinks=False)
+        manifest, signed = source.check_signature(meta["signature"], resolved)
+        if signed.digests() != manifest.digests():
+            raise VerificationError("the cached signature covers other files")
+        expected = _expected_files(resolved)
+        present = _files_in(entry / "bundle")
+        if present != set(expected):
+            raise VerificationError("the cached bundle holds other files than the manifest's")
+        records = {record["name"]: record for record in meta["files"]}
+        if set(records) != set(expected):
+            raise VerificationError("the cache record names other files than the manifest's")
+        for name, signed_file in expected.items():
+            record = records[name]
+            target = entry / "bundle" / name
+            info = os.lstat(target)
+            if not stat.S_ISREG(info.st_mode):
+                raise VerificationError(f"cached file {name} is not a regular file")
+            if signed_file.size is not None and info.st_size != signed_file.size:
+                raise VerificationError(f"cached file {name} has the wrong size")
             if (info.st_size, info.st_mtime_ns, info.st_ino) != (
                 record["size"],
                 record["mtime_ns"],
                 record["inode"],
             ):
-                raise VerificationError(
-                    f"cached file {record['name']} changed since it was checked"
-                )
-            if strict and _sha256(target) != record["digest"]:
-                raise VerificationError(f"cached file {record['name']} does not match its digest")
+                raise VerificationError(f"cached file {name} changed since it was checked")
+            if strict and _sha256(target) != signed_file.digest:
+                raise VerificationError(f"cached file {name} does not match its digest")
     except (OSError, ValueError, KeyError, TypeError, ModelwardError):
         _remove(entry)
         return None
     return _bundle_path(entry, resolved)
+
+
+def _expected_files(resolved: _Resolved) -> dict[str, Any]:
+    """Local file name -> the signed manifest's entry for it."""
+    expected: dict[str, Any] = {}
+    for signed_file in resolved.manifest.files:
+        name = resolved.file_name if signed_file.name == "." else signed_file.name
+        if name is None:
+            raise VerificationError("a single-file version without a file name")
+        expected[name] = signed_file
+    return expected
+
+
+def _files_in(bundle: Path) -> set[str]:
+    """Every file under `bundle` by its relative POSIX name; a symbolic link or special file
+    anywhere (the folder itself included) is a failure."""
+    if not stat.S_ISDIR(os.lstat(bundle).st_mode):
+        raise VerificationError("the cached bundle is not a folder")
+    names: set[str] = set()
+    for folder, dirs, files in os.walk(bundle):
+        for name in dirs + files:
+            path = os.path.join(folder, name)
+            mode = os.lstat(path).st_mode
+            if stat.S_ISDIR(mode):
+                continue
+            if not stat.S_ISREG(mode):
+                raise VerificationError(f"cached {name} is a link or special file")
+            names.add(Path(path).relative_to(bundle).as_posix())
+    return names
+
+
+def _check_cache_root(root: Path, *, explicit: bool) -> None:
+    """Refuse a cache folder another user could have written: one owned by someone else, or
+    (unless the caller named it explicitly) one writable by its group or by everybody."""
+    try:
+        info = os.stat(root)
+    except FileNotFoundError:
+        return
+    except OSError as error:
+        raise PathError(f"{root}: the cache folder cannot be read ({error.strerror})") from None
+    if not stat.S_ISDIR(info.st_mode):
+        raise PathError(f"{root}: the cache folder is not a folder")
+    if info.st_uid != os.geteuid():
+        raise InputError(f"{root}: the cache folder is owned by another user; use a folder you own")
+    if not explicit and info.st_mode & 0o022:
+        raise InputError(
+            f"{root}: the cache folder is writable by other users; make it private "
+            "(chmod go-w) or pass a cache folder you own explicitly"
+        )
 
 
 def _seal(temp: Path, resolved: _Resolved) -> None:
@@ -264,6 +347,10 @@ def _signed_manifest(
     return signed
 
 
+def _no_release(model: str, environment: str) -> str:
+    return f"models:/{model} has no release in {environment} ({environment} is an environment)"
+
+
 class _EmbeddedSource(_Source):
     def __init__(self) -> None:
         from modelward.services.context import open_registry
@@ -281,9 +368,19 @@ class _EmbeddedSource(_Source):
         from modelward.services.pull import _pushed_file_name, _single_file_name
         from modelward.services.state_integrity import verify_row
         from modelward.storage.metadata.gate_repository import GateRepository
+        from modelward.storage.metadata.registry_repository import RegistryRepository
 
         parsed = parse_uri(uri)
-        record = self.service.resolve(uri)
+        try:
+            record = self.service.resolve(uri)
+        except NotFoundError:
+            if parsed.alias is not None and parsed.name is not None:
+                with self.ctx.database.read() as conn:
+                    is_environment = parsed.alias in gate_config_in(conn).environments
+                    known = RegistryRepository(conn).model_id(parsed.name) is not None
+                if is_environment and known:
+                    raise VerificationError(_no_release(parsed.name, parsed.alias)) from None
+            raise
         manifest, bundle = self.service._checked_signature(record)
         problems = self.service._check_ledger_entry(record)
         if problems:
@@ -298,7 +395,13 @@ class _EmbeddedSource(_Source):
                     raise InputError(
                         f"{environment!r} is not an environment ({', '.join(environments)})"
                     )
-                row = GateRepository(conn).current_release(record.model, environment)
+                try:
+                    row = GateRepository(conn).current_release(record.model, environment)
+                except InputError as exc:  # a stored row that does not parse: tampered
+                    raise VerificationError(
+                        f"models:/{record.model} in {environment}: the release row is "
+                        f"malformed ({exc}); it is not trusted"
+                    ) from exc
                 if row is None:
                     raise VerificationError(
                         f"models:/{record.model} has no release in {environment}"
@@ -384,7 +487,16 @@ class _RemoteSource(_Source):
         from modelward.core.names import parse_uri
 
         parsed = parse_uri(uri)
-        record = self.client.resolve(uri)
+        try:
+            record = self.client.resolve(uri)
+        except NotFoundError as missing:
+            if parsed.alias is not None and parsed.name is not None:
+                try:  # the environment exists (and the model): it has no release
+                    self.client.releases(parsed.name, parsed.alias)
+                except ModelwardError:
+                    raise missing from None
+                raise VerificationError(_no_release(parsed.name, parsed.alias)) from None
+            raise
         name, number = str(record["model"]), int(record["version"])
         from modelward.client._client import _seg
 

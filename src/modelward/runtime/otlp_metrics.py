@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modelward.errors import InputError
+from modelward.runtime.genai import MAX_FEEDBACK, MAX_SECONDS, MAX_TOKENS
 from modelward.runtime.otlp import (
     AttrValue,
     _double,
@@ -56,6 +57,16 @@ TOKEN_TYPES = {"input": "input", "output": "output", "prompt": "input", "complet
 MAX_POINTS = 20_000
 MAX_BUCKETS = 512
 MAX_COUNT = 10**12  # per point; beyond it a count is a bug or an attack, not traffic
+# The largest magnitude one recorded value may have, per metric (the spans' bounds): a point
+# whose sum, min, max or bucket bounds go beyond it is malformed, so no statistic overflows.
+VALUE_LIMITS: Mapping[str, float] = {
+    OPERATION_DURATION: MAX_SECONDS,
+    SERVER_DURATION: MAX_SECONDS,
+    TTFT: MAX_SECONDS,
+    TPOT: MAX_SECONDS,
+    TOKEN_USAGE: float(MAX_TOKENS),
+    FEEDBACK_METRIC: MAX_FEEDBACK,
+}
 _KINDS_JSON = ("gauge", "sum", "histogram", "exponentialHistogram", "summary")
 _TEMPORALITY = {
     "AGGREGATION_TEMPORALITY_DELTA": 1,
@@ -356,6 +367,11 @@ def _add_point(
             raise InputError(f"{where}.bucketCounts: they add up to {sum(buckets)}, not {count}")
     if low is not None and high is not None and low > high:
         raise InputError(f"{where}: min {low} is above max {high}")
+    limit = VALUE_LIMITS[name]
+    if abs(total) > count * limit or any(
+        v is not None and abs(v) > limit for v in (low, high, *bounds)
+    ):
+        raise InputError(f"{where}: a value beyond ±{limit:g}, the most {name} may record")
     if not READ_METRICS[name]:
         for value, label in ((total, "sum"), (low, "min"), (high, "max")):
             if value is not None and value < 0:

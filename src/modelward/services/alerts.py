@@ -4,7 +4,9 @@
 `alert_webhooks` row anchored by an `alerts.webhook` ledger event; the newest row of a name is
 its current configuration (`enabled: false` turns it off). `send` posts the signed JSON body
 (`runtime.alerts`) to each current, enabled webhook whose row checks out against the ledger,
-retrying with exponential back-off (bounded: `MAX_ATTEMPTS`), records every attempt in
+retrying with exponential back-off (bounded: `MAX_ATTEMPTS`; each attempt has a total deadline,
+`DEADLINE_S`, and redirects are never followed: a 3xx is a failed attempt, recorded with its
+status), records every attempt in
 `alert_deliveries`, and writes a log line (logger `modelward.alerts`) whatever happens. A
 webhook row that fails its ledger check is skipped and named in the log (an attacker with
 database access cannot redirect alerts). Delivery problems never raise: an alert is best
@@ -13,18 +15,20 @@ effort, its record is not.
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import hashlib
 import http.client
 import json
 import logging
 import secrets
+import socket
+import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from modelward.core.roles import Action, Role
 from modelward.errors import InputError, PermissionDeniedError
@@ -46,18 +50,65 @@ from modelward.storage.metadata.canary_repository import (
 from modelward.storage.metadata.ledger_repository import format_time
 
 LOG = logging.getLogger("modelward.alerts")
-TIMEOUT_S = 5.0
+DEADLINE_S = 10.0  # the whole of one attempt: connect, send, and the answer's status line
 
 Post = Callable[[str, bytes, dict[str, str]], int]  # url, body, headers -> HTTP status
 
 
-def http_post(url: str, body: bytes, headers: dict[str, str]) -> int:
-    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+def http_post(
+    url: str, body: bytes, headers: dict[str, str], *, deadline_s: float = DEADLINE_S
+) -> int:
+    """POST `body` and return the answer's status. Redirects are never followed (a 3xx is
+    returned like any other status, and is not a delivery); the whole request must finish
+    within `deadline_s`, however slowly the receiver drips its answer (TimeoutError)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("not an http or https URL with a host")
+    https = parts.scheme == "https"
+    port = parts.port or (443 if https else 80)
+    started = time.monotonic()
+
+    def remaining() -> float:
+        left = deadline_s - (time.monotonic() - started)
+        if left <= 0:
+            raise TimeoutError(f"no complete answer within {deadline_s:g} s")
+        return left
+
+    connection: http.client.HTTPConnection = (
+        http.client.HTTPSConnection(parts.hostname, port, timeout=remaining())
+        if https
+        else http.client.HTTPConnection(parts.hostname, port, timeout=remaining())
+    )
+    expired = threading.Event()
+
+    def expire() -> None:  # unblocks a read that the per-read timeout would let run on
+        expired.set()
+        if connection.sock is not None:
+            with contextlib.suppress(OSError):
+                connection.sock.shutdown(socket.SHUT_RDWR)
+
+    timer = threading.Timer(remaining(), expire)
+    timer.daemon = True
+    timer.start()
+    headers = dict(headers)
+    if parts.username is not None:
+        credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        headers["Authorization"] = "Basic " + base64.b64encode(credentials.encode()).decode()
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        return int(exc.code)
+        connection.request("POST", target, body=body, headers=headers)
+        response = connection.getresponse()
+        status = int(response.status)
+        response.read(64 * 1024)  # what a receiver says is not needed; at most this much
+        remaining()
+        return status
+    except (OSError, http.client.HTTPException):
+        if expired.is_set():
+            raise TimeoutError(f"no complete answer within {deadline_s:g} s") from None
+        raise
+    finally:
+        timer.cancel()
+        connection.close()
 
 
 @dataclass(frozen=True)
@@ -70,6 +121,15 @@ class SendReport:
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+
+def redacted_url(url: str) -> str:
+    """`url` with any user name and password in it shown as `***`."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=f"***@{host}").geturl()
 
 
 def _check_url(url: str) -> str:
@@ -135,7 +195,7 @@ class AlertService:
                 now,
                 rows=[("alert_webhooks", str(webhook_id))],
             )
-        return {"name": name, "url": url, "key_id": key_id, "enabled": enabled}
+        return {"name": name, "url": redacted_url(url), "key_id": key_id, "enabled": enabled}
 
     def webhooks(self) -> list[dict[str, Any]]:
         """The current configuration of each webhook (never its secret), with its check."""
@@ -146,7 +206,7 @@ class AlertService:
                 {
                     "id": w.id,
                     "name": w.name,
-                    "url": w.url,
+                    "url": redacted_url(w.url),
                     "key_id": w.key_id,
                     "enabled": w.enabled,
                     "set_at": w.created_at,
@@ -157,6 +217,8 @@ class AlertService:
             ]
 
     def deliveries(self, limit: int = 100) -> list[dict[str, Any]]:
+        if not 1 <= limit <= 10_000:
+            raise InputError(f"a delivery listing holds 1 to 10000 rows, not {limit}")
         with self.ctx.database.read() as conn:
             require(conn, self.actor, Action.VIEW)
             return [d.to_dict() for d in CanaryRepository(conn).deliveries(limit)]

@@ -11,8 +11,11 @@ candidate (it was promoted), the baseline is the release before it. The definiti
 `judge` reads the requests the `ObservationSource` holds since the start, decides with
 `runtime.canary.judge`, signs the verdict and every statistic as an in-toto Statement in a DSSE
 envelope with the registry key, and stores it (`canary_verdicts`, anchored by `canary.verdict`).
-With `act`, a `rollback` verdict acts once: if the environment's current release is a release of
-the candidate, `ReleaseService.rollback` restores the baseline release, as the acting user;
+The verdict is signed before anything is done and recorded in the same unit of work as what it
+does: with `act`, a `rollback` verdict acts once: if the environment's current release is a
+release of the candidate, `ReleaseService.rollback` restores the baseline release, as the acting
+user, in the transaction that records the verdict (a verdict that cannot be signed or recorded
+rolls nothing back; a canary that acted meanwhile is refused, ConflictError);
 otherwise the environment is left on the baseline and the canary is ended (the serving layer
 stops routing to the candidate). Either way the alert goes out (`AlertService`). A canary that
 has acted is ended and never acts again. Rows are verified against the ledger before use; a row
@@ -368,14 +371,11 @@ class CanaryService:
                 f"canary {canary_id} is no longer the canary of models:/{model} in "
                 f"{environment} (canary {row.id} is); not judged"
             )
-        now: datetime = ctx["now"]
         current = ctx["current"]
         ended = any(v.acted for v in ctx["verdicts"])
         acted: str | None = None
         alert_problem: str | None = None
-        if act and verdict.verdict == "rollback" and not ended:
-            acted, alert_problem = self._act_rollback(plan, current)
-        elif ended:
+        if ended:
             verdict = Verdict(
                 verdict.verdict,
                 (
@@ -386,60 +386,41 @@ class CanaryService:
                 verdict.counts,
                 verdict.alpha,
             )
-        statement = Statement(
-            subjects=(
-                Subject.of(
-                    f"models:/{plan.model}/{plan.candidate_version}",
-                    sha256=self._bundle_digest(plan.model, plan.candidate_version),
-                ),
-            ),
-            predicate_type=VERDICT_PREDICATE_TYPE,
-            predicate={
-                "canary_id": row.id,
-                "plan": plan.to_dict(),
-                "judged_at": format_time(now),
-                "judged_by": self.actor,
-                "current_release_id": current.release_id if current else None,
-                "observations_digest": ctx["observations_digest"],
-                "acted": acted,
-                **verdict.to_dict(),
-            },
-        )
-        envelope = Envelope.sign(
-            IN_TOTO_PAYLOAD_TYPE, statement.to_bytes(), self.ctx.signer.sign, self.ctx.signer.keyid
-        )
-        statement_digest = "sha256:" + hashlib.sha256(statement.to_bytes()).hexdigest()
-        with self.ctx.database.transaction() as conn:
-            require(conn, self.actor, Action.PROMOTE, self.config.permissions, model=plan.model)
-            self._trusted_canary(conn, plan.model, plan.environment)
-            verdict_id = CanaryRepository(conn).add_verdict(
-                canary_id=row.id,
-                verdict=verdict.verdict,
-                statement_digest=statement_digest,
-                envelope=json.dumps(envelope.to_dict(), sort_keys=True),
-                acted=acted,
-                at=format_time(now),
-                by=self.actor,
-            )
-            anchored_append(
-                conn,
-                self.actor,
-                "canary.verdict",
-                canary_subject(plan.model, plan.environment),
-                {
-                    "canary_id": row.id,
-                    "model": plan.model,
-                    "environment": plan.environment,
-                    "candidate_version": plan.candidate_version,
-                    "baseline_release_id": plan.baseline_release_id,
-                    "verdict": verdict.verdict,
-                    "statement_digest": statement_digest,
-                    "acted": acted,
-                    "reasons": list(verdict.reasons[:20]),
-                },
-                now,
-                rows=[("canary_verdicts", str(verdict_id))],
-            )
+        subject = self._bundle_digest(plan.model, plan.candidate_version)
+        # signs before anything is done: a verdict that cannot be signed stops here
+        self._signed(row.id, plan, verdict, ctx, subject, "rollback pending")
+        recorded: list[str] = []
+
+        def record(conn: Connection, what: str | None) -> None:
+            recorded.append(self._record(conn, row.id, plan, verdict, ctx, subject, what))
+
+        if act and verdict.verdict == "rollback" and not ended:
+            if current is None or current.version != plan.candidate_version:
+                with self.ctx.database.read() as conn:
+                    require(conn, self.actor, Action.ROLLBACK, self.config.permissions, model=model)
+                acted = f"canary ended; {plan.environment} stays on {plan.baseline_release_id}"
+            else:
+                from modelward.services.releases import ReleaseService
+
+                def record_rollback(conn: Connection, result: Any) -> None:
+                    nonlocal acted
+                    acted = f"rolled back to {result.release.release_id}"
+                    record(conn, acted)  # one unit of work: no rollback without its verdict
+
+                try:
+                    ReleaseService(self.ctx, self.actor).rollback(
+                        plan.model,
+                        plan.environment,
+                        plan.baseline_release_id,
+                        also=record_rollback,
+                    )
+                except DeniedError as exc:
+                    acted = f"rollback refused: {exc}"
+                    alert_problem = "; ".join(exc.reasons[:5]) or str(exc)
+        if not recorded:
+            with self.ctx.database.transaction() as conn:
+                record(conn, acted)
+        statement_digest = recorded[0]
         alerted = 0
         if acted is not None:
             payload = {
@@ -466,27 +447,89 @@ class CanaryService:
             current_release_id=current.release_id if current else None,
         )
 
-    def _act_rollback(self, plan: CanaryPlan, current: Any) -> tuple[str, str | None]:
-        """Restore the baseline when the environment serves the candidate; else end the canary.
-        Returns (what was done, the problem if the rollback was refused)."""
-        if current is None or current.version != plan.candidate_version:
-            with self.ctx.database.read() as conn:
-                require(
-                    conn, self.actor, Action.ROLLBACK, self.config.permissions, model=plan.model
-                )
-            return (
-                f"canary ended; {plan.environment} stays on {plan.baseline_release_id}",
-                None,
-            )
-        from modelward.services.releases import ReleaseService
+    def _signed(
+        self,
+        canary_id: int,
+        plan: CanaryPlan,
+        verdict: Verdict,
+        ctx: dict[str, Any],
+        subject: str,
+        acted: str | None,
+    ) -> tuple[Envelope, str]:
+        """The verdict's signed in-toto Statement and its digest."""
+        current = ctx["current"]
+        statement = Statement(
+            subjects=(
+                Subject.of(f"models:/{plan.model}/{plan.candidate_version}", sha256=subject),
+            ),
+            predicate_type=VERDICT_PREDICATE_TYPE,
+            predicate={
+                "canary_id": canary_id,
+                "plan": plan.to_dict(),
+                "judged_at": format_time(ctx["now"]),
+                "judged_by": self.actor,
+                "current_release_id": current.release_id if current else None,
+                "observations_digest": ctx["observations_digest"],
+                "acted": acted,
+                **verdict.to_dict(),
+            },
+        )
+        payload = statement.to_bytes()
+        envelope = Envelope.sign(
+            IN_TOTO_PAYLOAD_TYPE, payload, self.ctx.signer.sign, self.ctx.signer.keyid
+        )
+        return envelope, "sha256:" + hashlib.sha256(payload).hexdigest()
 
-        try:
-            result = ReleaseService(self.ctx, self.actor).rollback(
-                plan.model, plan.environment, plan.baseline_release_id
+    def _record(
+        self,
+        conn: Connection,
+        canary_id: int,
+        plan: CanaryPlan,
+        verdict: Verdict,
+        ctx: dict[str, Any],
+        subject: str,
+        acted: str | None,
+    ) -> str:
+        """Sign and store the verdict with its ledger event in `conn`; its statement digest.
+        A verdict that acts is refused (ConflictError) when the canary acted meanwhile."""
+        envelope, statement_digest = self._signed(canary_id, plan, verdict, ctx, subject, acted)
+        require(conn, self.actor, Action.PROMOTE, self.config.permissions, model=plan.model)
+        self._trusted_canary(conn, plan.model, plan.environment)
+        if acted is not None and any(v.acted for v in self._trusted_verdicts(conn, canary_id)):
+            raise ConflictError(
+                f"canary {canary_id} of models:/{plan.model} in {plan.environment} acted "
+                "meanwhile; nothing more is done"
             )
-        except DeniedError as exc:
-            return f"rollback refused: {exc}", "; ".join(exc.reasons[:5]) or str(exc)
-        return f"rolled back to {result.release.release_id}", None
+        now: datetime = ctx["now"]
+        verdict_id = CanaryRepository(conn).add_verdict(
+            canary_id=canary_id,
+            verdict=verdict.verdict,
+            statement_digest=statement_digest,
+            envelope=json.dumps(envelope.to_dict(), sort_keys=True),
+            acted=acted,
+            at=format_time(now),
+            by=self.actor,
+        )
+        anchored_append(
+            conn,
+            self.actor,
+            "canary.verdict",
+            canary_subject(plan.model, plan.environment),
+            {
+                "canary_id": canary_id,
+                "model": plan.model,
+                "environment": plan.environment,
+                "candidate_version": plan.candidate_version,
+                "baseline_release_id": plan.baseline_release_id,
+                "verdict": verdict.verdict,
+                "statement_digest": statement_digest,
+                "acted": acted,
+                "reasons": list(verdict.reasons[:20]),
+            },
+            now,
+            rows=[("canary_verdicts", str(verdict_id))],
+        )
+        return statement_digest
 
     def _send_alert(self, event: str, payload: dict[str, Any]) -> int:
         if self._alert is not None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -211,11 +211,17 @@ class ReleaseService:
         return found
 
     def rollback(
-        self, model: str, environment: str, to_release_id: str | None = None
+        self,
+        model: str,
+        environment: str,
+        to_release_id: str | None = None,
+        *,
+        also: Callable[[Connection, RollbackResult], None] | None = None,
     ) -> RollbackResult:
         """A new release equal to an earlier one (default: the previous different state), after
         re-verifying that state; DeniedError with the reasons (and a ledgered refusal) if it
-        fails any check."""
+        fails any check. `also` runs in the same transaction once the rollback is written (a
+        canary records its verdict there): if it raises, nothing is rolled back."""
         self.config.path.index(environment)
         with self.ctx.database.transaction() as conn:
             serialize_ledger(conn)  # decides on the state it changes
@@ -226,7 +232,10 @@ class ReleaseService:
             if problems:
                 self._record_refusal(conn, model, environment, target, problems, now)
             else:
-                return self._rollback_in(conn, model, environment, target.release_id, now)
+                result = self._rollback_in(conn, model, environment, target.release_id, now)
+                if also is not None:
+                    also(conn, result)
+                return result
         raise DeniedError(
             f"models:/{model} in {environment} was not rolled back to {target.release_id}: "
             "the state it would restore fails verification",

@@ -61,6 +61,7 @@ MAX_SKEW_S = 300.0
 RELEASE_SKEW_S = 5.0  # a release's start may be seen this much early or late by a server clock
 MAX_CONTENT = 64 * 1024
 MAX_SERIES_WINDOWS = 10_000
+MAX_WINDOW_S = 366 * 24 * 3600.0  # a summary or series window: at most a year
 
 
 @dataclass
@@ -340,7 +341,8 @@ class TelemetryService:
         [since_ns, until_ns), added up by the database (a chart costs one query, not a read
         of every request). Means and rates are `WindowTotals`' sums over its counts; the
         percentiles are `summary`'s."""
-        if not window_s > 0 or not until_ns > since_ns:
+        _check_window(window_s)
+        if not until_ns > since_ns:
             raise InputError("a series needs a positive window and a range ending after its start")
         width = int(window_s * 1e9)
         if (until_ns - since_ns) // width > MAX_SERIES_WINDOWS:
@@ -371,11 +373,25 @@ class TelemetryService:
         since_ns: int | None = None,
         until_ns: int | None = None,
     ) -> list[WindowSummary]:
+        _check_window(window_s)
         with self.ctx.database.read() as conn:
             require(conn, self.actor, Action.VIEW)
+            RegistryRepository(conn).require_model_id(model)  # NotFoundError, not "no data"
+            if release_id is not None:
+                row = GateRepository(conn).release_by_id(release_id)
+                if row is None or row.release.state.model != model:
+                    raise NotFoundError(f"models:/{model} has no release {release_id!r}")
             found = observations(conn, model, environment, release_id, since_ns, until_ns)
             points = metric_points(conn, model, environment, release_id, since_ns, until_ns)
         return summarise(found, window_s, points=points)
+
+
+def _check_window(window_s: float) -> None:
+    if not 0 < window_s <= MAX_WINDOW_S:  # also refuses NaN
+        raise InputError(
+            f"the window must be more than 0 and at most {MAX_WINDOW_S:.0f} seconds "
+            f"(a year), not {window_s:g}"
+        )
 
 
 def observations(

@@ -159,6 +159,41 @@ def test_promoted_candidate_is_rolled_back_and_alerted(
     assert registry.audit_verify().ok
 
 
+def test_no_rollback_without_its_recorded_verdict_and_none_twice(
+    registry: Registry, gate: GateService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modelward.errors import StorageError
+    from modelward.storage.metadata.canary_repository import CanaryRepository
+
+    baseline = _current(registry).release_id
+    gate.promote("models:/llama/2", "staging")
+    candidate_release = _current(registry).release_id
+    source = InMemoryObservations()
+    alerts: list[tuple[str, dict[str, Any]]] = []
+    canary = CanaryService(
+        registry.context, source=source, alert=lambda e, p: alerts.append((e, p)) or 1
+    )
+    canary.start("llama", "staging", "models:/llama/2", min_samples=50)
+    source.add(*traffic(2000, 0.15, _ns_now(), (candidate_release, baseline)))
+    real = CanaryRepository.add_verdict
+
+    def broken(self: CanaryRepository, **kwargs: Any) -> int:
+        raise StorageError("disk full")
+
+    monkeypatch.setattr(CanaryRepository, "add_verdict", broken)
+    with pytest.raises(StorageError):
+        canary.judge("llama", "staging", act=True)
+    assert _current(registry).release_id == candidate_release  # not rolled back
+    assert not alerts
+    monkeypatch.setattr(CanaryRepository, "add_verdict", real)
+    first = canary.judge("llama", "staging", act=True)
+    assert first.acted is not None and first.acted.startswith("rolled back to")
+    second = canary.judge("llama", "staging", act=True)
+    assert second.acted is None and "already acted" in second.verdict.reasons[-1]
+    assert [e.action for e in registry.events()].count("release.rollback") == 1
+    assert registry.audit_verify().ok
+
+
 def test_release_changed_mid_window_holds(registry: Registry, gate: GateService) -> None:
     source = InMemoryObservations()
     canary = CanaryService(registry.context, source=source)
@@ -386,7 +421,7 @@ def test_drift_of_a_release_against_the_one_before(registry: Registry, gate: Gat
     second = _current(registry).release_id
     rng = random.Random(5)
     source = InMemoryObservations()
-    for i in range(400):
+    for i in range(600):
         for release_id, version, scale in ((first, 1, 1.0), (second, 2, 1.6)):
             source.add(
                 Observation(

@@ -180,3 +180,21 @@ def test_metric_specs() -> None:
         plan(candidate_version=1)
     with pytest.raises(InputError):
         plan(metrics=(MetricSpec.parse("refusal"), MetricSpec.parse("refusal:1")))
+
+
+def test_overflowing_statistics_make_the_metric_inconclusive_not_a_rollback() -> None:
+    from modelward.core.canonical import canonical_json
+
+    obs = stream(600, refusal=(0.5, 0.0))  # refusal would roll back on its own
+    huge = [
+        replace(o, duration_s=1e308 if i % 4 == 0 else 1.0) if o.arm == "canary" else o
+        for i, o in enumerate(obs)  # canary and baseline alternate: every other canary is huge
+    ]
+    only_latency = plan(metrics=(MetricSpec.parse("latency:0%"),))
+    v = judge(only_latency, huge, NOW, "rel-1")
+    assert v.verdict == "inconclusive", v.reasons
+    assert "not a finite number" in v.reasons[0]
+    canonical_json(v.to_dict())  # signable: nothing NaN or infinite in it
+    both = judge(plan(), huge, NOW, "rel-1")  # the refusal degradation still counts
+    assert both.verdict == "rollback"
+    canonical_json(both.to_dict())

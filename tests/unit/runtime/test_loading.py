@@ -5,6 +5,7 @@ content-addressed, read-only, shared between concurrent loaders, and a tampered 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import threading
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import modelward
-from modelward.errors import VerificationError
+from modelward.errors import InputError, NotFoundError, VerificationError
 from modelward.runtime.loading import META, load_bundle
 
 from .conftest import Registry
@@ -208,3 +209,110 @@ def test_a_cold_load_hashes_each_byte_once(
     load_bundle("models:/chat/1", cache_dir=tmp_path / "cache")
     # the bundle's bytes once (a second pass would make it 2x), plus a little for metadata
     assert size <= hashed[0] < 1.5 * size, (hashed[0], size)
+
+
+def _rewrite_meta(entry: Path, change: object) -> None:
+    meta_path = entry / META
+    meta = json.loads(meta_path.read_text())
+    change(meta)  # type: ignore[operator]
+    meta_path.chmod(0o644)
+    meta_path.write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_an_emptied_cache_record_does_not_hide_a_tampered_file(
+    registry: Registry, tmp_path: Path, strict: bool
+) -> None:
+    source = _bundle(tmp_path / "v1", 1)
+    registry.service.push(source, "chat")
+    cache = tmp_path / "cache"
+    loaded = load_bundle("models:/chat/1", cache_dir=cache)
+    target = loaded.path / "config.json"
+    target.chmod(0o644)
+    target.write_text(json.dumps({"seed": 666}))
+    _rewrite_meta(cache / loaded.root_digest, lambda meta: meta.update(files=[]))
+    again = load_bundle("models:/chat/1", cache_dir=cache, strict=strict)
+    assert not again.cached and _files(again.path) == _files(source)
+
+
+def test_strict_mode_rehashes_against_the_signed_manifest_not_the_record(
+    registry: Registry, tmp_path: Path
+) -> None:
+    source = _bundle(tmp_path / "v1", 1)
+    registry.service.push(source, "chat")
+    cache = tmp_path / "cache"
+    loaded = load_bundle("models:/chat/1", cache_dir=cache)
+    target = loaded.path / "config.json"
+    target.chmod(0o644)
+    target.write_text(json.dumps({"seed": 666}))
+    info = target.stat()
+    digest = hashlib.sha256(target.read_bytes()).hexdigest()
+
+    def forge(meta: dict) -> None:  # type: ignore[type-arg]
+        for record in meta["files"]:
+            if record["name"] == "config.json":
+                record.update(
+                    digest=digest, size=info.st_size, mtime_ns=info.st_mtime_ns, inode=info.st_ino
+                )
+
+    _rewrite_meta(cache / loaded.root_digest, forge)
+    again = load_bundle("models:/chat/1", cache_dir=cache, strict=True)
+    assert not again.cached and _files(again.path) == _files(source)
+
+
+def test_a_file_added_to_a_cached_bundle_is_noticed(registry: Registry, tmp_path: Path) -> None:
+    source = _bundle(tmp_path / "v1", 1)
+    registry.service.push(source, "chat")
+    cache = tmp_path / "cache"
+    loaded = load_bundle("models:/chat/1", cache_dir=cache)
+    (loaded.path / "tokenizer").chmod(0o755)
+    (loaded.path / "tokenizer" / "extra.py").write_text("import os\n")
+    again = load_bundle("models:/chat/1", cache_dir=cache)
+    assert not again.cached and _files(again.path) == _files(source)
+    os.symlink("/etc/passwd", again.path / "tokenizer" / "link")
+    third = load_bundle("models:/chat/1", cache_dir=cache, strict=True)
+    assert not third.cached and _files(third.path) == _files(source)
+
+
+def test_a_cache_root_writable_by_others_is_refused(
+    registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry.service.push(_bundle(tmp_path / "v1", 1), "chat")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    monkeypatch.setenv("MODELWARD_CACHE", str(shared))
+    with pytest.raises(InputError, match="writable by other users"):
+        modelward.load("models:/chat/1")
+    # named explicitly by its owner: allowed (strict mode is the advice there)
+    assert load_bundle("models:/chat/1", cache_dir=shared, strict=True).path.is_dir()
+    private = tmp_path / "private"
+    monkeypatch.setenv("MODELWARD_CACHE", str(private))
+    assert modelward.load("models:/chat/1").is_dir()
+    assert (private.stat().st_mode & 0o077) == 0
+
+
+def test_an_environment_alias_without_a_release_says_so(registry: Registry, tmp_path: Path) -> None:
+    registry.service.push(_bundle(tmp_path / "v1", 1), "chat")
+    with pytest.raises(VerificationError, match=r"no release in production .*an environment"):
+        modelward.load("models:/chat@production", cache_dir=tmp_path / "cache")
+    with pytest.raises(NotFoundError):  # a plain alias that does not exist stays not found
+        modelward.load("models:/chat@nosuch", cache_dir=tmp_path / "cache")
+
+
+def test_load_bundle_is_imported_from_its_module_as_documented() -> None:
+    docs = (Path(__file__).parents[3] / "docs" / "runtime.md").read_text()
+    assert "from modelward.runtime.loading import load_bundle" in docs
+    assert "`modelward.runtime.loading.load_bundle(...)`" not in docs
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give a folder to another user")
+def test_a_cache_root_owned_by_another_user_is_refused_even_when_named(
+    registry: Registry, tmp_path: Path
+) -> None:
+    registry.service.push(_bundle(tmp_path / "v1", 1), "chat")
+    theirs = tmp_path / "theirs"
+    theirs.mkdir(mode=0o700)
+    os.chown(theirs, 65534, 65534)
+    with pytest.raises(InputError, match="owned by another user"):
+        load_bundle("models:/chat/1", cache_dir=theirs)

@@ -111,3 +111,37 @@ def test_telemetry_ingest_reads_otlp_metrics_files_and_summary_shows_them(
     )
     assert main(["telemetry", "ingest", str(bad)]) == 2
     assert "finite" in capsys.readouterr().err
+
+
+def test_runtime_exit_codes_follow_the_taxonomy(
+    registry: Registry, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sqlite3
+
+    registry.service.push(_bundle(tmp_path / "v1"), "chat")
+    registry.gate.promote("models:/chat/1", "staging")
+    cache = tmp_path / "cache"
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+    assert main(["fetch", "models:/chat/1", str(a_file)]) == 2  # DIR is an existing file
+    assert main(["fetch", "models:/chat/1", str(a_file / "below")]) == 2
+    for args in (
+        ["telemetry", "summary", "chat", "--window", "1e300"],
+        ["telemetry", "summary", "chat", "--window", "0"],
+        ["telemetry", "summary", "nosuch"],
+        ["telemetry", "summary", "chat", "--release", "rel-404"],
+        ["alerts", "deliveries", "--limit", "-1"],
+        ["alerts", "deliveries", "--limit", "0"],
+    ):
+        assert main(args) == 2, args
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "no model named 'nosuch'" in err and "rel-404" in err
+    # a release row whose state no longer matches its state digest: a definite no, not usage
+    db = sqlite3.connect(registry.home / "registry.db")
+    record = json.loads(db.execute("select record from gate_releases").fetchone()[0])
+    record["state"]["feature_flags"] = {"evil": True}
+    db.execute("update gate_releases set record = ?", (json.dumps(record),))
+    db.commit()
+    db.close()
+    assert main(["fetch", "models:/chat@staging", str(cache)]) == 1
+    assert "not trusted" in capsys.readouterr().err

@@ -233,6 +233,36 @@ def test_a_release_row_edited_behind_modelwards_back_attributes_nothing(
             ),
             "finish_reasons",
         ),
+        (
+            lambda s: s["attributes"].append(
+                {"key": "modelward.feedback.score", "value": {"doubleValue": 1e308}}
+            ),
+            "feedback score must be within",
+        ),
+        (
+            lambda s: s["attributes"].append(
+                {"key": "modelward.feedback.score", "value": {"doubleValue": -2e6}}
+            ),
+            "feedback score must be within",
+        ),
+        (
+            lambda s: s.update(
+                startTimeUnixNano=str(int(s["endTimeUnixNano"]) - 2 * 86_400 * 10**9)
+            ),
+            "lasts more than",
+        ),
+        (
+            lambda s: s["attributes"].append(
+                {"key": "gen_ai.server.time_to_first_token", "value": {"doubleValue": 9e6}}
+            ),
+            "time to first token",
+        ),
+        (
+            lambda s: s["attributes"].append(
+                {"key": "gen_ai.usage.output_tokens", "value": {"intValue": "2000000000"}}
+            ),
+            "output tokens",
+        ),
     ],
 )
 def test_hostile_requests_are_refused_whole_and_store_nothing(

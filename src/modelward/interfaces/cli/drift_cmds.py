@@ -29,7 +29,10 @@ def register(subparsers: Any) -> None:
     webhook.add_argument("--url")
     webhook.add_argument("--key-id")
     webhook.add_argument(
-        "--secret-file", type=Path, help="the HMAC key (at least 16 bytes), read from a file"
+        "--secret-file",
+        type=Path,
+        help="the HMAC key (at least 16 bytes): the file's bytes, leading and trailing whitespace "
+        "(such as the final newline) removed",
     )
     webhook.add_argument("--disable", action="store_true", help="store it turned off")
     add_json_flag(webhook)
@@ -103,7 +106,7 @@ def _deliveries(args: argparse.Namespace) -> int:
     from modelward.services.alerts import AlertService
 
     with registry_context() as context:
-        rows = AlertService(context).deliveries(max(1, min(args.limit, 1000)))
+        rows = AlertService(context).deliveries(delivery_limit(args))
     return render_deliveries(args, rows)
 
 
@@ -117,3 +120,13 @@ def render_deliveries(args: argparse.Namespace, rows: list[dict[str, Any]]) -> i
                 f"{r['outcome']}\t{r['http_status']}"
             )
     return 0
+
+
+def delivery_limit(args: argparse.Namespace) -> int:
+    """`--limit`, refused (exit 2) unless 1 to 1000."""
+    from modelward.errors import InputError
+
+    limit = int(args.limit)
+    if not 1 <= limit <= 1000:
+        raise InputError(f"--limit must be from 1 to 1000, not {limit}")
+    return limit

@@ -67,7 +67,7 @@ def _drift(args: argparse.Namespace) -> int:
 
 def _deliveries(args: argparse.Namespace) -> int:
     with _client() as c:
-        rows = c.alert_deliveries(max(1, min(args.limit, 1000)))
+        rows = c.alert_deliveries(drift_cmds.delivery_limit(args))
     return drift_cmds.render_deliveries(args, rows)
 
 
