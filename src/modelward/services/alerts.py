@@ -191,7 +191,7 @@ class AlertService:
                 self.actor,
                 "alerts.webhook",
                 f"webhook:{name}",
-                {"name": name, "url": url, "key_id": key_id, "enabled": enabled},
+                {"name": name, "url": redacted_url(url), "key_id": key_id, "enabled": enabled},
                 now,
                 rows=[("alert_webhooks", str(webhook_id))],
             )

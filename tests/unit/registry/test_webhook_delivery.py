@@ -128,3 +128,9 @@ def test_credentials_in_a_webhook_url_are_never_listed(registry: Registry, targe
     (listed,) = alerts.webhooks()
     assert listed["url"] == target.replace("http://", "http://***@") + "/hook"
     assert alerts.send("canary.rollback", {}).delivered == 1  # still delivered with them
+    from modelward.storage.metadata.ledger_repository import LedgerRepository
+
+    with registry.context.database.read() as conn:  # nor written into the ledger (or evidence)
+        ledger = LedgerRepository(conn)
+        details = [ledger.event(seq).details_json for seq in range(ledger.size())]
+    assert not any("hunter2" in d for d in details)
