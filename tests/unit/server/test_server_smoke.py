@@ -21,3 +21,13 @@ def test_push_pull_roundtrip(served: Served, tmp_path: Path) -> None:
     out = tmp_path / "out"
     client.pull("models:/llama/1", out)
     assert (out / "config.json").read_bytes() == (bundle / "config.json").read_bytes()
+
+
+def test_unknown_paths_and_methods_answer_in_the_error_shape(served: Served) -> None:
+    missing = served.http.get("/api/v1/no-such-endpoint")
+    assert missing.status_code == 404
+    assert missing.json()["error"]["type"] == "NotFoundError"
+    wrong = served.http.delete("/api/v1/whoami", headers=served.headers("viewer"))
+    assert wrong.status_code == 405 and wrong.json()["error"]["exit_code"] == 2
+    page = served.http.get("/ui/no-such-page")
+    assert page.status_code == 404 and page.headers["content-type"].startswith("text/html")

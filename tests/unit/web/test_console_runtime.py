@@ -161,6 +161,8 @@ def test_drift_against_the_release_before_with_its_thresholds(
     # 120 requests a release are too few for the thresholds (insufficient data) ...
     short = _rows(client.get("/ui/runtime/drift", params=params).text, "drift")
     assert all("too few requests" in row[-1] for row in short)
+    nowhere = client.get("/ui/runtime/drift", params={**params, "environment": "nowhere"})
+    assert nowhere.status_code == 404
     # ... the rendering of a judged panel, with the minimum lowered for this test
     monkeypatch.setattr("modelward.runtime.drift.MIN_SAMPLES", 100)
     page = _article(client.get("/ui/runtime").text, "staging", "llama-chat")

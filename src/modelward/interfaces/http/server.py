@@ -163,12 +163,17 @@ def create_app(registry: ServerRegistry, run_jobs: bool = False) -> FastAPI:
     )
 
     async def modelward_error(request: Request, exc: Exception) -> Response:
+        from modelward.errors import RateLimitedError
         from modelward.interfaces.web.app import console_error, is_console
 
-        if is_console(request):
-            return console_error(request, exc)
-        status, body = error_body(exc)
-        return JSONResponse(body, status_code=status)
+        response = (
+            console_error(request, exc)
+            if is_console(request)
+            else JSONResponse(*_swap(error_body(exc)))
+        )
+        if isinstance(exc, RateLimitedError):
+            response.headers["retry-after"] = "60"  # the failure window's length, at most
+        return response
 
     async def validation_error(request: Request, exc: Exception) -> Response:
         from modelward.interfaces.web.app import console_error, is_console
@@ -189,6 +194,30 @@ def create_app(registry: ServerRegistry, run_jobs: bool = False) -> FastAPI:
         }
         return JSONResponse(body, status_code=400)
 
+    async def http_error(request: Request, exc: Exception) -> Response:
+        """Starlette's own answers (no such path, method not allowed) in our error shape, and
+        as the console's error page under /ui/."""
+        from starlette.exceptions import HTTPException
+
+        from modelward.errors import NotFoundError
+
+        status = exc.status_code if isinstance(exc, HTTPException) else 500
+        detail = exc.detail if isinstance(exc, HTTPException) else "error"
+        error: ModelwardError
+        if status == 404:
+            error = NotFoundError(f"no such page or endpoint: {request.url.path[:200]}")
+        elif status == 405:
+            error = InputError(f"{request.method} is not allowed on {request.url.path[:200]}")
+        else:
+            error = InputError(f"the request was refused: {str(detail)[:200]}")
+        modelward_response = await modelward_error(request, error)
+        if status != 404 and not request.url.path.startswith(CONSOLE_PREFIX):
+            modelward_response.status_code = status
+        return modelward_response
+
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(ModelwardError, modelward_error)
     app.add_exception_handler(Exception, modelward_error)

@@ -132,10 +132,14 @@ def drift(
 ) -> HTMLResponse:
     """The drift panel of one model in one environment (the runtime page loads it with htmx,
     or links to it): it reads every request of two releases, so it is its own request."""
+    from modelward.errors import NotFoundError
     from modelward.services.console_runtime import RuntimeConsoleService
+    from modelward.services.gate_config import load_gate_config
 
     registry, principal = _registry(request), session.principal
     authorise(registry.ctx, principal, Action.VIEW, model=model)
+    if environment not in load_gate_config(registry.ctx).path.environments:
+        raise NotFoundError(f"no environment {environment!r}")
     with bind_principal(principal):
         found, problem = RuntimeConsoleService(registry.ctx, principal.name).drift(
             model, environment
