@@ -119,6 +119,7 @@ def build_facts(
     evidence_problems: Sequence[str] = (),
     previous_override_expired: bool | None = None,
     base_model: str | None = None,
+    base_released: bool | None = None,
     forensics: Mapping[str, Any] | None = None,
     probes: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
@@ -136,6 +137,8 @@ def build_facts(
     `previous_override_expired` says whether the previous environment's current release is an
     override past its expiry (None: not looked up, or no previous environment).
     `base_model` is the base model's `sha256:` root digest named by verified provenance;
+    `base_released` whether that digest is a registry version some environment currently runs
+    under a release that checks out (a base nobody released vouches for nothing);
     `forensics` and `probes` are the facts of the verified weight-forensics and behavioural-probe
     attestations (`modelward.services.forensics.forensics_fact`, `...probes.probes_fact`).
     """
@@ -170,7 +173,7 @@ def build_facts(
         "signatures": _signatures(verified_key_ids, registry_signed, unverified_signatures),
         "scan": _scan(scan_verdict, scan_findings, scanned_at),
         "provenance": _provenance(
-            provenance_present, provenance_missing, provenance_required, base_model
+            provenance_present, provenance_missing, provenance_required, base_model, base_released
         ),
         "datasets": _datasets(datasets),
         "evaluations": _evaluations(metrics),
@@ -214,6 +217,7 @@ def _provenance(
     missing: Sequence[str],
     required: Sequence[str] | None,
     base_model: str | None = None,
+    base_released: bool | None = None,
 ) -> dict[str, Any] | None:
     if present is None:
         return None
@@ -226,6 +230,7 @@ def _provenance(
         "missing": gaps,
         "required": sorted(set(required)) if required is not None else None,
         "base_model": base_model if present else None,
+        "base_released": (base_released is True) if present and base_model is not None else None,
     }
 
 
@@ -453,6 +458,7 @@ FACTS_SCHEMA: dict[str, Any] = {
                     "missing": {"type": "array", "items": {"type": "string"}},
                     "required": {"type": ["array", "null"], "items": {"type": "string"}},
                     "base_model": {"type": ["string", "null"]},
+                    "base_released": {"type": ["boolean", "null"]},
                 },
             }
         ),

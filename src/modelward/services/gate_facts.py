@@ -127,6 +127,9 @@ def gather_facts(
     for provenance_att in checked.of_kind(PROVENANCE_KIND)[:1]:  # the one the facts came from
         used(provenance_att)
     base_digest = provenance.get("base_model_digest") if provenance["present"] else None
+    base_released, base_problem = _base_released(conn, base_digest)
+    if base_problem is not None:
+        problems.append(base_problem)
     forensics, forensics_att = forensics_fact(checked.of_kind(FORENSICS_KIND), base_digest)
     pinned_suites = view_in(conn, "probe.suites")
     if pinned_suites.problem is not None:
@@ -172,10 +175,35 @@ def gather_facts(
             previous_release.override_expired(now) if previous_release is not None else None
         ),
         base_model=base_digest,
+        base_released=base_released,
         forensics=forensics,
         probes=probes,
     )
     return GatheredFacts(facts=facts, inputs=tuple(inputs), current=current)
+
+
+def _base_released(conn: Connection, base_digest: object) -> tuple[bool | None, str | None]:
+    """(whether the declared base is a registry version that some environment currently runs,
+    a problem met on the way); (None, None) when no base is declared. Releases are believed
+    only after their rows check out against the ledger (else: not released, with the reason)."""
+    from modelward.core.names import parse_uri
+    from modelward.errors import ModelwardError
+    from modelward.services.registry import resolve_in
+
+    if not isinstance(base_digest, str):
+        return None, None
+    digest = base_digest.removeprefix("sha256:")
+    try:
+        base = resolve_in(RegistryRepository(conn), parse_uri(f"sha256:{digest}"))
+    except ModelwardError:
+        return False, None  # not a version of this registry: nobody here released it
+    releases = GateRepository(conn).current_releases_of_model(base.model)
+    try:
+        for environment in sorted(releases):
+            check_releases(conn, base.model, environment)
+    except ModelwardError as exc:
+        return False, f"the declared base {base.uri}: {exc}"
+    return any(r.version == base.number for r in releases.values()), None
 
 
 class _ThresholdCache:

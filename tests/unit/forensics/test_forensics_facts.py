@@ -108,6 +108,16 @@ def test_a_fine_tune_of_a_declared_base_needs_passing_forensics_and_probes(
     failed, facts = _production(reg, uri)
     assert facts["provenance"]["base_model"] == "sha256:" + base.root_digest
     assert {"fine-tune-forensics", "fine-tune-probes"} <= failed
+    # a base nobody released vouches for nothing: it must run in some environment first
+    assert facts["provenance"]["base_released"] is False
+    assert "fine-tune-base-released" in failed
+    from modelward.services.gate import GateService
+
+    released = GateService(reg.ctx, actor=ADMIN).promote(base_uri, "staging")
+    assert released.release is not None, released
+    failed, facts = _production(reg, uri)
+    assert facts["provenance"]["base_released"] is True
+    assert "fine-tune-base-released" not in failed
 
     report = ForensicsService(reg.ctx, ADMIN).compare(uri, base_uri)
     assert report.passed

@@ -80,6 +80,7 @@ def good_inputs() -> dict[str, Any]:
         "rollback_drill": DrillOutcome(True, NOW - timedelta(days=10)),
         # a fine-tune of a declared base, with passing forensics and probes against it
         "base_model": BASE_DIGEST,
+        "base_released": True,
         "forensics": passing_forensics(),
         "probes": passing_probes(),
     }

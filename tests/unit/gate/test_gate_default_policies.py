@@ -119,6 +119,12 @@ PRODUCTION_BAD = [
         "fact 'current.evaluations' is null",
     ),
     ("author-unknown", {"author": None}, "author-known", "expression is false"),
+    (
+        "base-nobody-released",
+        {"base_released": False},
+        "fine-tune-base-released",
+        "provenance.base_released = false",
+    ),
     ("no-forensics", {"forensics": None}, "fine-tune-forensics", "expression is false"),
     (
         "forensics-flagged",

@@ -73,6 +73,7 @@ def test_provenance_gaps_make_it_incomplete(make_facts: MakeFacts) -> None:
         "missing": ["datasets"],
         "required": None,
         "base_model": "sha256:" + "c" * 64,
+        "base_released": True,
     }
     assert make_facts(provenance_present=False)["provenance"]["complete"] is False
 

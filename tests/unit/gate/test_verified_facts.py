@@ -455,6 +455,7 @@ def test_cpu_trained_from_scratch_provenance_is_complete_by_default(
         "missing": [],
         "required": sorted(DEFAULT_REQUIRED_FIELDS),
         "base_model": None,  # trained from scratch: no base, so no forensics are required
+        "base_released": None,
     }
     assert facts["datasets"] == {"uris": [use.uri], "eligible": True, "ineligible": {}}
     engine = CelEngine()
