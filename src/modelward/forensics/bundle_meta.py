@@ -48,6 +48,14 @@ class BundleMeta:
     chat_template: str | None
     merges_digest: str | None
     config: dict[str, Any]
+    # the whole of config.json and generation_config.json (bar keys that only say which
+    # library wrote them), the digest of the tokenizer's processing pipeline (normalizer,
+    # pre-tokenizer, post-processor, decoder, added tokens), and any custom code the bundle
+    # maps in (`auto_map`): compared when both sides have them (transformers bundles)
+    full_config: dict[str, Any] | None = None
+    generation: dict[str, Any] | None = None
+    pipeline: str | None = None
+    custom_code: tuple[str, ...] = ()
 
 
 def bundle_meta(bundle: Path, weights: WeightSet) -> BundleMeta:
@@ -97,9 +105,36 @@ def bundle_meta(bundle: Path, weights: WeightSet) -> BundleMeta:
     template = tok_cfg.get("chat_template")
     if template_file.is_file():
         template = template_file.read_text(encoding="utf-8", errors="replace")
-    return BundleMeta(
-        vocab, special, template if isinstance(template, str) else None, merges, config
+    generation = _json(root / "generation_config.json")
+    pipeline = None
+    if isinstance(tok, dict):
+        parts = {k: tok.get(k) for k in _PIPELINE}
+        pipeline = hashlib.sha256(json.dumps(parts, sort_keys=True).encode("utf-8")).hexdigest()
+    custom = sorted(
+        f"{name}:{key}"
+        for name, source in (("config.json", cfg), ("tokenizer_config.json", tok_cfg))
+        if isinstance(source.get("auto_map"), dict)
+        for key in source["auto_map"]
     )
+    return BundleMeta(
+        vocab,
+        special,
+        template if isinstance(template, str) else None,
+        merges,
+        config,
+        full_config=_stable(cfg) if cfg else None,
+        generation=_stable(generation) if isinstance(generation, dict) else None,
+        pipeline=pipeline,
+        custom_code=tuple(custom),
+    )
+
+
+_PIPELINE = ("normalizer", "pre_tokenizer", "post_processor", "decoder", "added_tokens")
+_VOLATILE = ("_name_or_path", "transformers_version")
+
+
+def _stable(document: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in document.items() if k not in _VOLATILE}
 
 
 def _architecture(cfg: dict[str, Any]) -> str | None:
@@ -197,9 +232,41 @@ def meta_differences(candidate: BundleMeta, base: BundleMeta) -> dict[str, Any]:
         old, new = base.config.get(key), candidate.config.get(key)
         if key in base.config and key in candidate.config and not _same_value(old, new):
             config[key] = {"base": old, "candidate": new}
+    if candidate.full_config is not None and base.full_config is not None:
+        for key in sorted(set(candidate.full_config) | set(base.full_config)):
+            old, new = base.full_config.get(key), candidate.full_config.get(key)
+            if key not in config and not _same_value(old, new):
+                config[key] = {"base": old, "candidate": new}
     out["config"] = {"changed": bool(config), "differences": config}
     if config:
         findings.append(f"configuration differs: {', '.join(sorted(config))}")
+    if candidate.generation != base.generation and (
+        candidate.generation is not None or base.generation is not None
+    ):
+        keys = sorted(
+            k
+            for k in set(candidate.generation or {}) | set(base.generation or {})
+            if (candidate.generation or {}).get(k) != (base.generation or {}).get(k)
+        )
+        out["generation_config"] = {"changed": True, "keys": keys}
+        findings.append(
+            f"generation_config.json differs: {', '.join(keys) or 'present on one side'}"
+        )
+    else:
+        out["generation_config"] = {"changed": False, "keys": []}
+    pipelines = candidate.pipeline is not None and base.pipeline is not None
+    out["tokenizer"]["pipeline_changed"] = pipelines and candidate.pipeline != base.pipeline
+    if out["tokenizer"]["pipeline_changed"]:
+        findings.append(
+            "the tokenizer's pipeline (normalizer, pre-tokenizer, post-processor, decoder or "
+            "added tokens) differs from the base's"
+        )
+    added_code = sorted(set(candidate.custom_code) - set(base.custom_code))
+    out["custom_code"] = {"candidate": list(candidate.custom_code), "added": added_code}
+    if added_code:
+        findings.append(
+            f"the bundle maps in custom code the base does not: {', '.join(added_code)}"
+        )
     out["findings"] = findings
     return out
 
