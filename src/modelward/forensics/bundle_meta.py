@@ -240,20 +240,16 @@ def meta_differences(candidate: BundleMeta, base: BundleMeta) -> dict[str, Any]:
     out["config"] = {"changed": bool(config), "differences": config}
     if config:
         findings.append(f"configuration differs: {', '.join(sorted(config))}")
-    if candidate.generation != base.generation and (
-        candidate.generation is not None or base.generation is not None
-    ):
-        keys = sorted(
+    generation_keys: list[str] = []
+    if candidate.generation is not None and base.generation is not None:
+        generation_keys = sorted(
             k
-            for k in set(candidate.generation or {}) | set(base.generation or {})
-            if (candidate.generation or {}).get(k) != (base.generation or {}).get(k)
+            for k in set(candidate.generation) | set(base.generation)
+            if not _same_value(candidate.generation.get(k), base.generation.get(k))
         )
-        out["generation_config"] = {"changed": True, "keys": keys}
-        findings.append(
-            f"generation_config.json differs: {', '.join(keys) or 'present on one side'}"
-        )
-    else:
-        out["generation_config"] = {"changed": False, "keys": []}
+    out["generation_config"] = {"changed": bool(generation_keys), "keys": generation_keys}
+    if generation_keys:
+        findings.append(f"generation_config.json differs: {', '.join(generation_keys)}")
     pipelines = candidate.pipeline is not None and base.pipeline is not None
     out["tokenizer"]["pipeline_changed"] = pipelines and candidate.pipeline != base.pipeline
     if out["tokenizer"]["pipeline_changed"]:
