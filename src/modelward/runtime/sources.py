@@ -9,7 +9,7 @@ what counts (`runtime.canary.select_arms`).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from modelward.core.observations import MetricPoint, Observation
 
@@ -59,15 +59,7 @@ class InMemoryObservations:
         since_ns: int | None = None,
         until_ns: int | None = None,
     ) -> list[MetricPoint]:
-        return [
-            p
-            for p in self._points
-            if p.model == model
-            and (environment is None or p.environment == environment)
-            and (release_id is None or p.release_id == release_id)
-            and (since_ns is None or p.time_unix_nano >= since_ns)
-            and (until_ns is None or p.time_unix_nano < until_ns)
-        ]
+        return _matching(self._points, model, environment, release_id, since_ns, until_ns)
 
     def observations(
         self,
@@ -77,12 +69,27 @@ class InMemoryObservations:
         since_ns: int | None = None,
         until_ns: int | None = None,
     ) -> list[Observation]:
-        return [
-            o
-            for o in self._items
-            if o.model == model
-            and (environment is None or o.environment == environment)
-            and (release_id is None or o.release_id == release_id)
-            and (since_ns is None or o.time_unix_nano >= since_ns)
-            and (until_ns is None or o.time_unix_nano < until_ns)
-        ]
+        return _matching(self._items, model, environment, release_id, since_ns, until_ns)
+
+
+_Row = TypeVar("_Row", Observation, MetricPoint)
+
+
+def _matching(
+    rows: list[_Row],
+    model: str,
+    environment: str | None,
+    release_id: str | None,
+    since_ns: int | None,
+    until_ns: int | None,
+) -> list[_Row]:
+    """The rows of `model` (and of that environment and release, in that window)."""
+    return [
+        r
+        for r in rows
+        if r.model == model
+        and (environment is None or r.environment == environment)
+        and (release_id is None or r.release_id == release_id)
+        and (since_ns is None or r.time_unix_nano >= since_ns)
+        and (until_ns is None or r.time_unix_nano < until_ns)
+    ]

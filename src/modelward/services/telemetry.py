@@ -220,11 +220,9 @@ class TelemetryService:
             )
             attribution = _Attribution(conn, self.response_models)
             for span, facts in mapped:
-                if span.end_unix_nano < now - int(self.max_age_s * 1e9):
-                    result.drop("older than the accepted age")
-                    continue
-                if span.end_unix_nano > now + int(self.max_skew_s * 1e9):
-                    result.drop("ends in the future")
+                late = self._out_of_time(span.end_unix_nano, now)
+                if late is not None:
+                    result.drop(late)
                     continue
                 try:
                     observation = attribution.observe(span, facts)
@@ -238,6 +236,14 @@ class TelemetryService:
         result.accepted = inserted
         result.duplicates = len(rows) - inserted
         return result
+
+    def _out_of_time(self, time_ns: int, now: int) -> str | None:
+        """Why a span or point at `time_ns` is not stored (too old, or in the future), or None."""
+        if time_ns < now - int(self.max_age_s * 1e9):
+            return "older than the accepted age"
+        if time_ns > now + int(self.max_skew_s * 1e9):
+            return "ends in the future"
+        return None
 
     def ingest_points(self, decoded: DecodedMetrics) -> MetricIngestResult:
         """Attribute and store decoded metric points (InputError, nothing stored, on a bad
@@ -260,11 +266,9 @@ class TelemetryService:
             )
             attribution = _Attribution(conn, self.response_models)
             for point, claim in claims:
-                if point.time_unix_nano < now - int(self.max_age_s * 1e9):
-                    result.drop("older than the accepted age")
-                    continue
-                if point.time_unix_nano > now + int(self.max_skew_s * 1e9):
-                    result.drop("ends in the future")
+                late = self._out_of_time(point.time_unix_nano, now)
+                if late is not None:
+                    result.drop(late)
                     continue
                 try:
                     model, version, release_id, environment = attribution.attribute(
