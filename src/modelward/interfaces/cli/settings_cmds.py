@@ -23,7 +23,7 @@ def register(subparsers: Any) -> None:
         help="change a setting (admin only; written to the ledger)",
         description=(
             "KEY is one of scan.allow, gate.environments, gate.override_roles, "
-            "gate.max_override. VALUE is JSON or, for a list, comma-separated "
+            "gate.max_override, probe.suites. VALUE is JSON or, for a list, comma-separated "
             "(e.g. gate.override_roles admin or scan.allow '[\"mypkg.models:Net\"]')."
         ),
     )
